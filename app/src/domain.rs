@@ -1,0 +1,315 @@
+//! Users and the rules their fields obey. Validation collects every field error at once so a client
+//! can fix a request in one round trip.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::problem::FieldError;
+
+pub const NAME_MAX_CHARS: usize = 100;
+pub const EMAIL_MAX_CHARS: usize = 254;
+pub const PAGE_SIZE_DEFAULT: u32 = 20;
+pub const PAGE_SIZE_MAX: u32 = 100;
+
+/// A stored user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct User {
+    #[schema(example = 1, minimum = 1)]
+    pub id: i64,
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    #[schema(example = "ada@example.com", format = "email")]
+    pub email: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Body of `POST /api/users` and `PUT /api/users/{id}`: every field is required.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserInput {
+    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    #[schema(example = "ada@example.com", format = "email", max_length = 254)]
+    pub email: Option<String>,
+}
+
+/// Body of `PATCH /api/users/{id}`: only the fields present change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[schema(example = "Ada King", min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    #[schema(example = "ada.king@example.com", format = "email", max_length = 254)]
+    pub email: Option<String>,
+}
+
+/// A validated name and e-mail address, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidUser {
+    pub name: String,
+    pub email: String,
+}
+
+/// Validated changes of a PATCH.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValidPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl UserInput {
+    pub fn validate(self) -> Result<ValidUser, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name =
+            required("name", self.name, &mut errors).and_then(|n| check_name(n, &mut errors));
+        let email =
+            required("email", self.email, &mut errors).and_then(|e| check_email(e, &mut errors));
+        match (name, email) {
+            (Some(name), Some(email)) if errors.is_empty() => Ok(ValidUser { name, email }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl UserPatch {
+    pub fn validate(self) -> Result<ValidPatch, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if self.name.is_none() && self.email.is_none() {
+            errors.push(field_error(
+                "name",
+                "required",
+                "give at least one of name and email",
+            ));
+            return Err(errors);
+        }
+        let name = self.name.and_then(|n| check_name(n, &mut errors));
+        let email = self.email.and_then(|e| check_email(e, &mut errors));
+        if errors.is_empty() {
+            Ok(ValidPatch { name, email })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn field_error(field: &str, code: &str, message: &str) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        code: code.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn required(field: &str, value: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+    if value.is_none() {
+        errors.push(field_error(field, "required", "this field is required"));
+    }
+    value
+}
+
+fn check_name(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        errors.push(field_error("name", "empty", "name must not be blank"));
+        return None;
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        errors.push(field_error(
+            "name",
+            "too_long",
+            &format!("name must be at most {NAME_MAX_CHARS} characters"),
+        ));
+        return None;
+    }
+    if name.chars().any(char::is_control) {
+        errors.push(field_error(
+            "name",
+            "invalid_characters",
+            "name must not contain control characters",
+        ));
+        return None;
+    }
+    Some(name.to_string())
+}
+
+/// A deliberately plain check (local@domain.tld, no spaces or control characters): the address is
+/// lower-cased so uniqueness is case-insensitive.
+fn check_email(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    if email.chars().count() > EMAIL_MAX_CHARS {
+        errors.push(field_error(
+            "email",
+            "too_long",
+            &format!("email must be at most {EMAIL_MAX_CHARS} characters"),
+        ));
+        return None;
+    }
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && local.len() <= 64
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+                && email
+                    .chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+        }
+        None => false,
+    };
+    if !valid {
+        errors.push(field_error(
+            "email",
+            "invalid_format",
+            "email must look like name@example.com",
+        ));
+        return None;
+    }
+    Some(email)
+}
+
+/// Query of `GET /api/users`: keyset pagination, so page N costs the same as page 1.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(minimum = 0)]
+    pub cursor: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn validate(&self) -> Result<(u32, i64), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let limit = self.limit.unwrap_or(PAGE_SIZE_DEFAULT);
+        if limit == 0 || limit > PAGE_SIZE_MAX {
+            errors.push(field_error(
+                "limit",
+                "out_of_range",
+                &format!("limit must be between 1 and {PAGE_SIZE_MAX}"),
+            ));
+        }
+        let cursor = self.cursor.unwrap_or(0);
+        if cursor < 0 {
+            errors.push(field_error(
+                "cursor",
+                "out_of_range",
+                "cursor must not be negative",
+            ));
+        }
+        if errors.is_empty() {
+            Ok((limit, cursor))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// The page size used.
+    pub limit: u32,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: Option<&str>, email: Option<&str>) -> UserInput {
+        UserInput {
+            name: name.map(str::to_string),
+            email: email.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn valid_input_is_trimmed_and_lowercased() {
+        let user = input(Some("  Ada "), Some(" Ada@Example.COM "))
+            .validate()
+            .expect("valid");
+        assert_eq!(user.name, "Ada");
+        assert_eq!(user.email, "ada@example.com");
+    }
+
+    #[test]
+    fn every_field_error_is_reported_at_once() {
+        let errors = input(None, Some("not-an-email")).validate().unwrap_err();
+        let fields: Vec<_> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
+        assert_eq!(fields, [("name", "required"), ("email", "invalid_format")]);
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for bad in [
+            "a@b", "@b.c", "a@.b.c", "a@b.c.", "a b@c.d", "a@b@c.d", "a@b..c", "<a@b.c>", "",
+        ] {
+            assert!(input(Some("x"), Some(bad)).validate().is_err(), "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(input(Some("x"), Some(&long)).validate().is_err());
+    }
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        assert!(input(Some(&"é".repeat(100)), Some("a@b.co"))
+            .validate()
+            .is_ok());
+        assert!(input(Some(&"é".repeat(101)), Some("a@b.co"))
+            .validate()
+            .is_err());
+        assert!(input(Some("   "), Some("a@b.co")).validate().is_err());
+        assert!(input(Some("a\u{0}b"), Some("a@b.co")).validate().is_err());
+    }
+
+    #[test]
+    fn patch_needs_a_field_and_validates_those_given() {
+        let empty = UserPatch {
+            name: None,
+            email: None,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(empty[0].code, "required");
+        let patch = UserPatch {
+            name: None,
+            email: Some("X@Y.ORG".into()),
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            patch,
+            ValidPatch {
+                name: None,
+                email: Some("x@y.org".into())
+            }
+        );
+    }
+
+    #[test]
+    fn page_size_is_bounded() {
+        let q = |limit, cursor| PageQuery { limit, cursor }.validate();
+        assert_eq!(q(None, None).expect("default"), (20, 0));
+        assert_eq!(q(Some(100), Some(5)).expect("max"), (100, 5));
+        assert!(q(Some(0), None).is_err());
+        assert!(q(Some(101), None).is_err());
+        assert!(q(None, Some(-1)).is_err());
+    }
+}

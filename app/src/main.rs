@@ -1,0 +1,36 @@
+use std::process::ExitCode;
+
+use devsecops_app::configuration::Settings;
+use devsecops_app::startup::Application;
+use devsecops_app::telemetry;
+use slog::{crit, info};
+
+fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            // The logger's level comes from the settings, so configuration errors are printed plainly.
+            eprintln!("devsecops-app: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let logger = telemetry::logger(Box::new(std::io::stdout()), settings.log_level);
+    info!(logger, "starting";
+        "environment" => settings.environment.as_str(),
+        "workers" => settings.workers);
+
+    let runtime = actix_web::rt::System::new();
+    let result = runtime.block_on(async {
+        let app = Application::build(settings, logger.clone()).await?;
+        app.run()
+            .await
+            .map_err(|e| devsecops_app::startup::StartupError(format!("server error: {e}")))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            crit!(logger, "exiting"; "error" => err.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}

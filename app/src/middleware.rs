@@ -1,0 +1,372 @@
+//! The one middleware every request passes through, in this order: request id, header size limit,
+//! per-client rate limit, time limit, problem+json for bodiless errors, security headers, metrics and
+//! exactly one access-log line. One middleware rather than six keeps the per-request cost to a few
+//! microseconds (see BENCHMARKS.md).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use slog::{error, info, o, warn, Logger};
+
+use crate::metrics::UNMATCHED_ENDPOINT;
+use crate::problem::{ApiError, Problem, PROBLEM_CONTENT_TYPE};
+use crate::state::AppState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest accepted X-Request-ID; longer or unusual values are replaced, not echoed.
+pub const REQUEST_ID_MAX_LEN: usize = 128;
+
+/// Paths the orchestrator and Prometheus poll: never rate limited, so a busy client cannot make a
+/// healthy pod look dead.
+const UNLIMITED_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
+
+/// The id of the current request, in request extensions.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// A logger carrying the request id, for every log line written while handling the request.
+#[derive(Clone)]
+pub struct RequestLogger(pub Logger);
+
+impl FromRequest for RequestLogger {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let logger = match req.extensions().get::<RequestLogger>() {
+            Some(logger) => logger.clone(),
+            None => RequestLogger(
+                req.app_data::<web::Data<AppState>>()
+                    .map(|s| s.logger.clone())
+                    .unwrap_or_else(|| Logger::root(slog::Discard, o!())),
+            ),
+        };
+        std::future::ready(Ok(logger))
+    }
+}
+
+/// Accepts a client's request id when it is 1 to 128 characters of `[A-Za-z0-9._:-]`.
+pub fn is_valid_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= REQUEST_ID_MAX_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The client's address: the peer, or the first X-Forwarded-For hop when configured to trust it.
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|addr| addr.ip())
+}
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let settings = &state.settings;
+
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_valid_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let logger = state.logger.new(o!("request_id" => request_id.clone()));
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut().insert(RequestLogger(logger.clone()));
+
+    // Captured before the call: the request moves into the router, which needs it unshared.
+    let info = RequestInfo {
+        method: req.method().clone(),
+        endpoint: req
+            .match_pattern()
+            .unwrap_or_else(|| UNMATCHED_ENDPOINT.to_string()),
+        path: req.path().chars().take(256).collect(),
+        user_agent: req.headers().get(header::USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(256)
+                .collect()
+        }),
+        client: client_ip(req.request(), settings.trust_forwarded_for),
+    };
+
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlightGuard(&state.metrics.in_flight);
+
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+
+    let outcome = if header_bytes > settings.max_header_bytes {
+        let problem = Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Some(format!(
+                "request headers exceed {} bytes",
+                settings.max_header_bytes
+            )),
+        );
+        Ok(req.into_response(problem.into_response()))
+    } else if let Some(retry_after) = rate_limited(&state, &info.path, info.client) {
+        state.metrics.rate_limited.inc();
+        warn!(logger, "rate limit exceeded";
+            "event" => "rate_limited",
+            "client_address" => info.client.map(|ip| ip.to_string()),
+            "path" => &info.path);
+        let error = ApiError::RateLimited {
+            retry_after_secs: retry_after,
+        };
+        Ok(req.into_response(error.error_response()))
+    } else {
+        match tokio::time::timeout(settings.request_timeout, next.call(req)).await {
+            Ok(Ok(response)) => Ok(response.map_into_boxed_body()),
+            Ok(Err(err)) => Err(err),
+            Err(_) => {
+                error!(logger, "request timed out";
+                    "event" => "request_timeout",
+                    "timeout_ms" => settings.request_timeout.as_millis() as u64);
+                Err(ApiError::Unavailable(format!(
+                    "the request did not complete within {} ms",
+                    settings.request_timeout.as_millis()
+                ))
+                .into())
+            }
+        }
+    };
+
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(response) => {
+            let mut response = ensure_problem_body(response);
+            add_headers(response.headers_mut(), &request_id, settings.hsts_max_age);
+            finish(&state, &logger, &info, response.status(), elapsed);
+            Ok(response)
+        }
+        Err(err) => {
+            // No request left to attach a response to: actix renders the error, and
+            // `Answered` makes that rendering carry the same body shape and headers.
+            let status = err.as_response_error().status_code();
+            finish(&state, &logger, &info, status, elapsed);
+            Err(Answered {
+                inner: err,
+                request_id,
+                hsts_max_age: settings.hsts_max_age,
+            }
+            .into())
+        }
+    }
+}
+
+/// What the access log and metrics need of a request, taken before the router consumes it.
+struct RequestInfo {
+    method: actix_web::http::Method,
+    endpoint: String,
+    path: String,
+    user_agent: Option<String>,
+    client: Option<IpAddr>,
+}
+
+fn finish(
+    state: &AppState,
+    logger: &Logger,
+    info: &RequestInfo,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    state.metrics.observe_request(
+        info.method.as_str(),
+        &info.endpoint,
+        status.as_str(),
+        elapsed.as_secs_f64(),
+    );
+    access_log(logger, info, status, elapsed);
+}
+
+/// An error that escaped the handlers, rendered as problem+json with the usual headers.
+#[derive(Debug)]
+struct Answered {
+    inner: actix_web::Error,
+    request_id: String,
+    hsts_max_age: Option<u64>,
+}
+
+impl std::fmt::Display for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl ResponseError for Answered {
+    fn status_code(&self) -> StatusCode {
+        self.inner.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let original = self.inner.error_response();
+        let mut response = if original
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes())
+        {
+            original
+        } else {
+            problem_for(self.status_code(), &self.inner)
+        };
+        add_headers(response.headers_mut(), &self.request_id, self.hsts_max_age);
+        response
+    }
+}
+
+/// Seconds to wait when the client is over its quota, else `None`.
+fn rate_limited(state: &AppState, path: &str, client: Option<IpAddr>) -> Option<u64> {
+    let limiter = state.rate_limiter.as_ref()?;
+    if UNLIMITED_PATHS.contains(&path) {
+        return None;
+    }
+    let client = client?;
+    match limiter.check_key(&client) {
+        Ok(()) => None,
+        Err(not_until) => {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        }
+    }
+}
+
+fn problem_for(status: StatusCode, err: &actix_web::Error) -> HttpResponse {
+    let detail = if status.is_server_error() {
+        None
+    } else {
+        Some(err.to_string().chars().take(200).collect())
+    };
+    Problem::new(status, detail).into_response()
+}
+
+/// Errors produced outside our handlers (routing's 405, actix's own 4xx) arrive without a problem
+/// body; replace them so every error has the same shape.
+fn ensure_problem_body(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
+    if is_problem {
+        return response;
+    }
+    let (req, old) = response.into_parts();
+    let mut replacement = Problem::new(status, None).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = old.headers().get(&name) {
+            replacement.headers_mut().insert(name, value.clone());
+        }
+    }
+    ServiceResponse::new(req, replacement)
+}
+
+fn add_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    request_id: &str,
+    hsts_max_age: Option<u64>,
+) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(max_age) = hsts_max_age {
+        if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}; includeSubDomains")) {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
+        }
+    }
+}
+
+fn access_log(logger: &Logger, info: &RequestInfo, status: StatusCode, elapsed: Duration) {
+    macro_rules! log_at {
+        ($level:ident) => {
+            $level!(logger, "request completed";
+                "event" => "access",
+                "method" => info.method.as_str(),
+                "route" => &info.endpoint,
+                "path" => &info.path,
+                "status" => status.as_u16(),
+                "duration_ms" => elapsed.as_secs_f64() * 1_000.0,
+                "user_agent" => info.user_agent.as_deref(),
+                "client_address" => info.client.map(|ip| ip.to_string()))
+        };
+    }
+    if status.is_server_error() {
+        log_at!(error);
+    } else {
+        log_at!(info);
+    }
+}
+
+struct InFlightGuard<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_bounded_and_plain() {
+        assert!(is_valid_request_id("abc-123_X.y:z"));
+        assert!(is_valid_request_id(&"a".repeat(REQUEST_ID_MAX_LEN)));
+        assert!(!is_valid_request_id(&"a".repeat(REQUEST_ID_MAX_LEN + 1)));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id("a b"));
+        assert!(!is_valid_request_id("a\"b"));
+        assert!(!is_valid_request_id("é"));
+    }
+}
