@@ -1,0 +1,117 @@
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::backend_tests;
+use crate::helpers::{spawn_app_with, Backend};
+
+const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
+
+/// The document describes what the router serves, no more and no less: every documented operation
+/// is routed (never 404/405), and on each documented path the methods the router accepts (its
+/// `Allow` header, and what answers other than 405) are exactly the documented ones.
+async fn openapi_document_matches_the_router(backend: Backend) {
+    let app = spawn_app_with(backend, &[("DEBUG", "true")]).await;
+    let reply = app.get("/openapi.json").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let doc = reply.json();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "OpenAPI 3.1"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    let paths = doc["paths"].as_object().expect("paths");
+    let expected: BTreeSet<&str> = [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+        "/api/users",
+        "/api/users/{id}",
+        "/debug/memory",
+    ]
+    .into();
+    assert_eq!(
+        paths.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        expected
+    );
+
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", "1");
+        let documented: BTreeSet<String> = METHODS
+            .iter()
+            .filter(|m| item.get(**m).is_some())
+            .map(|m| m.to_uppercase())
+            .collect();
+        for method in METHODS {
+            let req = app.client.request(
+                awc::http::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"),
+                app.url(&concrete),
+            );
+            let reply = app.send(app.authed(req), None).await;
+            let is_documented = documented.contains(&method.to_uppercase());
+            if is_documented {
+                assert!(
+                    reply.status != 404 || path.contains("{id}"),
+                    "{method} {path} is documented but not routed"
+                );
+                assert_ne!(
+                    reply.status, 405,
+                    "{method} {path} is documented but refused"
+                );
+                check_operation(&doc, &item[*method], reply.status, path, method);
+            } else {
+                assert_eq!(
+                    reply.status, 405,
+                    "{method} {path} is served but undocumented"
+                );
+                let allow: BTreeSet<String> = reply
+                    .header("allow")
+                    .expect("Allow")
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect();
+                assert_eq!(allow, documented, "Allow of {path}");
+            }
+        }
+    }
+}
+
+/// Each operation documents the status it answered, an operationId, and every 4xx/5xx as a problem.
+fn check_operation(doc: &Value, op: &Value, status: u16, path: &str, method: &str) {
+    assert!(
+        op["operationId"].is_string(),
+        "{method} {path}: operationId"
+    );
+    let responses = op["responses"].as_object().expect("responses");
+    assert!(
+        responses.contains_key(&status.to_string()) || responses.contains_key("default"),
+        "{method} {path}: status {status} undocumented"
+    );
+    assert!(
+        responses.contains_key("default"),
+        "{method} {path}: no default error"
+    );
+    for (code, response) in responses {
+        if code == "default" || code.starts_with('4') || code.starts_with('5') {
+            let schema = &response["content"]["application/problem+json"]["schema"]["$ref"];
+            assert_eq!(
+                schema, "#/components/schemas/Problem",
+                "{method} {path} {code}"
+            );
+        }
+    }
+    let _ = doc;
+}
+
+backend_tests!(openapi_document_matches_the_router);

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Shared helpers for the project's scripts: idempotent installs and a local PostgreSQL.
+# Sourced, not run.
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# as_postgres CMD... runs a command as the postgres system user.
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+APT_UPDATED=""
+# apt_install PKG... installs the Debian packages that are not installed yet.
+apt_install() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# cargo_tool BINARY CRATE [VERSION] installs a cargo tool once (skipped when BINARY is on PATH).
+cargo_tool() {
+  local bin="$1" crate="$2" version="${3:-}"
+  if command -v "$bin" >/dev/null 2>&1; then return 0; fi
+  log "cargo install $crate ${version}"
+  if [ -n "$version" ]; then
+    cargo install --locked "$crate" --version "$version"
+  else
+    cargo install --locked "$crate"
+  fi
+}
+
+# Test database role; local-only credentials for a loopback cluster started by this script.
+PG_TEST_USER="${PG_TEST_USER:-devsecops_test}"
+PG_TEST_PASSWORD="${PG_TEST_PASSWORD:-devsecops_test}"
+PG_PORT="${PG_PORT:-5432}"
+
+# ensure_postgres installs PostgreSQL 15 from Debian when absent, starts the cluster, and creates the
+# test role (allowed to create databases: every test gets its own).
+ensure_postgres() {
+  apt_install postgresql postgresql-client
+  if ! pg_lsclusters -h 2>/dev/null | awk '$1==15 && $2=="main"' | grep -q .; then
+    log "creating PostgreSQL cluster 15/main"
+    $SUDO pg_createcluster 15 main >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk '$1==15 && $2=="main" {print $4}' | grep -q online; then
+    log "starting PostgreSQL 15/main"
+    $SUDO pg_ctlcluster 15 main start
+  fi
+  local i
+  for i in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.2
+  done
+  pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || { echo "PostgreSQL did not come up" >&2; return 1; }
+  as_postgres psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 <<SQL >/dev/null
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${PG_TEST_USER}') THEN
+    CREATE ROLE ${PG_TEST_USER} LOGIN CREATEDB PASSWORD '${PG_TEST_PASSWORD}';
+  END IF;
+END
+\$\$;
+SQL
+  export TEST_POSTGRES_URL="postgres://${PG_TEST_USER}:${PG_TEST_PASSWORD}@127.0.0.1:${PG_PORT}/postgres"
+}
+
+# drop_test_databases removes databases left by earlier test runs.
+drop_test_databases() {
+  local db
+  for db in $(as_postgres psql -p "$PG_PORT" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
+    as_postgres dropdb -p "$PG_PORT" --if-exists "$db"
+  done
+}
