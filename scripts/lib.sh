@@ -84,3 +84,28 @@ drop_test_databases() {
     as_postgres dropdb -p "$PG_PORT" --if-exists "$db"
   done
 }
+
+# Where the RustSec advisory database snapshot is read from (never fetched during tests).
+ADVISORY_DB_SRC="${DEVSECOPS_ADVISORY_DB:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/advisory-db}"
+
+# prepare_advisory_db copies the snapshot into a git repository at the path cargo-deny derives from
+# deny.toml's db-urls (name + XxHash64 of the URL) and prints that path. cargo-audit reads the same one.
+prepare_advisory_db() {
+  local root="$1"
+  local dest="$root/advisory-db-3157b0e258782691"
+  [ -d "$ADVISORY_DB_SRC/crates" ] || { echo "advisory database not found at $ADVISORY_DB_SRC (set DEVSECOPS_ADVISORY_DB)" >&2; return 1; }
+  local stamp
+  stamp=$(cd "$ADVISORY_DB_SRC" && find . -type f -newer /dev/null -printf '%P %s\n' | sort | sha256sum | cut -c1-16)
+  if [ ! -f "$dest/.snapshot-stamp" ] || [ "$(cat "$dest/.snapshot-stamp")" != "$stamp" ]; then
+    log "preparing the advisory database snapshot"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    cp -R "$ADVISORY_DB_SRC/." "$dest/"
+    chmod -R u+w "$dest"
+    git -C "$dest" init -q -b main
+    git -C "$dest" add -A
+    git -C "$dest" -c user.name=snapshot -c user.email=snapshot@localhost commit -q -m snapshot
+    echo "$stamp" > "$dest/.snapshot-stamp"
+  fi
+  echo "$dest"
+}

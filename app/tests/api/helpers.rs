@@ -50,7 +50,7 @@ macro_rules! backend_tests {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
-    pub client: awc::Client,
+    pub client: HttpClient,
     pub logs: SharedBuffer,
     pub state: web::Data<AppState>,
     pub database_url: String,
@@ -124,9 +124,7 @@ pub async fn spawn_app_on(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish(),
+        client: HttpClient,
         logs,
         state,
         database_url,
@@ -134,14 +132,132 @@ pub async fn spawn_app_on(
     }
 }
 
+/// A deliberately small HTTP/1.1 client (one connection per request, `Connection: close`): the tests
+/// see exactly the bytes the service sends, and the dependency tree stays free of an HTTP/2 stack.
+#[derive(Clone, Copy)]
+pub struct HttpClient;
+
+impl HttpClient {
+    pub fn request(&self, method: &str, url: String) -> Request {
+        Request {
+            method: method.to_string(),
+            url,
+            headers: Vec::new(),
+        }
+    }
+    pub fn get(&self, url: String) -> Request {
+        self.request("GET", url)
+    }
+    pub fn post(&self, url: String) -> Request {
+        self.request("POST", url)
+    }
+    pub fn put(&self, url: String) -> Request {
+        self.request("PUT", url)
+    }
+    pub fn patch(&self, url: String) -> Request {
+        self.request("PATCH", url)
+    }
+    pub fn delete(&self, url: String) -> Request {
+        self.request("DELETE", url)
+    }
+}
+
+pub struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn insert_header<K: Into<String>, V: Into<String>>(
+        mut self,
+        (name, value): (K, V),
+    ) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends the request with `body` and reads the whole response.
+    pub async fn send_bytes(self, body: &[u8]) -> Reply {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.exchange(body))
+            .await
+            .expect("the service answered within 30 s")
+            .unwrap_or_else(|e| panic!("HTTP exchange failed: {e}"))
+    }
+
+    async fn exchange(self, body: &[u8]) -> std::io::Result<Reply> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rest = self.url.strip_prefix("http://").expect("http URL");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let mut head = format!(
+            "{} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.method,
+            body.len()
+        );
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+        {
+            head.push_str("User-Agent: api-tests\r\n");
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Reply::parse(&raw)
+    }
+}
+
 /// A response read whole.
 pub struct Reply {
     pub status: u16,
-    pub headers: awc::http::header::HeaderMap,
+    pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    fn parse(raw: &[u8]) -> std::io::Result<Reply> {
+        let invalid = |what: &str| {
+            std::io::Error::other(format!("{what}: {:?}", String::from_utf8_lossy(raw)))
+        };
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| invalid("no header end"))?;
+        let head = std::str::from_utf8(&raw[..split]).map_err(|_| invalid("head not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("no status"))?;
+        let mut headers = HashMap::new();
+        for line in lines {
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let mut body = raw[split + 4..].to_vec();
+        if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            body = dechunk(&body).ok_or_else(|| invalid("bad chunked body"))?;
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -154,10 +270,7 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(&name.to_ascii_lowercase()).cloned()
     }
     /// Asserts an RFC 9457 problem with this status and returns its body.
     pub fn problem(&self, status: u16) -> Value {
@@ -193,21 +306,16 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub async fn send(&self, req: awc::ClientRequest, body: Option<Value>) -> Reply {
-        let result = match body {
-            Some(body) => req.send_json(&body).await,
-            None => req.send().await,
-        };
-        let mut response = result.expect("request sent");
-        let body = response
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .expect("body read");
-        Reply {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: body.to_vec(),
+    /// Sends `req`, with `body` as JSON when given.
+    pub async fn send(&self, req: Request, body: Option<Value>) -> Reply {
+        match body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(&body).expect("serialize");
+                req.insert_header(("Content-Type", "application/json"))
+                    .send_bytes(&bytes)
+                    .await
+            }
+            None => req.send_bytes(b"").await,
         }
     }
 
@@ -215,7 +323,7 @@ impl TestApp {
         self.send(self.client.get(self.url(path)), None).await
     }
 
-    pub fn authed(&self, req: awc::ClientRequest) -> awc::ClientRequest {
+    pub fn authed(&self, req: Request) -> Request {
         req.insert_header(("Authorization", format!("Bearer {TOKEN}")))
     }
 
@@ -339,5 +447,20 @@ impl Proxy {
                 let _ = self.freeze.send(false);
             }
         }
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
     }
 }
