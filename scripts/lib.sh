@@ -59,8 +59,7 @@ ensure_postgres() {
     log "starting PostgreSQL 15/main"
     $SUDO pg_ctlcluster 15 main start
   fi
-  local i
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
     sleep 0.2
   done

@@ -19,7 +19,7 @@ pub struct User {
     pub id: i64,
     #[schema(example = "Ada Lovelace")]
     pub name: String,
-    #[schema(example = "ada@example.com", format = "email")]
+    #[schema(example = "ada@example.com")]
     pub email: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -29,24 +29,45 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
+/// Characters a name may hold: no control characters, and at least one that is not white space.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+/// The accepted address shape: local@domain.tld, no white space, control characters, `<` or `>`.
+pub const EMAIL_PATTERN: &str = r"^[^@\s<>\u0000-\u001f\u007f-\u009f]{1,64}@(?:[^@\s<>.\u0000-\u001f\u007f-\u009f]+\.)+[^@\s<>.\u0000-\u001f\u007f-\u009f]+$";
+
 /// Body of `POST /api/users` and `PUT /api/users/{id}`: every field is required.
+///
+/// Fields are `Option` so that every missing field is reported at once (422), but `null` is refused
+/// like any other wrong type (400).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
-    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 100)]
+    /// Display name; leading and trailing white space is dropped.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, required = true, example = "Ada Lovelace", min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub name: Option<String>,
-    #[schema(example = "ada@example.com", format = "email", max_length = 254)]
+    /// E-mail address, unique regardless of case; stored in lower case.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, required = true, example = "ada@example.com", max_length = 254, pattern = r"^[^@\s<>\u0000-\u001f\u007f-\u009f]{1,64}@(?:[^@\s<>.\u0000-\u001f\u007f-\u009f]+\.)+[^@\s<>.\u0000-\u001f\u007f-\u009f]+$")]
     pub email: Option<String>,
 }
 
-/// Body of `PATCH /api/users/{id}`: only the fields present change.
+/// Body of `PATCH /api/users/{id}`: only the fields present change; at least one must be.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    #[schema(example = "Ada King", min_length = 1, max_length = 100)]
+    /// Display name; leading and trailing white space is dropped.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, example = "Ada King", min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub name: Option<String>,
-    #[schema(example = "ada.king@example.com", format = "email", max_length = 254)]
+    /// E-mail address, unique regardless of case; stored in lower case.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, example = "ada.king@example.com", max_length = 254, pattern = r"^[^@\s<>\u0000-\u001f\u007f-\u009f]{1,64}@(?:[^@\s<>.\u0000-\u001f\u007f-\u009f]+\.)+[^@\s<>.\u0000-\u001f\u007f-\u009f]+$")]
     pub email: Option<String>,
+}
+
+/// A field that, when present, must be a string: `null` is a type error, absence is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
 }
 
 /// A validated name and e-mail address, ready to store.
@@ -114,12 +135,7 @@ fn required(field: &str, value: Option<String>, errors: &mut Vec<FieldError>) ->
 }
 
 fn check_name(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        errors.push(field_error("name", "empty", "name must not be blank"));
-        return None;
-    }
-    if name.chars().count() > NAME_MAX_CHARS {
+    if raw.chars().count() > NAME_MAX_CHARS {
         errors.push(field_error(
             "name",
             "too_long",
@@ -127,7 +143,7 @@ fn check_name(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
         ));
         return None;
     }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         errors.push(field_error(
             "name",
             "invalid_characters",
@@ -135,13 +151,18 @@ fn check_name(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
         ));
         return None;
     }
+    let name = raw.trim();
+    if name.is_empty() {
+        errors.push(field_error("name", "empty", "name must not be blank"));
+        return None;
+    }
     Some(name.to_string())
 }
 
-/// A deliberately plain check (local@domain.tld, no spaces or control characters): the address is
-/// lower-cased so uniqueness is case-insensitive.
+/// A deliberately plain check, the same as [`EMAIL_PATTERN`] (local@domain.tld, no white space or
+/// control characters): the address is lower-cased so uniqueness is case-insensitive.
 fn check_email(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
-    let email = raw.trim().to_lowercase();
+    let email = raw.to_lowercase();
     if email.chars().count() > EMAIL_MAX_CHARS {
         errors.push(field_error(
             "email",
@@ -153,7 +174,7 @@ fn check_email(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
     let valid = match email.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
-                && local.len() <= 64
+                && local.chars().count() <= 64
                 && !domain.contains('@')
                 && domain.contains('.')
                 && !domain.starts_with('.')
@@ -162,6 +183,7 @@ fn check_email(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
                 && email
                     .chars()
                     .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+                && !domain.split('.').any(str::is_empty)
         }
         None => false,
     };
@@ -239,7 +261,7 @@ mod tests {
 
     #[test]
     fn valid_input_is_trimmed_and_lowercased() {
-        let user = input(Some("  Ada "), Some(" Ada@Example.COM "))
+        let user = input(Some("  Ada "), Some("Ada@Example.COM"))
             .validate()
             .expect("valid");
         assert_eq!(user.name, "Ada");
@@ -260,6 +282,7 @@ mod tests {
     fn bad_emails_are_refused() {
         for bad in [
             "a@b", "@b.c", "a@.b.c", "a@b.c.", "a b@c.d", "a@b@c.d", "a@b..c", "<a@b.c>", "",
+            " a@b.co", "a@b.co\n",
         ] {
             assert!(input(Some("x"), Some(bad)).validate().is_err(), "{bad}");
         }

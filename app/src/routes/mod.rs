@@ -43,7 +43,7 @@ use crate::problem::{ApiError, Problem};
         debug::MemoryReport,
         debug::DbPool,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &PatchNeedsAField),
     tags(
         (name = "users", description = "Users: reads are open, writes need the bearer token"),
         (name = "operations", description = "Probes, metrics, API description and diagnostics"),
@@ -60,6 +60,23 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// `minProperties: 1` on the PATCH body. Set here because utoipa 5's `min_properties` container
+/// attribute emits `maxProperties` instead.
+struct PatchNeedsAField;
+
+impl Modify for PatchNeedsAField {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{schema::Schema, RefOr};
+        let patch = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("UserPatch"));
+        if let Some(RefOr::T(Schema::Object(object))) = patch {
+            object.min_properties = Some(1);
+        }
     }
 }
 
@@ -151,4 +168,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(debug::memory))
             .default_service(method_not_allowed("GET")),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EMAIL_PATTERN, NAME_PATTERN};
+
+    /// utoipa takes patterns as literals only; this keeps them equal to the ones validation documents.
+    #[test]
+    fn schema_patterns_are_the_validation_patterns() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        for schema in ["UserInput", "UserPatch"] {
+            let props = &doc["components"]["schemas"][schema]["properties"];
+            assert_eq!(props["name"]["pattern"], NAME_PATTERN, "{schema}.name");
+            assert_eq!(props["email"]["pattern"], EMAIL_PATTERN, "{schema}.email");
+            assert_eq!(
+                doc["components"]["schemas"][schema]["additionalProperties"], false,
+                "{schema} refuses unknown fields"
+            );
+        }
+        let required = &doc["components"]["schemas"]["UserInput"]["required"];
+        assert_eq!(required, &serde_json::json!(["name", "email"]));
+        assert_eq!(
+            doc["components"]["schemas"]["UserPatch"]["minProperties"],
+            1
+        );
+    }
 }

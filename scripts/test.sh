@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine. It installs what it needs first (each step is
+# skipped when already done), starts PostgreSQL, then runs every check. `.ci/run` calls exactly this.
+#
+#   scripts/test.sh            everything
+#   FAST=1 scripts/test.sh     skip the API fuzzing (schemathesis) step
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+# Pinned tool versions: bump them here.
+CARGO_DENY_VERSION=0.20.2
+CARGO_AUDIT_VERSION=0.22.2
+CARGO_NEXTEST_VERSION=0.9.143
+SCHEMATHESIS_VERSION=4.32.5
+TOOLS_CACHE="${DEVSECOPS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}"
+
+passed=0
+failed=0
+failures=()
+# run_step NAME CMD...: runs one check, records its result, and keeps going so one report shows all.
+run_step() {
+  local name="$1"
+  shift
+  log "$name"
+  local started=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    printf '    ok: %s (%ss)\n' "$name" "$((SECONDS - started))"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    printf '    FAILED: %s (%ss)\n' "$name" "$((SECONDS - started))"
+  fi
+}
+
+install_tools() {
+  apt_install postgresql postgresql-client shellcheck curl ca-certificates git
+  cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
+  cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
+  cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+  local venv="$TOOLS_CACHE/venv"
+  if [ "$("$venv/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
+check_format() { cargo fmt --all -- --check; }
+check_clippy() { cargo clippy --workspace --all-targets --locked -- -D warnings; }
+
+check_supply_chain() {
+  cargo fetch --locked -q
+  local db
+  db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
+  cargo deny --offline check
+  cargo audit --no-fetch --stale --db "$db" --deny warnings
+  check_suppressions
+}
+
+# Every suppression carries an owner and an expiry date; an expired one fails the build, and the
+# reason given for RUSTSEC-2023-0071 (rsa is never built) must still hold.
+check_suppressions() {
+  local today status=0 line date
+  today=$(date -u +%Y-%m-%d)
+  while IFS= read -r line; do
+    date=$(sed -n 's/.*expires: \([0-9-]*\).*/\1/p' <<<"$line")
+    if [ -z "$date" ] || ! grep -q 'owner:' <<<"$line"; then
+      echo "suppression without owner or expiry: $line" >&2; status=1
+    elif [[ "$date" < "$today" ]]; then
+      echo "suppression expired on $date: $line" >&2; status=1
+    fi
+  done < <(grep -h 'expires:' .cargo/audit.toml deny.toml || true)
+  if [ -n "$(cargo tree --locked -i rsa --target all -e normal,build 2>/dev/null)" ]; then
+    echo "rsa is now built: RUSTSEC-2023-0071 may no longer be suppressed" >&2; status=1
+  fi
+  return $status
+}
+
+run_tests() {
+  cargo nextest run --workspace --locked --no-fail-fast
+}
+
+# Fuzzes the running service against its own OpenAPI document: no 5xx, no response outside the
+# schema, valid data accepted and invalid data refused. The coverage phase is left out: it crashes
+# inside hypothesis on this document (an upstream bug), the other three phases run in full.
+fuzz_api() {
+  local backend="$1" url port pid status=0 dir
+  cargo build --locked -q -p devsecops-app
+  dir=$(mktemp -d)
+  case "$backend" in
+    sqlite) url="sqlite://$dir/app.db" ;;
+    postgres)
+      local name="test_schemathesis_$$"
+      as_postgres dropdb -p "$PG_PORT" --if-exists "$name"
+      as_postgres createdb -p "$PG_PORT" -O "$PG_TEST_USER" "$name"
+      url="${TEST_POSTGRES_URL%/*}/$name" ;;
+  esac
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT="$port" DATABASE_URL="$url" API_TOKEN="schemathesis-token" DEBUG=true RATE_LIMIT_PER_SECOND=0 \
+    target/debug/devsecops-app >"$dir/service.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  st run "http://127.0.0.1:$port/openapi.json" \
+    --checks all --phases examples,fuzzing,stateful \
+    -H "Authorization: Bearer schemathesis-token" \
+    --max-examples 100 --workers 2 --seed 20261126 || status=$?
+  kill -TERM "$pid"
+  wait "$pid" || status=$?
+  if grep -q '"level":"error"' "$dir/service.log"; then
+    echo "the service logged errors while fuzzed:" >&2
+    grep '"level":"error"' "$dir/service.log" | head -20 >&2
+    status=1
+  fi
+  rm -rf "$dir"
+  return $status
+}
+
+check_scripts() { shellcheck -x scripts/*.sh .ci/run; }
+
+log "installing what the tests need"
+install_tools
+ensure_postgres
+drop_test_databases
+
+run_step "rustfmt" check_format
+run_step "clippy (deny warnings)" check_clippy
+run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_chain
+run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
+run_step "shellcheck" check_scripts
+if [ -z "${FAST:-}" ]; then
+  run_step "schemathesis against the service on SQLite" fuzz_api sqlite
+  run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres
+fi
+
+echo
+if [ "$failed" -gt 0 ]; then
+  printf 'failed steps:\n'
+  printf '  - %s\n' "${failures[@]}"
+fi
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
