@@ -123,7 +123,7 @@ fuzz_api() {
   return $status
 }
 
-check_scripts() { shellcheck -x scripts/*.sh .ci/run; }
+check_scripts() { shellcheck -x scripts/*.sh bench/*.sh .ci/run; }
 
 log "installing what the tests need"
 install_tools
