@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SERVICE = os.path.join(TARGET, "release", "devsecops-app")
 BARE = os.path.join(TARGET, "release", "examples", "bare-health")
-TOKEN = "benchmark-token-0123456789abcdefABCDEF"
+# A fresh strong token per run: production mode refuses weak ones, and nothing secret is stored.
+TOKEN = secrets.token_hex(24)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {
@@ -80,7 +82,10 @@ class Server:
                 self.ready_ms = (time.perf_counter() - self.started) * 1000
                 return
             if self.proc.poll() is not None:
-                raise SystemExit(f"{self.proc.args[0]} exited with {self.proc.returncode}")
+                self.log.close()
+                with open(self.log.name, errors="replace") as f:
+                    tail = f.read()[-2000:]
+                raise SystemExit(f"{self.proc.args[0]} exited with {self.proc.returncode}:\n{tail}")
             time.sleep(0.001)
         raise SystemExit("server did not become ready in 20 s")
 
@@ -146,8 +151,8 @@ def post_script(directory):
     with open(path, "w") as f:
         f.write(
             """
+-- thread_id is a global each wrk thread gets from setup(); counter is per thread.
 local counter = 0
-local thread_id = 0
 local next_id = 0
 function setup(thread)
   next_id = next_id + 1
@@ -159,10 +164,10 @@ function request()
     counter, thread_id, counter, os.time())
   return wrk.format("POST", "/api/users", {
     ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer %s",
+    ["Authorization"] = "Bearer TOKEN_HERE",
   }, body)
 end
-""" % TOKEN
+""".replace("TOKEN_HERE", TOKEN)
         )
     return path
 
@@ -189,8 +194,15 @@ def count_access_lines(log_path):
 
 
 def total_requests(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
-        text = r.read().decode()
+    """Requests answered so far, once the ones wrk left in flight have finished."""
+    deadline = time.time() + 10
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+            text = r.read().decode()
+        in_flight = [l for l in text.splitlines() if l.startswith("http_requests_in_flight ")]
+        if (in_flight and float(in_flight[0].split()[1]) <= 1) or time.time() > deadline:
+            break
+        time.sleep(0.1)
     return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("http_requests_total{")))
 
 

@@ -1,14 +1,18 @@
 //! Structured JSON logging with slog + slog-json.
 //!
-//! The drain is synchronous behind a mutex: every record is written before the call returns, so no line
-//! is dropped under load (an async drain with a bounded channel would drop or block unpredictably).
-//! Each line carries `timestamp` (RFC 3339, UTC), `level`, `message`, `service` and `version`; request
-//! handlers get a child logger that adds `request_id`.
+//! The drain is synchronous: every record is written before the call returns, so no line is dropped
+//! under load (an async drain with a bounded channel would drop or block unpredictably). Each record
+//! is serialized into a per-thread buffer first and then written to the sink with one `write_all`
+//! under a mutex, so lines never interleave and workers contend only for the write itself.
+//! Each line carries `timestamp` (RFC 3339, UTC), `level`, `message`, `service` and `version`;
+//! request handlers get a child logger that adds `request_id`.
 
+use std::cell::RefCell;
 use std::io::Write;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use slog::{o, Drain, FnValue, Logger, PushFnValue};
+use slog::{o, Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -20,18 +24,10 @@ pub type LogSink = Box<dyn Write + Send>;
 
 /// Builds the root logger writing JSON lines at `level` and above to `sink`.
 pub fn logger(sink: LogSink, level: slog::Level) -> Logger {
-    let json = slog_json::Json::new(LineWriter::new(sink))
-        .add_key_value(o!(
-            "timestamp" => PushFnValue(|_, ser| {
-                let now = OffsetDateTime::now_utc();
-                ser.emit(now.format(&Rfc3339).unwrap_or_default())
-            }),
-            "level" => FnValue(|record| level_name(record.level())),
-            "message" => PushFnValue(|record, ser| ser.emit(record.msg())),
-        ))
-        .build();
-    let drain = Mutex::new(json).map(slog::Fuse);
-    let drain = slog::LevelFilter::new(drain, level).fuse();
+    let drain = JsonLines {
+        sink: Mutex::new(sink),
+    };
+    let drain = slog::LevelFilter::new(drain.fuse(), level).fuse();
     Logger::root(drain, o!("service" => SERVICE_NAME, "version" => VERSION))
 }
 
@@ -47,38 +43,58 @@ pub fn level_name(level: slog::Level) -> &'static str {
     }
 }
 
-/// Collects a record and writes it with one `write_all` when its newline arrives, so a line is never
-/// split across writes (container runtimes and log shippers read lines, not records).
-struct LineWriter {
-    inner: LogSink,
-    pending: Vec<u8>,
-}
+/// A per-thread line buffer that the thread's JSON encoder writes into.
+#[derive(Clone, Default)]
+struct ThreadBuffer(Rc<RefCell<Vec<u8>>>);
 
-impl LineWriter {
-    fn new(inner: LogSink) -> Self {
-        LineWriter {
-            inner,
-            pending: Vec::with_capacity(512),
-        }
-    }
-}
-
-impl Write for LineWriter {
+impl Write for ThreadBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        if buf.contains(&b'\n') {
-            self.flush()?;
-        }
+        self.0.borrow_mut().extend_from_slice(buf);
         Ok(buf.len())
     }
-
     fn flush(&mut self) -> std::io::Result<()> {
-        if !self.pending.is_empty() {
-            let result = self.inner.write_all(&self.pending);
-            self.pending.clear();
-            result?;
-        }
-        self.inner.flush()
+        Ok(())
+    }
+}
+
+thread_local! {
+    static ENCODER: (ThreadBuffer, slog_json::Json<ThreadBuffer>) = {
+        let buffer = ThreadBuffer::default();
+        let json = slog_json::Json::new(buffer.clone())
+            .add_key_value(o!(
+                "timestamp" => PushFnValue(|_, ser| {
+                    let now = OffsetDateTime::now_utc();
+                    ser.emit(now.format(&Rfc3339).unwrap_or_default())
+                }),
+                "level" => FnValue(|record| level_name(record.level())),
+                "message" => PushFnValue(|record, ser| ser.emit(record.msg())),
+            ))
+            .set_flush(false)
+            .build();
+        (buffer, json)
+    };
+}
+
+struct JsonLines {
+    sink: Mutex<LogSink>,
+}
+
+impl Drain for JsonLines {
+    type Ok = ();
+    type Err = std::io::Error;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), std::io::Error> {
+        ENCODER.with(|(buffer, json)| {
+            buffer.0.borrow_mut().clear();
+            json.log(record, values)?;
+            let line = buffer.0.borrow();
+            let mut sink = self
+                .sink
+                .lock()
+                .map_err(|_| std::io::Error::other("log sink poisoned"))?;
+            sink.write_all(&line)?;
+            sink.flush()
+        })
     }
 }
 

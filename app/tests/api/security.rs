@@ -200,6 +200,45 @@ async fn slow_clients_are_cut_off_at_the_header_read_timeout(backend: Backend) {
     );
 }
 
+async fn connections_beyond_the_limit_wait_for_a_free_slot(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(
+        backend,
+        &[("MAX_CONNECTIONS", "1"), ("HEADER_READ_TIMEOUT_MS", "5000")],
+    )
+    .await;
+    // One client holds the only slot with an unfinished request head.
+    let mut holder = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    holder
+        .write_all(b"GET /health HTTP/1.1\r\n")
+        .await
+        .expect("partial head");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let waiting = actix_web::rt::spawn({
+        let url = app.url("/health");
+        let client = app.client;
+        async move {
+            let started = std::time::Instant::now();
+            let reply = client.get(url).send_bytes(b"").await;
+            (reply.status, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served beyond MAX_CONNECTIONS=1"
+    );
+    drop(holder);
+    let (status, waited) = waiting.await.expect("task");
+    assert_eq!(status, 200);
+    assert!(
+        waited >= std::time::Duration::from_millis(600),
+        "waited {waited:?}"
+    );
+}
+
 async fn debug_memory_is_403_unless_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
     let req = app.authed(app.client.get(app.url("/debug/memory")));
@@ -230,5 +269,6 @@ backend_tests!(
     clients_over_their_rate_are_429_but_probes_are_not,
     oversized_headers_are_431,
     slow_clients_are_cut_off_at_the_header_read_timeout,
+    connections_beyond_the_limit_wait_for_a_free_slot,
     debug_memory_is_403_unless_enabled,
 );
