@@ -71,6 +71,8 @@ impl Application {
         let revision = option_env!("GIT_REVISION").unwrap_or("unknown");
         let metrics =
             Metrics::new(revision).map_err(|e| StartupError(format!("metrics registry: {e}")))?;
+        // The migrations just reached the database; readiness probes keep this current.
+        metrics.db_up.set(1);
         let state = web::Data::new(AppState::new(settings, db, metrics, logger));
         let server = server(state.clone(), listener)?;
         Ok(Application {

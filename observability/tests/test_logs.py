@@ -1,0 +1,104 @@
+"""Loki and Alloy configuration, checked as far as this machine can without running them."""
+
+import os
+
+import pytest
+
+from alloy import ParseError, attr, blocks, parse
+from conftest import OBS, load_yaml
+
+LOKI = os.path.join(OBS, "loki", "loki.yaml")
+ALLOY = os.path.join(OBS, "alloy", "config.alloy")
+
+# The only stream labels allowed: bounded by the cluster's namespaces, one app, six levels.
+ALLOWED_LABELS = {"namespace", "app", "level"}
+# Per-request values that must never become labels.
+PER_REQUEST = {"request_id", "path", "status", "route", "method", "event"}
+
+
+@pytest.fixture(scope="module")
+def alloy():
+    with open(ALLOY) as f:
+        return parse(f.read())
+
+
+def test_loki_single_binary_with_schema_v13_retention_and_structured_metadata():
+    config = load_yaml(LOKI)
+    schemas = config["schema_config"]["configs"]
+    assert schemas[-1]["schema"] == "v13" and schemas[-1]["store"] == "tsdb"
+    assert config["limits_config"]["allow_structured_metadata"] is True
+    retention = config["limits_config"]["retention_period"]
+    assert retention.endswith("h") and int(retention[:-1]) >= 24 * 7
+    assert config["compactor"]["retention_enabled"] is True
+    assert config["common"]["replication_factor"] == 1
+    assert config["auth_enabled"] is False
+
+
+def test_alloy_config_parses_and_references_resolve(alloy):
+    defined = {f"{b['block']}.{b['label']}" for b in alloy if b.get("label")}
+    refs = []
+
+    def walk(value):
+        if isinstance(value, dict) and "ref" in value:
+            refs.append(value["ref"])
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    def visit(items):
+        for item in items:
+            if "attr" in item:
+                walk(item["value"])
+            else:
+                visit(item["body"])
+
+    visit(alloy)
+    assert refs
+    for ref in refs:
+        component = ".".join(ref.split(".")[:3])
+        assert component in defined, f"{ref} refers to an undefined component"
+
+
+def test_alloy_rejects_broken_syntax():
+    for broken in ['loki.write "x" {', 'a = [1, 2', 'x "y" { z = }', 'a = f(1)']:
+        with pytest.raises(ParseError):
+            parse(broken)
+
+
+def test_only_low_cardinality_labels(alloy):
+    relabel = blocks(alloy, "discovery.relabel")[0]["body"]
+    targets = {attr(r["body"], "target_label") for r in blocks(relabel, "rule")} - {None}
+    process = blocks(alloy, "loki.process")[0]["body"]
+    labels = set()
+    for stage in blocks(process, "stage.labels"):
+        labels |= set(attr(stage["body"], "values"))
+    assert targets | labels <= ALLOWED_LABELS, targets | labels
+    assert "level" in labels and {"namespace", "app"} <= targets
+    assert not (targets | labels) & PER_REQUEST
+
+
+def test_request_ids_and_paths_go_to_structured_metadata(alloy):
+    process = blocks(alloy, "loki.process")[0]["body"]
+    extracted = set(attr(blocks(process, "stage.json")[0]["body"], "expressions"))
+    metadata = set(attr(blocks(process, "stage.structured_metadata")[0]["body"], "values"))
+    assert {"request_id", "path"} <= metadata
+    assert metadata <= extracted, "structured metadata needs the JSON stage to extract it"
+    timestamp = blocks(process, "stage.timestamp")[0]["body"]
+    assert attr(timestamp, "source") == "timestamp" and attr(timestamp, "format") == "RFC3339Nano"
+    write = blocks(alloy, "loki.write")[0]["body"]
+    assert attr(blocks(write, "endpoint")[0]["body"], "url").endswith("/loki/api/v1/push")
+
+
+def alloy_labels_and_metadata():
+    with open(ALLOY) as f:
+        config = parse(f.read())
+    relabel = blocks(config, "discovery.relabel")[0]["body"]
+    process = blocks(config, "loki.process")[0]["body"]
+    labels = {attr(r["body"], "target_label") for r in blocks(relabel, "rule")} - {None}
+    for stage in blocks(process, "stage.labels"):
+        labels |= set(attr(stage["body"], "values"))
+    metadata = set(attr(blocks(process, "stage.structured_metadata")[0]["body"], "values"))
+    return labels, metadata
