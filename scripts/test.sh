@@ -13,7 +13,6 @@ source scripts/lib.sh
 CARGO_DENY_VERSION=0.20.2
 CARGO_AUDIT_VERSION=0.22.2
 CARGO_NEXTEST_VERSION=0.9.143
-SCHEMATHESIS_VERSION=4.32.5
 TOOLS_CACHE="${DEVSECOPS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}"
 
 passed=0
@@ -36,16 +35,19 @@ run_step() {
 }
 
 install_tools() {
-  apt_install postgresql postgresql-client shellcheck curl ca-certificates git
+  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-  local venv="$TOOLS_CACHE/venv"
-  if [ "$("$venv/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+  # Python tools, pinned in requirements-test.txt; reinstalled only when that file changes.
+  local venv="$TOOLS_CACHE/venv" stamp
+  stamp=$(sha256sum scripts/requirements-test.txt | cut -c1-16)
+  if [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing Python test tools into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
+    echo "$stamp" > "$venv/.requirements-stamp"
   fi
   export PATH="$venv/bin:$PATH"
 }
@@ -125,6 +127,15 @@ fuzz_api() {
 
 check_scripts() { shellcheck -x scripts/*.sh bench/*.sh .ci/run; }
 
+# Rules (promtool check and unit tests), Alertmanager routes (amtool), dashboards (schema, generator,
+# conventions), Loki and Alloy configs, and the end-to-end run against the real Prometheus server.
+check_observability() {
+  cargo build --locked -q -p devsecops-app
+  DEVSECOPS_APP_BIN="$PWD/target/debug/devsecops-app" \
+    DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+    python3 -m pytest -q -p no:cacheprovider observability/tests
+}
+
 log "installing what the tests need"
 install_tools
 ensure_postgres
@@ -135,6 +146,7 @@ run_step "clippy (deny warnings)" check_clippy
 run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_chain
 run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
 run_step "shellcheck" check_scripts
+run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite
   run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres
