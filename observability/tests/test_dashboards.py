@@ -136,3 +136,23 @@ def test_dashboards_are_not_editable_exports(name):
     d = all_dashboards()[name]
     assert "__inputs" not in d and "__requires" not in d
     assert d["editable"] is False
+
+
+def test_kubernetes_configmaps_carry_every_dashboard_with_the_sidecar_label():
+    import shutil
+    import subprocess
+
+    import yaml
+
+    assert shutil.which("kubectl"), "kubectl is missing: scripts/test.sh installs it"
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(OBS, "grafana")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    maps = [d for d in yaml.safe_load_all(out.stdout) if d]
+    shipped = {}
+    for cm in maps:
+        assert cm["kind"] == "ConfigMap"
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped.update(cm["data"])
+    assert shipped.keys() == all_dashboards().keys(), "a dashboard is not shipped to Kubernetes"
+    for name, text in shipped.items():
+        assert json.loads(text) == all_dashboards()[name]
