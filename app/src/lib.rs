@@ -9,6 +9,7 @@ pub mod auth;
 pub mod configuration;
 pub mod db;
 pub mod domain;
+pub mod healthcheck;
 pub mod metrics;
 pub mod middleware;
 pub mod problem;

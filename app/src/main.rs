@@ -6,6 +6,20 @@ use devsecops_app::telemetry;
 use slog::{crit, info};
 
 fn main() -> ExitCode {
+    // `devsecops-app healthcheck URL`: for images without a shell (helm test, compose healthchecks).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("healthcheck") {
+        return match devsecops_app::healthcheck::check(args.get(2).map(String::as_str)) {
+            Ok(status) => {
+                println!("{status}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("devsecops-app healthcheck: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {

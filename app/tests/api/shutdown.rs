@@ -258,3 +258,30 @@ async fn production_refuses_weak_tokens_at_start() {
         }
     }
 }
+
+#[actix_web::test]
+async fn healthcheck_subcommand_reports_the_service_state() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let bin = env!("CARGO_BIN_EXE_devsecops-app");
+    let url = app.url("/health");
+    let ok = tokio::process::Command::new(bin)
+        .args(["healthcheck", &url])
+        .output()
+        .await
+        .expect("run");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("HTTP/1.1 200"));
+    let missing = tokio::process::Command::new(bin)
+        .args(["healthcheck", &app.url("/nope")])
+        .output()
+        .await
+        .expect("run");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    let refused = tokio::process::Command::new(bin)
+        .args(["healthcheck", "http://127.0.0.1:1/health"])
+        .output()
+        .await
+        .expect("run");
+    assert!(!refused.status.success());
+}
