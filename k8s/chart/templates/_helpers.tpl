@@ -1,0 +1,246 @@
+{{/* Names and labels, Bitnami style. */}}
+{{- define "devsecops-app.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "devsecops-app.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "devsecops-app.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "devsecops-app.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "devsecops-app.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "devsecops-app.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: devsecops-app
+{{- end -}}
+
+{{- define "devsecops-app.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "devsecops-app.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "devsecops-app.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "devsecops-app.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "devsecops-app.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the API token. */}}
+{{- define "devsecops-app.tokenSecret" -}}
+{{- default (printf "%s-auth" (include "devsecops-app.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The Secret and key holding the PostgreSQL URL. */}}
+{{- define "devsecops-app.databaseSecret" -}}
+{{- if .Values.database.cloudnativepg.enabled -}}
+{{- printf "%s-db-app" (include "devsecops-app.fullname" .) -}}
+{{- else -}}
+{{- .Values.database.postgres.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "devsecops-app.databaseKey" -}}
+{{- if .Values.database.cloudnativepg.enabled -}}uri{{- else -}}{{ .Values.database.postgres.urlKey }}{{- end -}}
+{{- end -}}
+
+{{/* Grace period: preStop sleep + readiness delay + drain bound + 5 s margin. */}}
+{{- define "devsecops-app.terminationGracePeriod" -}}
+{{- $delay := div (add .Values.shutdown.delayMs 999) 1000 -}}
+{{- add .Values.shutdown.preStopSleepSeconds $delay .Values.shutdown.drainTimeoutSeconds 5 -}}
+{{- end -}}
+
+{{/* Refuse value combinations that cannot work, with a message naming the values. */}}
+{{- define "devsecops-app.validate" -}}
+{{- if eq .Values.database.type "sqlite" -}}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled -}}
+{{- fail "database.type=sqlite supports one replica only: set replicaCount=1 and autoscaling.enabled=false, or use database.type=postgres" -}}
+{{- end -}}
+{{- if .Values.rollouts.enabled -}}
+{{- fail "rollouts need two versions running side by side: use database.type=postgres" -}}
+{{- end -}}
+{{- if .Values.database.cloudnativepg.enabled -}}
+{{- fail "database.cloudnativepg.enabled needs database.type=postgres" -}}
+{{- end -}}
+{{- else -}}
+{{- if and (not .Values.database.cloudnativepg.enabled) (not .Values.database.postgres.existingSecret) -}}
+{{- fail "database.type=postgres needs database.postgres.existingSecret or database.cloudnativepg.enabled=true" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod template shared by the Deployment and the Rollout. */}}
+{{- define "devsecops-app.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "devsecops-app.selectorLabels" . | nindent 4 }}
+    app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "devsecops-app.serviceAccountName" . }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  terminationGracePeriodSeconds: {{ include "devsecops-app.terminationGracePeriod" . }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    runAsGroup: 10001
+    fsGroup: 10001
+    fsGroupChangePolicy: OnRootMismatch
+    seccompProfile:
+      type: RuntimeDefault
+  {{- if .Values.topologySpread.enabled }}
+  topologySpreadConstraints:
+    - maxSkew: {{ .Values.topologySpread.maxSkew }}
+      topologyKey: topology.kubernetes.io/zone
+      whenUnsatisfiable: ScheduleAnyway
+      labelSelector:
+        matchLabels:
+          {{- include "devsecops-app.selectorLabels" . | nindent 10 }}
+    - maxSkew: {{ .Values.topologySpread.maxSkew }}
+      topologyKey: kubernetes.io/hostname
+      whenUnsatisfiable: ScheduleAnyway
+      labelSelector:
+        matchLabels:
+          {{- include "devsecops-app.selectorLabels" . | nindent 10 }}
+  {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: devsecops-app
+      image: {{ include "devsecops-app.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.app.port }}
+          protocol: TCP
+      envFrom:
+        - configMapRef:
+            name: {{ include "devsecops-app.fullname" . }}
+      env:
+        - name: API_TOKEN_FILE
+          value: /var/run/secrets/devsecops-app/api-token
+        {{- if eq .Values.database.type "postgres" }}
+        - name: DATABASE_URL
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "devsecops-app.databaseSecret" . }}
+              key: {{ include "devsecops-app.databaseKey" . }}
+        {{- end }}
+        {{- with .Values.app.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        allowPrivilegeEscalation: false
+        privileged: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: ["ALL"]
+        seccompProfile:
+          type: RuntimeDefault
+      startupProbe:
+        httpGet: {path: /health, port: http}
+        {{- toYaml .Values.probes.startup | nindent 8 }}
+      livenessProbe:
+        httpGet: {path: /health, port: http}
+        {{- toYaml .Values.probes.liveness | nindent 8 }}
+      readinessProbe:
+        httpGet: {path: /ready, port: http}
+        {{- toYaml .Values.probes.readiness | nindent 8 }}
+      lifecycle:
+        preStop:
+          sleep:
+            seconds: {{ .Values.shutdown.preStopSleepSeconds }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      volumeMounts:
+        - name: api-token
+          mountPath: /var/run/secrets/devsecops-app
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        {{- if eq .Values.database.type "sqlite" }}
+        - name: data
+          mountPath: {{ dir .Values.database.sqlite.path }}
+        {{- end }}
+  volumes:
+    - name: api-token
+      secret:
+        secretName: {{ include "devsecops-app.tokenSecret" . }}
+        defaultMode: 0440
+        items:
+          - key: {{ ternary .Values.auth.existingSecretKey "api-token" (not (empty .Values.auth.existingSecret)) }}
+            path: api-token
+    - name: tmp
+      emptyDir:
+        sizeLimit: 16Mi
+    {{- if eq .Values.database.type "sqlite" }}
+    - name: data
+      {{- if .Values.database.sqlite.persistence.enabled }}
+      persistentVolumeClaim:
+        claimName: {{ include "devsecops-app.fullname" . }}-data
+      {{- else }}
+      emptyDir:
+        sizeLimit: 256Mi
+      {{- end }}
+    {{- end }}
+{{- end -}}
+
+{{/* The token for the chart-made Secret: auth.token, else the one already in the cluster (kept across
+upgrades), else a new random one (48 characters, accepted by production mode). */}}
+{{- define "devsecops-app.token" -}}
+{{- if .Values.auth.token -}}
+{{- .Values.auth.token -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "devsecops-app.tokenSecret" .) -}}
+{{- if and $existing $existing.data (index $existing.data "api-token") -}}
+{{- index $existing.data "api-token" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
