@@ -49,7 +49,15 @@ install_tools() {
     "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
     echo "$stamp" > "$venv/.requirements-stamp"
   fi
-  export PATH="$venv/bin:$PATH"
+  local checkov="$TOOLS_CACHE/checkov"
+  stamp=$(sha256sum scripts/requirements-checkov.txt | cut -c1-16)
+  if [ "$(cat "$checkov/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing checkov into $checkov"
+    python3 -m venv "$checkov"
+    "$checkov/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-checkov.txt
+    echo "$stamp" > "$checkov/.requirements-stamp"
+  fi
+  export PATH="$venv/bin:$checkov/bin:$PATH"
   ensure_kube_tools "$TOOLS_CACHE"
 }
 
@@ -77,7 +85,7 @@ check_suppressions() {
     elif [[ "$date" < "$today" ]]; then
       echo "suppression expired on $date: $line" >&2; status=1
     fi
-  done < <(grep -h 'expires:' .cargo/audit.toml deny.toml || true)
+  done < <(grep -rh 'expires:' .cargo/audit.toml deny.toml k8s/chart/templates || true)
   if [ -n "$(cargo tree --locked -i rsa --target all -e normal,build 2>/dev/null)" ]; then
     echo "rsa is now built: RUSTSEC-2023-0071 may no longer be suppressed" >&2; status=1
   fi
@@ -126,7 +134,12 @@ fuzz_api() {
   return $status
 }
 
-check_scripts() { shellcheck -x scripts/*.sh bench/*.sh .ci/run; }
+check_scripts() { shellcheck -x scripts/*.sh bench/*.sh k8s/scripts/*.sh .ci/run; }
+
+check_kubernetes() {
+  DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+    python3 -m pytest -q -p no:cacheprovider k8s/tests
+}
 
 # Rules (promtool check and unit tests), Alertmanager routes (amtool), dashboards (schema, generator,
 # conventions), Loki and Alloy configs, and the end-to-end run against the real Prometheus server.
@@ -148,6 +161,7 @@ run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_c
 run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
+run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
 if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite
   run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres

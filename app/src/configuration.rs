@@ -246,10 +246,19 @@ impl Settings {
             },
         };
 
-        let database_url = src
-            .get("DATABASE_URL")
-            .unwrap_or("sqlite://data/devsecops-app.db")
-            .to_string();
+        let database_url = match (src.get("DATABASE_URL"), src.get("DATABASE_URL_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "DATABASE_URL and DATABASE_URL_FILE are both set; set one".into(),
+                ))
+            }
+            (Some(url), None) => url.to_string(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("DATABASE_URL_FILE {path}: {e}")))?
+                .trim()
+                .to_string(),
+            (None, None) => "sqlite://data/devsecops-app.db".to_string(),
+        };
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -438,6 +447,25 @@ mod tests {
         assert!(
             absent.0.starts_with("API_TOKEN_FILE /nonexistent/token"),
             "{absent}"
+        );
+    }
+
+    #[test]
+    fn database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://app:pw@db:5432/app\n").expect("write");
+        let file = path.to_str().expect("utf-8");
+        let s = settings(&[("DATABASE_URL_FILE", file)]).expect("valid");
+        assert_eq!(s.database_url.expose(), "postgres://app:pw@db:5432/app");
+        assert!(!s.is_sqlite());
+        let both =
+            settings(&[("DATABASE_URL", "sqlite:x.db"), ("DATABASE_URL_FILE", file)]).unwrap_err();
+        assert!(both.0.contains("both"), "{both}");
+        let missing = settings(&[("DATABASE_URL_FILE", "/nonexistent")]).unwrap_err();
+        assert!(
+            missing.0.starts_with("DATABASE_URL_FILE /nonexistent"),
+            "{missing}"
         );
     }
 

@@ -162,11 +162,8 @@ spec:
         - name: API_TOKEN_FILE
           value: /var/run/secrets/devsecops-app/api-token
         {{- if eq .Values.database.type "postgres" }}
-        - name: DATABASE_URL
-          valueFrom:
-            secretKeyRef:
-              name: {{ include "devsecops-app.databaseSecret" . }}
-              key: {{ include "devsecops-app.databaseKey" . }}
+        - name: DATABASE_URL_FILE
+          value: /var/run/secrets/devsecops-app-database/url
         {{- end }}
         {{- with .Values.app.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -203,6 +200,11 @@ spec:
           readOnly: true
         - name: tmp
           mountPath: /tmp
+        {{- if eq .Values.database.type "postgres" }}
+        - name: database-url
+          mountPath: /var/run/secrets/devsecops-app-database
+          readOnly: true
+        {{- end }}
         {{- if eq .Values.database.type "sqlite" }}
         - name: data
           mountPath: {{ dir .Values.database.sqlite.path }}
@@ -218,6 +220,15 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 16Mi
+    {{- if eq .Values.database.type "postgres" }}
+    - name: database-url
+      secret:
+        secretName: {{ include "devsecops-app.databaseSecret" . }}
+        defaultMode: 0440
+        items:
+          - key: {{ include "devsecops-app.databaseKey" . }}
+            path: url
+    {{- end }}
     {{- if eq .Values.database.type "sqlite" }}
     - name: data
       {{- if .Values.database.sqlite.persistence.enabled }}

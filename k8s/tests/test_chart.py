@@ -1,0 +1,357 @@
+"""The Helm chart, its overlays and Argo CD applications, checked offline: lint, render, Kubernetes
+schemas (kubernetes-validate), CRD schemas, Pod Security "restricted", the values schema, wiring to
+observability/, and reviewed snapshots. Run by scripts/test.sh (helm and kubectl on PATH).
+
+    UPDATE_SNAPSHOTS=1 python3 -m pytest k8s/tests   # after a reviewed change to the manifests
+"""
+
+import copy
+import glob
+import json
+import os
+import re
+import subprocess
+import tempfile
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHART = os.path.join(ROOT, "k8s", "chart")
+OVERLAYS = os.path.join(ROOT, "k8s", "overlays")
+SHIM = os.path.join(ROOT, "k8s", "scripts", "helm-for-kustomize.sh")
+SNAPSHOTS = os.path.join(ROOT, "k8s", "tests", "snapshots")
+SCHEMAS = os.environ.get("DEVSECOPS_SCHEMAS", os.path.join(os.path.dirname(ROOT), "shared", "schemas"))
+ENVIRONMENTS = ["development", "staging", "production"]
+
+# Value sets that between them turn every template and branch on.
+VALUE_SETS = {
+    "default": [],
+    "sqlite-persistent-ingress": ["--set", "database.sqlite.persistence.enabled=true", "--set", "ingress.enabled=true",
+                                  "--set", "namespace.create=true"],
+    "postgres-external-monitoring": ["--set", "database.type=postgres", "--set", "database.postgres.existingSecret=db",
+                                     "--set", "database.postgres.cidr=10.0.0.0/8", "--set", "replicaCount=3",
+                                     "--set", "metrics.serviceMonitor.enabled=true",
+                                     "--set", "metrics.prometheusRule.enabled=true",
+                                     "--set", "metrics.dashboards.enabled=true"],
+    "cloudnativepg-canary-hpa": ["--set", "database.type=postgres", "--set", "database.cloudnativepg.enabled=true",
+                                 "--set", "rollouts.enabled=true", "--set", "autoscaling.enabled=true"],
+    "blue-green": ["--set", "database.type=postgres", "--set", "database.postgres.existingSecret=db",
+                   "--set", "rollouts.enabled=true", "--set", "rollouts.strategy=blueGreen", "--set", "replicaCount=2",
+                   "--set", "auth.existingSecret=token"],
+}
+for env in ENVIRONMENTS:
+    VALUE_SETS[env] = ["-f", os.path.join(OVERLAYS, env, "values.yaml")]
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def helm_template(args, release="devsecops-app"):
+    out = run(["helm", "template", release, CHART, "--namespace", "apps", "--set", "auth.token=t0ken-for-rendering",
+               *args])
+    return out
+
+
+def documents(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    result = {}
+    for name, args in VALUE_SETS.items():
+        out = helm_template(args)
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+        result[name] = documents(out.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def kustomized():
+    result = {}
+    for env in ENVIRONMENTS:
+        out = run(["kubectl", "kustomize", "--enable-helm", "--helm-command", SHIM, os.path.join(OVERLAYS, env)])
+        assert out.returncode == 0, f"{env}: {out.stderr}"
+        result[env] = documents(out.stdout)
+    return result
+
+
+def all_rendered(rendered, kustomized):
+    for name, docs in list(rendered.items()) + [(f"kustomize-{k}", v) for k, v in kustomized.items()]:
+        for doc in docs:
+            yield name, doc
+
+
+def test_helm_lint_strict_for_default_and_every_environment():
+    for args in [[]] + [["-f", os.path.join(OVERLAYS, env, "values.yaml")] for env in ENVIRONMENTS]:
+        out = run(["helm", "lint", "--strict", CHART, *args])
+        assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
+
+
+def test_default_values_render_without_any_setting():
+    out = run(["helm", "template", "x", CHART])
+    assert out.returncode == 0, out.stderr
+    kinds = sorted(d["kind"] for d in documents(out.stdout))
+    assert "Deployment" in kinds and "Secret" in kinds
+
+
+def test_overlays_render_namespaces_that_enforce_restricted(kustomized):
+    for env, docs in kustomized.items():
+        namespaces = [d for d in docs if d["kind"] == "Namespace"]
+        assert len(namespaces) == 1, env
+        assert namespaces[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        for doc in docs:
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == f"devsecops-{env}", (env, doc["kind"])
+        assert not [d for d in docs if d["kind"] == "Pod"], "hooks must not be synced by GitOps"
+
+
+def kubernetes_validate_versions():
+    """1.30 (the chart's minimum) and the newest schema the installed kubernetes-validate knows."""
+    help_text = run(["kubernetes-validate", "--help"]).stdout
+    newest = re.search(r"Defaults to\s+([0-9.]+)", help_text).group(1).rstrip(".")
+    return ["1.30.0", newest]
+
+
+def test_kubernetes_schemas_strict_for_1_30_and_the_newest(rendered, kustomized, tmp_path):
+    builtin = [(name, d) for name, d in all_rendered(rendered, kustomized) if "." not in d["apiVersion"].split("/")[0]
+               or d["apiVersion"].split("/")[0].endswith("k8s.io")]
+    path = tmp_path / "builtin.yaml"
+    path.write_text(yaml.safe_dump_all([d for _, d in builtin]))
+    for version in kubernetes_validate_versions():
+        out = run(["kubernetes-validate", "--strict", "--quiet", "-k", version, str(path)])
+        assert out.returncode == 0, f"Kubernetes {version}: {out.stdout}{out.stderr}"
+
+
+def strict(schema):
+    """CRD schemas leave additionalProperties open; close them so a misspelt field fails."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") \
+                    and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def crd_schemas():
+    schemas = {}
+    for path in glob.glob(os.path.join(SCHEMAS, "crds", "*", "*.yaml")):
+        with open(path) as f:
+            crd = yaml.safe_load(f)
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{group}/{version['name']}", kind)] = strict(version["schema"]["openAPIV3Schema"])
+    return schemas
+
+
+def test_custom_resources_match_their_published_crd_schemas(rendered, kustomized):
+    schemas = crd_schemas()
+    seen = set()
+    for name, doc in all_rendered(rendered, kustomized):
+        key = (doc["apiVersion"], doc["kind"])
+        if "." in doc["apiVersion"].split("/")[0] and not doc["apiVersion"].split("/")[0].endswith("k8s.io"):
+            assert key in schemas, f"{name}: no schema for {key}"
+            errors = [f"{list(e.absolute_path)}: {e.message}"
+                      for e in jsonschema.Draft7Validator(schemas[key]).iter_errors(doc)]
+            assert not errors, f"{name} {doc['kind']}: {errors[:5]}"
+            seen.add(doc["kind"])
+    for path in glob.glob(os.path.join(ROOT, "k8s", "argocd", "*.yaml")):
+        with open(path) as f:
+            app = yaml.safe_load(f)
+        errors = [e.message for e in jsonschema.Draft7Validator(schemas[("argoproj.io/v1alpha1", "Application")])
+                  .iter_errors(app)]
+        assert not errors, f"{path}: {errors[:5]}"
+        seen.add("Application")
+    assert seen >= {"ServiceMonitor", "PrometheusRule", "Rollout", "AnalysisTemplate", "Cluster", "Application"}
+
+
+def pod_specs(docs):
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Rollout"):
+            yield doc["kind"], doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "Pod":
+            yield "Pod", doc["spec"]
+
+
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                   "secret"}
+
+
+def test_every_pod_meets_pod_security_restricted(rendered, kustomized):
+    checked = 0
+    for name, docs in list(rendered.items()) + list(kustomized.items()):
+        for kind, spec in pod_specs(docs):
+            checked += 1
+            where = f"{name} {kind}"
+            pod_sc = spec.get("securityContext", {})
+            for flag in ("hostNetwork", "hostPID", "hostIPC"):
+                assert not spec.get(flag), f"{where}: {flag}"
+            for volume in spec.get("volumes", []):
+                assert set(volume) - {"name"} <= ALLOWED_VOLUMES, f"{where}: volume {volume}"
+            assert pod_sc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), where
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                sc = container.get("securityContext", {})
+                cwhere = f"{where} {container['name']}"
+                assert sc.get("allowPrivilegeEscalation") is False, cwhere
+                assert not sc.get("privileged"), cwhere
+                assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, cwhere
+                assert sc.get("runAsUser", pod_sc.get("runAsUser")) == 10001, cwhere
+                assert sc.get("capabilities", {}).get("drop") == ["ALL"], cwhere
+                assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, cwhere
+                assert sc.get("readOnlyRootFilesystem") is True, cwhere
+                assert not any(p.get("hostPort") for p in container.get("ports", [])), cwhere
+                resources = container.get("resources", {})
+                assert resources.get("requests") and resources.get("limits"), f"{cwhere}: resources"
+    assert checked >= 10
+
+
+def test_values_schema_rejects_wrong_values():
+    for bad in (["--set", "replicaCount=-1"], ["--set", "app.port=80"], ["--set", "unknownKey=1"],
+                ["--set", "image.digest=latest"], ["--set", "database.type=mysql"],
+                ["--set", "app.logLevel=loud"], ["--set", "rollouts.strategy=linear"],
+                ["--set", "rollouts.analysis.successRate=2"], ["--set", "ingress.host=Not A Host"],
+                ["--set", "app.environment=production", "--set", "app.debug=true"],
+                ["--set", "shutdown.drainTimeoutSeconds=0"], ["--set", "resources.limits.memory=lots"]):
+        out = helm_template(bad)
+        assert out.returncode != 0, f"accepted {bad}"
+        assert "schema" in out.stderr or "values don't meet" in out.stderr, f"{bad}: {out.stderr}"
+
+
+def test_refuses_combinations_that_cannot_work():
+    cases = {
+        "supports one replica only": ["--set", "replicaCount=2"],
+        "autoscaling.enabled=false": ["--set", "database.type=sqlite", "--set", "autoscaling.enabled=true"],
+        "needs database.postgres.existingSecret": ["--set", "database.type=postgres"],
+        "rollouts need two versions": ["--set", "rollouts.enabled=true"],
+    }
+    for message, args in cases.items():
+        out = helm_template(args)
+        assert out.returncode != 0 and message in out.stderr, f"{args}: {out.stderr}"
+
+
+def deployment(docs):
+    return next(d for d in docs if d["kind"] in ("Deployment", "Rollout"))
+
+
+def test_secret_or_config_change_rolls_the_pods():
+    def annotations(*args):
+        out = helm_template(list(args))
+        assert out.returncode == 0, out.stderr
+        return deployment(documents(out.stdout))["spec"]["template"]["metadata"]["annotations"]
+
+    base = annotations()
+    rotated = annotations("--set", "auth.token=another-token")
+    reconfigured = annotations("--set", "app.logLevel=debug")
+    assert rotated["checksum/secret"] != base["checksum/secret"]
+    assert rotated["checksum/config"] == base["checksum/config"]
+    assert reconfigured["checksum/config"] != base["checksum/config"]
+
+
+def test_grace_period_covers_prestop_delay_and_drain(rendered):
+    for name in ("default", "production"):
+        values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))["shutdown"]
+        if name == "production":
+            values.update(yaml.safe_load(open(os.path.join(OVERLAYS, "production", "values.yaml")))["shutdown"])
+        spec = deployment(rendered[name])["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == values["preStopSleepSeconds"]
+        env = {}
+        for doc in rendered[name]:
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith("devsecops-app"):
+                env = doc["data"]
+        assert env["SHUTDOWN_TIMEOUT_SECS"] == str(values["drainTimeoutSeconds"])
+        expected = values["preStopSleepSeconds"] + -(-values["delayMs"] // 1000) + values["drainTimeoutSeconds"] + 5
+        assert spec["terminationGracePeriodSeconds"] == expected, name
+        probes = {k: container[k]["httpGet"]["path"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert probes == {"startupProbe": "/health", "livenessProbe": "/health", "readinessProbe": "/ready"}
+
+
+def test_monitoring_resources_come_from_observability(rendered):
+    docs = rendered["postgres-external-monitoring"]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    with open(os.path.join(ROOT, "observability", "prometheus", "rules", "devsecops-app.rules.yml")) as f:
+        assert rule["spec"]["groups"] == yaml.safe_load(f)["groups"]
+    dashboards = {k: json.loads(v) for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1" for k, v in d["data"].items()}
+    on_disk = {os.path.basename(p): json.load(open(p))
+               for p in glob.glob(os.path.join(ROOT, "observability", "grafana", "dashboards", "*.json"))}
+    assert dashboards == on_disk
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service")
+    # The rules select job="devsecops-app": the ServiceMonitor takes the job from this label.
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "devsecops-app"
+
+
+def test_network_policies_deny_by_default_and_allow_only_what_is_needed(rendered):
+    docs = rendered["postgres-external-monitoring"]
+    policies = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert policies["deny"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policies["deny"]
+    ingress_from = policies["ingress"]["ingress"][0]["from"]
+    namespaces = [f["namespaceSelector"]["matchLabels"] for f in ingress_from if "namespaceSelector" in f]
+    assert {"kubernetes.io/metadata.name": "ingress-nginx"} in namespaces
+    assert {"kubernetes.io/metadata.name": "monitoring"} in namespaces
+    ports = {p["port"] for rule in policies["egress"]["egress"] for p in rule["ports"]}
+    assert ports == {53, 5432}
+
+
+def test_chart_version_follows_the_workspace():
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        version = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        chart = yaml.safe_load(f)
+    assert chart["appVersion"] == version == chart["version"]
+
+
+def normalize(docs):
+    """Stable text for snapshots: random tokens and their checksums are replaced."""
+    text = yaml.safe_dump_all(docs, sort_keys=True)
+    text = re.sub(r"checksum/secret: \w+", "checksum/secret: <sha256>", text)
+    return text
+
+
+def test_rendered_manifests_match_the_reviewed_snapshots(rendered, kustomized):
+    os.makedirs(SNAPSHOTS, exist_ok=True)
+    current = {f"helm-{n}.yaml": normalize(d) for n, d in rendered.items()}
+    current.update({f"kustomize-{n}.yaml": normalize(d) for n, d in kustomized.items()})
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        for name in os.listdir(SNAPSHOTS):
+            os.remove(os.path.join(SNAPSHOTS, name))
+        for name, text in current.items():
+            with open(os.path.join(SNAPSHOTS, name), "w") as f:
+                f.write(text)
+    stored = {name: open(os.path.join(SNAPSHOTS, name)).read() for name in os.listdir(SNAPSHOTS)}
+    assert stored.keys() == current.keys(), "snapshot set changed: review and run with UPDATE_SNAPSHOTS=1"
+    for name in current:
+        assert stored[name] == current[name], f"{name} changed: review the diff, then UPDATE_SNAPSHOTS=1"
+
+
+def test_checkov_finds_nothing_unjustified(rendered, kustomized, tmp_path):
+    """checkov on exactly what gets deployed: every value set and overlay, in its namespace. Skips are
+    annotations on the resource itself, each with a reason, an owner and an expiry date."""
+    for name, docs in list(rendered.items()) + [(f"kustomize-{k}", v) for k, v in kustomized.items()]:
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
+    out = run(["checkov", "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--compact",
+               "-o", "json"])
+    report = json.loads(out.stdout)
+    reports = report if isinstance(report, list) else [report]
+    results = [r.get("results", {}) for r in reports]
+    failed = [(c["check_id"], c["resource"], c["file_path"]) for r in results for c in r.get("failed_checks", [])]
+    passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
+    skipped = [c for r in results for c in r.get("skipped_checks", [])]
+    assert passed > 100, f"checkov checked too little: {out.stderr[-2000:]}"
+    assert not failed, f"checkov failures: {failed}"
+    for check in skipped:
+        reason = check.get("check_result", {}).get("suppress_comment", "")
+        assert re.search(r"owner: \S+; expires: \d{4}-\d{2}-\d{2}", reason), f"{check['check_id']}: {reason}"
