@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Sets up a single-node MicroK8s on Ubuntu with the platform: addons (dns, ingress, metrics-server,
+# hostpath storage, registry), then Prometheus, Loki, Alloy, Grafana (datasources and the project's
+# dashboards provisioned), Jenkins, SonarQube and devsecops-app itself, each with its values file
+# from k8s/platform/ and k8s/overlays/. Safe to run again: it skips what is already in place.
+#
+#   k8s/microk8s/setup.sh [--dry-run] [--env development|staging|production] [--skip-ci]
+#
+# --dry-run prints every command it would run and changes nothing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+DRY_RUN=0
+ENVIRONMENT=development
+SKIP_CI=0
+ADDONS=(dns ingress metrics-server hostpath-storage registry)
+MONITORING_NS=monitoring
+CI_NS=ci
+CHANNEL="${MICROK8S_CHANNEL:-1.32/stable}"
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --env) ENVIRONMENT="${2:?--env needs a value}"; shift ;;
+    --skip-ci) SKIP_CI=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$ENVIRONMENT" in development|staging|production) ;; *) echo "--env: development, staging or production" >&2; exit 2 ;; esac
+
+say() { printf '==> %s\n' "$*"; }
+# run CMD...: runs a command, or prints it in dry-run mode.
+run() {
+  if [ "$DRY_RUN" -eq 1 ]; then
+    printf 'would run:'; printf ' %q' "$@"; printf '\n'
+  else
+    "$@"
+  fi
+}
+
+kubectl_() { microk8s kubectl "$@"; }
+helm_() { microk8s helm3 "$@"; }
+
+ensure_microk8s() {
+  if command -v microk8s >/dev/null 2>&1; then
+    say "microk8s is installed"
+  else
+    say "installing microk8s ($CHANNEL)"
+    run sudo snap install microk8s --classic --channel="$CHANNEL"
+  fi
+  if [ "$DRY_RUN" -eq 0 ]; then
+    microk8s status --wait-ready >/dev/null
+  fi
+}
+
+enabled_addons() {
+  if [ "$DRY_RUN" -eq 1 ] && ! command -v microk8s >/dev/null 2>&1; then
+    return 0
+  fi
+  microk8s status --format short 2>/dev/null | awk -F': ' '$2 == "enabled" {sub(/^.*\//, "", $1); print $1}'
+}
+
+ensure_addons() {
+  local enabled addon
+  enabled=$(enabled_addons)
+  for addon in "${ADDONS[@]}"; do
+    if grep -qx "$addon" <<<"$enabled"; then
+      say "addon $addon already enabled"
+    else
+      run microk8s enable "$addon"
+    fi
+  done
+}
+
+ensure_namespace() {
+  local ns="$1" enforce="$2"
+  if [ "$DRY_RUN" -eq 1 ]; then
+    run kubectl_ create namespace "$ns"
+  else
+    kubectl_ create namespace "$ns" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  fi
+  run kubectl_ label namespace "$ns" --overwrite \
+    "pod-security.kubernetes.io/enforce=$enforce" "pod-security.kubernetes.io/warn=restricted"
+}
+
+# ensure_configmap_from_file NS NAME FILE: creates or updates a ConfigMap holding FILE.
+ensure_configmap_from_file() {
+  local ns="$1" name="$2" file="$3"
+  if [ "$DRY_RUN" -eq 1 ]; then
+    run kubectl_ -n "$ns" create configmap "$name" --from-file="$file"
+  else
+    kubectl_ -n "$ns" create configmap "$name" --from-file="$file" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  fi
+}
+
+ensure_repo() {
+  local name="$1" url="$2"
+  if [ "$DRY_RUN" -eq 0 ] && helm_ repo list 2>/dev/null | awk '{print $1}' | grep -qx "$name"; then
+    say "helm repo $name present"
+  else
+    run helm_ repo add "$name" "$url"
+  fi
+}
+
+# release NAME CHART NAMESPACE ARGS...: install or upgrade (helm upgrade --install is idempotent).
+release() {
+  local name="$1" chart="$2" ns="$3"
+  shift 3
+  run helm_ upgrade --install "$name" "$chart" --namespace "$ns" --wait --timeout 10m "$@"
+}
+
+main() {
+  ensure_microk8s
+  ensure_addons
+
+  ensure_repo prometheus-community https://prometheus-community.github.io/helm-charts
+  ensure_repo grafana https://grafana.github.io/helm-charts
+  ensure_repo jenkins https://charts.jenkins.io
+  ensure_repo sonarqube https://SonarSource.github.io/helm-chart-sonarqube
+  run helm_ repo update
+
+  # Observability: privileged agents (Alloy reads node logs) get baseline, everything else restricted.
+  ensure_namespace "$MONITORING_NS" baseline
+  ensure_configmap_from_file "$MONITORING_NS" devsecops-app-rules \
+    "$ROOT/observability/prometheus/rules/devsecops-app.rules.yml"
+  release prometheus prometheus-community/prometheus "$MONITORING_NS" \
+    -f "$ROOT/k8s/platform/prometheus-values.yaml"
+  release loki grafana/loki "$MONITORING_NS" -f "$ROOT/k8s/platform/loki-values.yaml"
+  release alloy grafana/alloy "$MONITORING_NS" -f "$ROOT/k8s/platform/alloy-values.yaml" \
+    --set-file "alloy.configMap.content=$ROOT/observability/alloy/config.alloy"
+  release grafana grafana/grafana "$MONITORING_NS" -f "$ROOT/k8s/platform/grafana-values.yaml"
+
+  if [ "$SKIP_CI" -eq 0 ]; then
+    ensure_namespace "$CI_NS" baseline
+    release jenkins jenkins/jenkins "$CI_NS" -f "$ROOT/k8s/platform/jenkins-values.yaml"
+    release sonarqube sonarqube/sonarqube "$CI_NS" -f "$ROOT/k8s/platform/sonarqube-values.yaml"
+  fi
+
+  # The service, with the environment's values, its dashboards for the Grafana sidecar and its
+  # ServiceMonitor-free scrape (annotations are read by the Prometheus chart).
+  local app_ns="devsecops-$ENVIRONMENT"
+  ensure_namespace "$app_ns" restricted
+  if [ "$DRY_RUN" -eq 1 ] || ! kubectl_ -n "$app_ns" get secret devsecops-app-auth >/dev/null 2>&1; then
+    say "creating the API token secret (once; rotate with k8s/scripts/rotate-secret.sh)"
+    if [ "$DRY_RUN" -eq 1 ]; then
+      run kubectl_ -n "$app_ns" create secret generic devsecops-app-auth --from-literal=api-token=REDACTED
+    else
+      kubectl_ -n "$app_ns" create secret generic devsecops-app-auth \
+        --from-literal=api-token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    fi
+  fi
+  release devsecops-app "$ROOT/k8s/chart" "$app_ns" \
+    -f "$ROOT/k8s/overlays/$ENVIRONMENT/values.yaml" \
+    --set auth.existingSecret=devsecops-app-auth \
+    --set metrics.serviceMonitor.enabled=false \
+    --set metrics.prometheusRule.enabled=false \
+    --set metrics.dashboards.enabled=true \
+    --set "metrics.dashboards.namespace=$MONITORING_NS" \
+    --set-string 'podAnnotations.prometheus\.io/scrape=true' \
+    --set-string 'podAnnotations.prometheus\.io/port=8080' \
+    --set networkPolicy.ingressController.namespaceSelector.kubernetes\\.io/metadata\\.name=ingress
+  run helm_ test devsecops-app --namespace "$app_ns"
+  say "done: Grafana at http://grafana.local (see k8s/platform/grafana-values.yaml), the service in $app_ns"
+}
+
+main
