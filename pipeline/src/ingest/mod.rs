@@ -1,0 +1,133 @@
+//! Scanner outputs in, raw findings out. One module per format; `parse` picks by tool name.
+//!
+//! Inputs are untrusted: files are size-limited, JSON is parsed with serde's recursion limit, and
+//! every error names the file and the line and column where parsing stopped.
+
+mod cargo_audit;
+mod cargo_deny;
+mod checkov;
+mod clippy;
+mod cyclonedx;
+mod gitleaks;
+mod hadolint;
+mod sarif;
+mod trivy;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::model::RawFinding;
+
+/// Largest input accepted; larger files are refused before reading, so memory stays bounded.
+pub const MAX_INPUT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The formats `ingest --tool` accepts, with the tool each one is for.
+pub const TOOLS: &[(&str, &str)] = &[
+    (
+        "sarif",
+        "SARIF 2.1.0 from any tool (semgrep, checkov, hadolint, trivy, gitleaks, codeql, ...)",
+    ),
+    ("clippy", "cargo clippy --message-format=json"),
+    ("cargo-audit", "cargo audit --json"),
+    (
+        "cargo-deny",
+        "cargo deny --format json check (NDJSON, written to stderr)",
+    ),
+    (
+        "trivy",
+        "trivy ... --format json (vulnerabilities, misconfigurations, secrets, licenses)",
+    ),
+    ("gitleaks", "gitleaks ... --report-format json"),
+    ("checkov", "checkov -o json"),
+    ("hadolint", "hadolint -f json"),
+    ("cyclonedx", "CycloneDX JSON with vulnerabilities"),
+];
+
+/// Parses `file` as the output of `tool`.
+pub fn parse(tool: &str, file: &Path) -> Result<Vec<RawFinding>> {
+    let bytes = read_limited(file)?;
+    match tool {
+        "sarif" => sarif::parse(file, &bytes),
+        "clippy" => clippy::parse(file, &bytes),
+        "cargo-audit" => cargo_audit::parse(file, &bytes),
+        "cargo-deny" => cargo_deny::parse(file, &bytes),
+        "trivy" => trivy::parse(file, &bytes),
+        "gitleaks" => gitleaks::parse(file, &bytes),
+        "checkov" => checkov::parse(file, &bytes),
+        "hadolint" => hadolint::parse(file, &bytes),
+        "cyclonedx" => cyclonedx::parse(file, &bytes),
+        other => Err(Error::Usage(format!(
+            "unknown tool {other:?}; known: {}",
+            TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn read_limited(file: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(file).map_err(|e| Error::input(file, e.to_string()))?;
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(Error::input(
+            file,
+            format!(
+                "{} bytes is over the {MAX_INPUT_BYTES}-byte input limit",
+                meta.len()
+            ),
+        ));
+    }
+    std::fs::read(file).map_err(|e| Error::input(file, e.to_string()))
+}
+
+pub(crate) fn json<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::json(file, &e))
+}
+
+/// Parses newline-delimited JSON, naming the line of a bad record.
+pub(crate) fn ndjson<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() || trimmed[0] != b'{' {
+            // cargo and cargo-deny mix plain progress lines into the stream.
+            continue;
+        }
+        let record = serde_json::from_slice(trimmed).map_err(|e| {
+            Error::input(
+                file,
+                format!(
+                    "line {}, column {}: {}",
+                    index + 1,
+                    e.column(),
+                    short(&e.to_string())
+                ),
+            )
+        })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+fn short(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// First line of a message, bounded: titles stay readable whatever a tool prints.
+pub(crate) fn title(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.chars().count() > 200 {
+        format!("{}…", line.chars().take(199).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}

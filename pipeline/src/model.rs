@@ -1,0 +1,494 @@
+//! The one finding model every scanner's output is turned into.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses the names scanners use (case-insensitive): CRITICAL, HIGH, error, warning, note, ...
+    pub fn from_label(label: &str) -> Option<Severity> {
+        match label.trim().to_ascii_lowercase().as_str() {
+            "critical" | "blocker" => Some(Severity::Critical),
+            "high" | "error" | "major" => Some(Severity::High),
+            "medium" | "moderate" | "warning" | "warn" => Some(Severity::Medium),
+            "low" | "minor" | "note" => Some(Severity::Low),
+            "info" | "informational" | "none" | "unknown" | "style" | "help" => {
+                Some(Severity::Info)
+            }
+            _ => None,
+        }
+    }
+
+    /// CVSS base score to severity (CVSS v3 qualitative ratings).
+    pub fn from_cvss(score: f64) -> Severity {
+        match score {
+            s if s >= 9.0 => Severity::Critical,
+            s if s >= 7.0 => Severity::High,
+            s if s >= 4.0 => Severity::Medium,
+            s if s > 0.0 => Severity::Low,
+            _ => Severity::Info,
+        }
+    }
+
+    /// The `security-severity` GitHub code scanning reads (a CVSS-like score).
+    pub fn security_severity(self) -> &'static str {
+        match self {
+            Severity::Critical => "9.5",
+            Severity::High => "8.0",
+            Severity::Medium => "5.5",
+            Severity::Low => "2.0",
+            Severity::Info => "0.0",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Sast,
+    Sca,
+    Secret,
+    Iac,
+    Container,
+    License,
+    Quality,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Sast,
+        Category::Sca,
+        Category::Secret,
+        Category::Iac,
+        Category::Container,
+        Category::License,
+        Category::Quality,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Sast => "sast",
+            Category::Sca => "sca",
+            Category::Secret => "secret",
+            Category::Iac => "iac",
+            Category::Container => "container",
+            Category::License => "license",
+            Category::Quality => "quality",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a finding is in the source tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// Repository-relative path with `/` separators.
+    pub path: String,
+    pub start_line: Option<u32>,
+    pub end_line: Option<u32>,
+}
+
+/// The dependency a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub version: Option<String>,
+    /// Package URL, e.g. pkg:cargo/time@0.1.43.
+    pub purl: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub fingerprint: String,
+    pub category: Category,
+    pub severity: Severity,
+    /// The scanner's rule or advisory id (the first tool's, after deduplication).
+    pub rule: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<Component>,
+    /// CVE, GHSA, RUSTSEC and CWE identifiers, sorted.
+    pub identifiers: BTreeSet<String>,
+    /// Every tool that reported it, sorted.
+    pub tools: BTreeSet<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help_uri: Option<String>,
+}
+
+/// What a parser knows about one finding before its fingerprint is computed.
+#[derive(Debug, Clone)]
+pub struct RawFinding {
+    pub tool: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub rule: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub location: Option<Location>,
+    pub component: Option<Component>,
+    pub identifiers: BTreeSet<String>,
+    pub help_uri: Option<String>,
+    /// Stable text that tells two findings of one rule in one file apart (a code snippet, a hashed
+    /// secret); never line numbers. Empty when the tool gives nothing stable.
+    pub context: String,
+}
+
+impl RawFinding {
+    pub fn new(
+        tool: &str,
+        category: Category,
+        severity: Severity,
+        rule: &str,
+        title: &str,
+    ) -> Self {
+        RawFinding {
+            tool: tool.to_string(),
+            category,
+            severity,
+            rule: rule.to_string(),
+            title: title.to_string(),
+            description: None,
+            location: None,
+            component: None,
+            identifiers: BTreeSet::new(),
+            help_uri: None,
+            context: String::new(),
+        }
+    }
+
+    pub fn at(mut self, path: &str, start: Option<u32>, end: Option<u32>) -> Self {
+        self.location = Some(Location {
+            path: normalize_path(path),
+            start_line: start,
+            end_line: end.or(start),
+        });
+        self
+    }
+
+    pub fn in_component(mut self, name: &str, version: Option<&str>, ecosystem: &str) -> Self {
+        let purl = version.map(|v| format!("pkg:{ecosystem}/{name}@{v}"));
+        self.component = Some(Component {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+            purl,
+        });
+        self
+    }
+
+    pub fn with_ids<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, ids: I) -> Self {
+        for id in ids {
+            if let Some(id) = normalize_identifier(id.as_ref()) {
+                self.identifiers.insert(id);
+            }
+        }
+        self
+    }
+}
+
+/// Upper-cases known identifier schemes and drops anything that is not one.
+pub fn normalize_identifier(id: &str) -> Option<String> {
+    let id = id.trim();
+    let upper = id.to_ascii_uppercase();
+    for prefix in ["CVE-", "GHSA-", "RUSTSEC-", "CWE-", "OSV-", "GO-", "PYSEC-"] {
+        if upper.starts_with(prefix) && id.len() > prefix.len() {
+            // GHSA ids are lower-case after the prefix by convention.
+            return Some(if prefix == "GHSA-" {
+                format!("GHSA-{}", id[5..].to_ascii_lowercase())
+            } else {
+                upper
+            });
+        }
+    }
+    None
+}
+
+/// Repository-relative, forward slashes, no leading `./`.
+pub fn normalize_path(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    let path = path.strip_prefix("file://").unwrap_or(&path);
+    let mut path = path.trim_start_matches("./").to_string();
+    while path.contains("//") {
+        path = path.replace("//", "/");
+    }
+    path
+}
+
+/// The identifier two tools most likely both use for one advisory: a CVE, else a GHSA, else RUSTSEC.
+fn canonical_advisory(ids: &BTreeSet<String>, rule: &str) -> String {
+    for prefix in ["CVE-", "GHSA-", "RUSTSEC-", "OSV-", "PYSEC-", "GO-"] {
+        if let Some(id) = ids.iter().find(|id| id.starts_with(prefix)) {
+            return id.clone();
+        }
+    }
+    rule.to_string()
+}
+
+fn hex_digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Hashes a secret value so it can tell findings apart without being stored.
+pub fn secret_context(secret: &str) -> String {
+    hex_digest(&["secret", secret])
+}
+
+/// Turns raw findings into findings with stable fingerprints.
+///
+/// The fingerprint holds no line numbers and no message text: for dependencies it is the canonical
+/// advisory id and the package (so cargo-audit and trivy agree); otherwise category, rule, path and the
+/// stable context, plus the ordinal among identical ones in that file, so moving code does not change it.
+pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
+    // Order findings of one (tool, rule, path, context) by line so ordinals are deterministic.
+    raw.sort_by(|a, b| {
+        let key = |f: &RawFinding| {
+            (
+                f.tool.clone(),
+                f.rule.clone(),
+                f.location.as_ref().map(|l| l.path.clone()),
+                f.context.clone(),
+                f.location.as_ref().and_then(|l| l.start_line),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut ordinals: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    raw.into_iter()
+        .map(|r| {
+            let fingerprint = match (&r.component, r.category) {
+                (Some(component), Category::Sca | Category::Container | Category::License) => {
+                    let advisory = canonical_advisory(&r.identifiers, &r.rule);
+                    hex_digest(&[
+                        r.category.as_str(),
+                        &advisory,
+                        &component.name.to_ascii_lowercase(),
+                    ])
+                }
+                _ => {
+                    let path = r.location.as_ref().map(|l| l.path.as_str()).unwrap_or("");
+                    let rule = if r.category == Category::Secret && !r.context.is_empty() {
+                        // Two secret scanners, one secret: the hashed value identifies it.
+                        "secret"
+                    } else {
+                        r.rule.as_str()
+                    };
+                    let base = hex_digest(&[r.category.as_str(), rule, path, &r.context]);
+                    let n = ordinals.entry(format!("{}|{base}", r.tool)).or_insert(0);
+                    *n += 1;
+                    hex_digest(&[&base, &n.to_string()])
+                }
+            };
+            let mut tools = BTreeSet::new();
+            tools.insert(r.tool);
+            Finding {
+                fingerprint,
+                category: r.category,
+                severity: r.severity,
+                rule: r.rule,
+                title: r.title,
+                description: r.description,
+                location: r.location,
+                component: r.component,
+                identifiers: r.identifiers,
+                tools,
+                help_uri: r.help_uri,
+            }
+        })
+        .collect()
+}
+
+/// Merges findings with the same fingerprint: tools and identifiers are united, the highest
+/// severity wins, the first report's text and location are kept. Output is sorted by severity
+/// (highest first), then fingerprint, so reports are deterministic.
+pub fn deduplicate(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut merged: std::collections::HashMap<String, Finding> =
+        std::collections::HashMap::with_capacity(findings.len());
+    let mut order: Vec<String> = Vec::new();
+    for finding in findings {
+        match merged.get_mut(&finding.fingerprint) {
+            Some(existing) => {
+                existing.tools.extend(finding.tools);
+                existing.identifiers.extend(finding.identifiers);
+                if finding.severity > existing.severity {
+                    existing.severity = finding.severity;
+                }
+                if existing.location.is_none() {
+                    existing.location = finding.location;
+                }
+                if existing.description.is_none() {
+                    existing.description = finding.description;
+                }
+            }
+            None => {
+                order.push(finding.fingerprint.clone());
+                merged.insert(finding.fingerprint.clone(), finding);
+            }
+        }
+    }
+    let mut out: Vec<Finding> = order
+        .into_iter()
+        .filter_map(|fp| merged.remove(&fp))
+        .collect();
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sast(path: &str, line: u32, context: &str) -> RawFinding {
+        RawFinding {
+            context: context.to_string(),
+            ..RawFinding::new(
+                "semgrep",
+                Category::Sast,
+                Severity::High,
+                "rust.unsafe",
+                "x",
+            )
+        }
+        .at(path, Some(line), None)
+    }
+
+    #[test]
+    fn fingerprints_ignore_line_shifts_and_messages() {
+        let before = fingerprint_all(vec![sast("src/a.rs", 10, "unsafe { x }")]);
+        let mut moved = sast("./src/a.rs", 42, "unsafe { x }");
+        moved.title = "a different message".into();
+        let after = fingerprint_all(vec![moved]);
+        assert_eq!(before[0].fingerprint, after[0].fingerprint);
+        let other_file = fingerprint_all(vec![sast("src/b.rs", 10, "unsafe { x }")]);
+        assert_ne!(before[0].fingerprint, other_file[0].fingerprint);
+    }
+
+    #[test]
+    fn identical_findings_in_one_file_stay_distinct() {
+        let two = fingerprint_all(vec![sast("src/a.rs", 10, ""), sast("src/a.rs", 20, "")]);
+        assert_ne!(two[0].fingerprint, two[1].fingerprint);
+        // Inserting code above both shifts lines but not ordinals.
+        let shifted = fingerprint_all(vec![sast("src/a.rs", 30, ""), sast("src/a.rs", 15, "")]);
+        let mut a: Vec<_> = two.iter().map(|f| f.fingerprint.clone()).collect();
+        let mut b: Vec<_> = shifted.iter().map(|f| f.fingerprint.clone()).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn two_tools_on_one_advisory_become_one_finding() {
+        let audit = RawFinding::new(
+            "cargo-audit",
+            Category::Sca,
+            Severity::High,
+            "RUSTSEC-2020-0071",
+            "t",
+        )
+        .in_component("time", Some("0.1.43"), "cargo")
+        .with_ids(["RUSTSEC-2020-0071", "CVE-2020-26235", "GHSA-wcg3-cvx6-7396"]);
+        let trivy = RawFinding::new(
+            "trivy",
+            Category::Sca,
+            Severity::Medium,
+            "CVE-2020-26235",
+            "t",
+        )
+        .in_component("time", Some("0.1.43"), "cargo")
+        .with_ids(["cve-2020-26235"]);
+        let merged = deduplicate(fingerprint_all(vec![audit, trivy]));
+        assert_eq!(merged.len(), 1);
+        let only = &merged[0];
+        assert_eq!(
+            only.tools.iter().collect::<Vec<_>>(),
+            ["cargo-audit", "trivy"]
+        );
+        assert_eq!(only.severity, Severity::High);
+        assert!(only.identifiers.contains("GHSA-wcg3-cvx6-7396"));
+    }
+
+    #[test]
+    fn severity_labels_and_cvss_map_as_documented() {
+        assert_eq!(Severity::from_label("CRITICAL"), Some(Severity::Critical));
+        assert_eq!(Severity::from_label("error"), Some(Severity::High));
+        assert_eq!(Severity::from_label("warning"), Some(Severity::Medium));
+        assert_eq!(Severity::from_label("note"), Some(Severity::Low));
+        assert_eq!(Severity::from_label("bogus"), None);
+        assert_eq!(Severity::from_cvss(9.8), Severity::Critical);
+        assert_eq!(Severity::from_cvss(7.5), Severity::High);
+        assert_eq!(Severity::from_cvss(5.0), Severity::Medium);
+        assert_eq!(Severity::from_cvss(0.1), Severity::Low);
+    }
+
+    #[test]
+    fn identifiers_are_normalized() {
+        assert_eq!(
+            normalize_identifier("cve-2021-1"),
+            Some("CVE-2021-1".into())
+        );
+        assert_eq!(
+            normalize_identifier("GHSA-ABCD-efgh-1234"),
+            Some("GHSA-abcd-efgh-1234".into())
+        );
+        assert_eq!(normalize_identifier("cwe-79"), Some("CWE-79".into()));
+        assert_eq!(normalize_identifier("not-an-id"), None);
+        assert_eq!(normalize_path(".\\src\\a.rs"), "src/a.rs");
+    }
+}

@@ -1,0 +1,244 @@
+//! Every parser on real outputs of the real tools (tests/fixtures/real, produced with the commands in
+//! tests/fixtures/README.md), plus hand-made hostile inputs.
+
+use std::path::{Path, PathBuf};
+
+use devsecops::ingest::parse;
+use devsecops::model::{deduplicate, fingerprint_all, Category, RawFinding, Severity};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(name)
+}
+
+fn parsed(tool: &str, name: &str) -> Vec<RawFinding> {
+    parse(tool, &fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn rules(findings: &[RawFinding]) -> Vec<String> {
+    let mut r: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn cargo_audit_vulnerabilities_and_warnings() {
+    let f = parsed("cargo-audit", "cargo-audit.json");
+    assert_eq!(
+        rules(&f),
+        [
+            "RUSTSEC-2020-0071",
+            "RUSTSEC-2021-0003",
+            "RUSTSEC-2021-0139"
+        ]
+    );
+    let smallvec = f
+        .iter()
+        .find(|f| f.rule == "RUSTSEC-2021-0003")
+        .expect("smallvec");
+    assert_eq!(smallvec.severity, Severity::Critical, "CVSS 9.8");
+    assert_eq!(smallvec.category, Category::Sca);
+    let c = smallvec.component.as_ref().expect("component");
+    assert_eq!(
+        (c.name.as_str(), c.version.as_deref()),
+        ("smallvec", Some("0.6.13"))
+    );
+    assert_eq!(c.purl.as_deref(), Some("pkg:cargo/smallvec@0.6.13"));
+    assert!(smallvec.identifiers.contains("CVE-2021-25900"));
+    assert!(smallvec.identifiers.contains("GHSA-43w2-9j62-hq99"));
+    let unmaintained = f
+        .iter()
+        .find(|f| f.rule == "RUSTSEC-2021-0139")
+        .expect("ansi_term");
+    assert_eq!(unmaintained.severity, Severity::Low);
+}
+
+#[test]
+fn cargo_deny_advisories_match_cargo_audit() {
+    let deny = parsed("cargo-deny", "cargo-deny.ndjson");
+    assert_eq!(
+        rules(&deny),
+        [
+            "RUSTSEC-2020-0071",
+            "RUSTSEC-2021-0003",
+            "RUSTSEC-2021-0139"
+        ]
+    );
+    let audit = parsed("cargo-audit", "cargo-audit.json");
+    let merged = deduplicate(fingerprint_all(audit.into_iter().chain(deny).collect()));
+    assert_eq!(merged.len(), 3, "the same three advisories from two tools");
+    assert!(merged.iter().all(|f| f.tools.len() == 2), "{merged:#?}");
+    let bans = parsed("cargo-deny", "cargo-deny-bans.ndjson");
+    assert!(!bans.is_empty());
+    assert_eq!(bans.iter().filter(|f| f.rule == "duplicate").count(), 21);
+    assert!(bans.iter().all(
+        |f| matches!(f.category, Category::Quality | Category::License)
+            && f.severity == Severity::Low
+    ));
+}
+
+#[test]
+fn clippy_lints_with_locations() {
+    let f = parsed("clippy", "clippy.ndjson");
+    assert_eq!(
+        rules(&f),
+        [
+            "clippy::float_cmp",
+            "clippy::len_zero",
+            "clippy::must_use_candidate",
+            "clippy::must_use_candidate",
+            "clippy::ptr_arg"
+        ]
+    );
+    let len_zero = f
+        .iter()
+        .find(|f| f.rule == "clippy::len_zero")
+        .expect("len_zero");
+    let loc = len_zero.location.as_ref().expect("location");
+    assert_eq!((loc.path.as_str(), loc.start_line), ("src/lib.rs", Some(2)));
+    assert_eq!(len_zero.severity, Severity::Low);
+    assert!(len_zero.context.contains("v.len() == 0"));
+    let fps = fingerprint_all(f);
+    let mut unique: Vec<_> = fps.iter().map(|f| &f.fingerprint).collect();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        5,
+        "two must_use_candidate in one file stay distinct"
+    );
+}
+
+#[test]
+fn gitleaks_json_and_sarif_agree() {
+    let json = parsed("gitleaks", "gitleaks.json");
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0].category, Category::Secret);
+    assert_eq!(json[0].severity, Severity::High);
+    assert_eq!(json[0].rule, "github-pat");
+    assert_eq!(
+        json[0].location.as_ref().map(|l| l.path.as_str()),
+        Some("settings.env")
+    );
+    let sarif = parsed("sarif", "gitleaks.sarif");
+    assert_eq!(sarif.len(), 1);
+    assert_eq!(sarif[0].category, Category::Secret);
+    assert_eq!(sarif[0].rule, "github-pat");
+}
+
+#[test]
+fn hadolint_json_and_sarif() {
+    let json = parsed("hadolint", "hadolint.json");
+    assert_eq!(
+        rules(&json),
+        ["DL3002", "DL3007", "DL3008", "DL3009", "DL3015", "DL3020", "DL3066"]
+    );
+    assert!(json
+        .iter()
+        .any(|f| f.rule == "DL3007" && f.severity == Severity::Medium));
+    assert!(json.iter().all(|f| f.category == Category::Iac));
+    let sarif = parsed("sarif", "hadolint.sarif");
+    assert_eq!(rules(&sarif), rules(&json));
+}
+
+#[test]
+fn checkov_json_and_sarif() {
+    let json = parsed("checkov", "checkov.json");
+    assert_eq!(json.len(), 24, "20 kubernetes + 4 dockerfile failures");
+    assert!(json.iter().any(|f| f.rule == "CKV_K8S_16"
+        && f.location
+            .as_ref()
+            .is_some_and(|l| l.path == "deploy/deployment.yaml")));
+    assert!(json
+        .iter()
+        .all(|f| f.category == Category::Iac && f.severity == Severity::Medium));
+    let sarif = parsed("sarif", "checkov.sarif");
+    assert_eq!(sarif.len(), json.len());
+}
+
+#[test]
+fn trivy_misconfigurations_secrets_and_sarif() {
+    let config = parsed("trivy", "trivy-config.json");
+    assert_eq!(config.len(), 20, "5 Dockerfile + 15 Kubernetes");
+    assert!(config.iter().any(|f| f.rule == "DS001"
+        && f.severity == Severity::Medium
+        && f.location
+            .as_ref()
+            .is_some_and(|l| l.path == "Dockerfile" && l.start_line == Some(1))));
+    assert!(config.iter().all(|f| f.category == Category::Iac));
+    let secret = parsed("trivy", "trivy-secret.json");
+    assert_eq!(secret.len(), 1);
+    assert_eq!(
+        (secret[0].category, secret[0].severity),
+        (Category::Secret, Severity::Critical)
+    );
+    let sarif = parsed("sarif", "trivy-config.sarif");
+    assert_eq!(sarif.len(), config.len());
+}
+
+#[test]
+fn hostile_inputs_fail_with_file_and_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        ("sarif", "truncated.sarif", br#"{"version": "2.1.0", "runs": [{"tool""#.to_vec(), "line 1, column"),
+        ("sarif", "wrong-version.sarif", br#"{"version": "1.0.0", "runs": []}"#.to_vec(), "not supported"),
+        ("cargo-audit", "not-utf8.json", vec![b'{', 0xff, 0xfe, b'}'], "line 1, column"),
+        ("gitleaks", "wrong-shape.json", br#"{"RuleID": 1}"#.to_vec(), "unexpected content"),
+        ("sarif", "nested.sarif", format!(r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"x"}}}},"results":[{{"message":{{"text":"m"}},"properties":{}{}}}]}}]}}"#, "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "recursion limit"),
+        ("clippy", "bad-line.ndjson", b"{\"reason\":\"compiler-message\"}\n{bad\n".to_vec(), "line 2"),
+        ("cyclonedx", "not-cyclonedx.json", br#"{"bomFormat": "SPDX"}"#.to_vec(), "not CycloneDX"),
+        ("checkov", "empty.json", b"".to_vec(), "truncated JSON"),
+    ];
+    for (tool, name, bytes, expect) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let err = parse(tool, &path)
+            .err()
+            .unwrap_or_else(|| panic!("{name} parsed"));
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&path.display().to_string()),
+            "{name}: {text}"
+        );
+        assert!(text.contains(expect), "{name}: {text}");
+    }
+    let missing = parse("sarif", Path::new("/nonexistent/report.sarif")).expect_err("missing file");
+    assert!(missing.to_string().contains("/nonexistent/report.sarif"));
+    let unknown = parse("nessus", &fixture("hadolint.json")).expect_err("unknown tool");
+    assert!(unknown.to_string().contains("unknown tool"));
+}
+
+#[test]
+fn oversized_inputs_are_refused_before_reading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huge.sarif");
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(devsecops::ingest::MAX_INPUT_BYTES + 1)
+        .expect("sparse file");
+    let err = parse("sarif", &path).expect_err("refused");
+    assert!(err.to_string().contains("input limit"), "{err}");
+}
+
+#[test]
+fn cyclonedx_vulnerabilities_name_their_components() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bom.json");
+    std::fs::write(
+        &path,
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"bom-ref":"c1","type":"library","name":"time","version":"0.1.43","purl":"pkg:cargo/time@0.1.43"}],
+            "vulnerabilities":[{"id":"CVE-2020-26235","ratings":[{"severity":"medium"},{"score":8.1}],"affects":[{"ref":"c1"}],"cwes":[362]}]}"#,
+    )
+    .expect("write");
+    let f = parse("cyclonedx", &path).expect("parses");
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].severity,
+        Severity::High,
+        "the higher of the two ratings"
+    );
+    assert_eq!(
+        f[0].component.as_ref().and_then(|c| c.purl.as_deref()),
+        Some("pkg:cargo/time@0.1.43")
+    );
+    assert!(f[0].identifiers.contains("CWE-362"));
+}
