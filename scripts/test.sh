@@ -136,6 +136,14 @@ fuzz_api() {
 
 check_scripts() { shellcheck -x scripts/*.sh bench/*.sh k8s/scripts/*.sh .ci/run; }
 
+# devsecops reports against the official SARIF schema and JUnit well-formedness, from the real binary.
+check_pipeline_reports() {
+  cargo build --locked -q -p devsecops
+  DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
+    DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+    python3 -m pytest -q -p no:cacheprovider pipeline/tests
+}
+
 check_kubernetes() {
   DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
     python3 -m pytest -q -p no:cacheprovider k8s/tests
@@ -162,6 +170,7 @@ run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
+run_step "devsecops reports: SARIF schema, JUnit" check_pipeline_reports
 if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite
   run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres

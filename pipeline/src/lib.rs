@@ -1,7 +1,15 @@
 //! `devsecops`: turns security scanners' outputs into one finding model, one decision and one
 //! report. See pipeline/README.md.
 
+pub mod assess;
+pub mod baseline;
+pub mod config;
 pub mod cvss;
 pub mod error;
+pub mod history;
 pub mod ingest;
 pub mod model;
+pub mod report;
+pub mod scan;
+pub mod store;
+pub mod suppress;

@@ -1,1 +1,265 @@
-fn main() {}
+//! `devsecops`: scan, ingest, gate, report, baseline. Exit codes: 0 pass, 1 policy failure,
+//! 2 usage or input error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use devsecops::assess::{assess, Assessment};
+use devsecops::baseline::Baseline;
+use devsecops::config::Config;
+use devsecops::error::{Error, Result};
+use devsecops::history::History;
+use devsecops::model::{deduplicate, fingerprint_all};
+use devsecops::store::Store;
+use devsecops::{ingest, report, scan, suppress};
+
+#[derive(Parser)]
+#[command(
+    name = "devsecops",
+    version,
+    about = "Turns security scanners' outputs into one finding model, one decision and one report."
+)]
+struct Cli {
+    /// Policy, paths and scanners; paths in it are relative to its directory.
+    /// Default: devsecops.toml in the current directory, or the built-in defaults without one.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the configured scanners in parallel, then ingest, gate and report.
+    Scan {
+        /// Scanners run at once (1 runs them one after another).
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Report formats to write.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "sarif,junit,json,markdown,metrics"
+        )]
+        format: Vec<String>,
+    },
+    /// Add a tool's report to the findings (for CI systems that run the tools themselves).
+    Ingest {
+        /// The report's format: sarif, clippy, cargo-audit, cargo-deny, trivy, gitleaks, checkov, hadolint, cyclonedx.
+        #[arg(long)]
+        tool: String,
+        /// Start from an empty findings file instead of adding to it.
+        #[arg(long)]
+        replace: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Decide: exit 1 when the policy fails. Records the run in the history and writes the reports.
+    Gate {
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "sarif,junit,json,markdown,metrics"
+        )]
+        format: Vec<String>,
+    },
+    /// Write reports without recording a run.
+    Report {
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "sarif,junit,json,markdown,metrics"
+        )]
+        format: Vec<String>,
+        /// Directory for the reports (default: paths.reports of the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Accept the current findings as the baseline.
+    Baseline,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("devsecops: error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<(Config, PathBuf)> {
+    let mut config = Config::load(path)?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.resolve(&root);
+    Ok((config, root))
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let config_path = match cli.config {
+        Some(path) if !path.exists() => {
+            return Err(Error::Usage(format!(
+                "{}: no such configuration file",
+                path.display()
+            )))
+        }
+        Some(path) => path,
+        None => PathBuf::from("devsecops.toml"),
+    };
+    let (config, root) = load_config(&config_path)?;
+    match cli.command {
+        Command::Ingest {
+            tool,
+            replace,
+            files,
+        } => {
+            let mut raw = Vec::new();
+            for file in &files {
+                raw.extend(ingest::parse(&tool, file)?);
+            }
+            let mut store = if replace {
+                Store {
+                    version: 1,
+                    ..Store::default()
+                }
+            } else {
+                Store::load(&config.paths.findings)?
+            };
+            let added = raw.len();
+            let mut findings = std::mem::take(&mut store.findings);
+            findings.extend(fingerprint_all(raw));
+            store.findings = deduplicate(findings);
+            store.version = 1;
+            store.save(&config.paths.findings)?;
+            println!(
+                "ingested {added} finding(s) from {} file(s) as {tool}; {} unique in {}",
+                files.len(),
+                store.findings.len(),
+                config.paths.findings.display()
+            );
+            Ok(0)
+        }
+        Command::Baseline => {
+            let store = Store::load(&config.paths.findings)?;
+            let baseline = Baseline::from_findings(&store.findings);
+            let bytes =
+                serde_json::to_vec_pretty(&baseline).map_err(|e| Error::Usage(e.to_string()))?;
+            report::write_atomic(&config.paths.baseline, &bytes)?;
+            println!(
+                "baseline of {} finding(s) written to {}",
+                baseline.findings.len(),
+                config.paths.baseline.display()
+            );
+            Ok(0)
+        }
+        Command::Report { format, out } => {
+            let assessment = evaluate(&config, false)?;
+            let dir = out.unwrap_or_else(|| config.paths.reports.clone());
+            for path in report::write(&assessment, &dir, &format)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(0)
+        }
+        Command::Gate { format } => {
+            let assessment = evaluate(&config, true)?;
+            finish(&config, &assessment, &format)
+        }
+        Command::Scan { parallel, format } => {
+            if config.scanners.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: no [[scanner]] configured",
+                    config_path.display()
+                )));
+            }
+            let work = config
+                .paths
+                .findings
+                .parent()
+                .map(|p| p.join("raw"))
+                .unwrap_or_else(|| PathBuf::from("raw"));
+            let started = std::time::Instant::now();
+            let outcome = scan::run(&config.scanners, &root, &work, parallel)?;
+            for (name, seconds, n) in &outcome.timings {
+                eprintln!("  {name}: {n} finding(s) in {seconds:.1} s");
+            }
+            for (name, why) in &outcome.skipped {
+                eprintln!("  {name}: SKIPPED ({why})");
+            }
+            eprintln!(
+                "scanned in {:.1} s with {parallel} at once",
+                started.elapsed().as_secs_f64()
+            );
+            let store = Store {
+                version: 1,
+                findings: deduplicate(fingerprint_all(outcome.findings)),
+                skipped: outcome.skipped,
+            };
+            store.save(&config.paths.findings)?;
+            let assessment = evaluate(&config, true)?;
+            finish(&config, &assessment, &format)
+        }
+    }
+}
+
+/// Assesses the stored findings; `record` adds the run to the history.
+fn evaluate(config: &Config, record: bool) -> Result<Assessment> {
+    let store = Store::load(&config.paths.findings)?;
+    let baseline = Baseline::load(&config.paths.baseline)?;
+    let suppressions = suppress::load(&config.paths.suppressions)?;
+    let now = time::OffsetDateTime::now_utc();
+    let history = History::open(&config.paths.history)?;
+    let first_seen = if record {
+        let current: std::collections::HashSet<&str> = store
+            .findings
+            .iter()
+            .map(|f| f.fingerprint.as_str())
+            .collect();
+        let new = baseline
+            .as_ref()
+            .map(|b| {
+                store
+                    .findings
+                    .iter()
+                    .filter(|f| !b.findings.contains_key(&f.fingerprint))
+                    .count()
+            })
+            .unwrap_or(store.findings.len());
+        let fixed = baseline
+            .as_ref()
+            .map(|b| {
+                b.findings
+                    .keys()
+                    .filter(|fp| !current.contains(fp.as_str()))
+                    .count()
+            })
+            .unwrap_or(0);
+        history.record(now, &store.findings, new, fixed)?
+    } else {
+        history.lookup(&store.findings)?
+    };
+    Ok(assess(
+        config,
+        store.findings,
+        baseline.as_ref(),
+        &suppressions,
+        &first_seen,
+        now,
+        store.skipped,
+    ))
+}
+
+fn finish(config: &Config, assessment: &Assessment, formats: &[String]) -> Result<u8> {
+    let written = report::write(assessment, &config.paths.reports, formats)?;
+    print!("{}", report::render(assessment, "markdown")?);
+    for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(u8::from(assessment.failed))
+}

@@ -47,6 +47,12 @@ pub const TOOLS: &[(&str, &str)] = &[
 
 /// Parses `file` as the output of `tool`.
 pub fn parse(tool: &str, file: &Path) -> Result<Vec<RawFinding>> {
+    if !TOOLS.iter().any(|(t, _)| *t == tool) {
+        return Err(Error::Usage(format!(
+            "unknown tool {tool:?}; known: {}",
+            TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+        )));
+    }
     let bytes = read_limited(file)?;
     match tool {
         "sarif" => sarif::parse(file, &bytes),

@@ -1,0 +1,316 @@
+//! The `devsecops` binary end to end: ingest, gate, baseline, suppressions, reports and scan, in a
+//! temporary repository. Exit codes: 0 pass, 1 policy failure, 2 usage or input error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(name)
+}
+
+fn devsecops(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_devsecops"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run devsecops")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn ingest_fixtures(dir: &Path) {
+    for (tool, file) in [
+        ("cargo-audit", "cargo-audit.json"),
+        ("cargo-deny", "cargo-deny.ndjson"),
+        ("hadolint", "hadolint.json"),
+    ] {
+        let out = devsecops(
+            dir,
+            &[
+                "ingest",
+                "--tool",
+                tool,
+                fixture(file).to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+}
+
+#[test]
+fn new_findings_fail_until_baselined_and_all_mode_fails_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ingest_fixtures(dir.path());
+    let gate = devsecops(dir.path(), &["gate"]);
+    assert_eq!(gate.status.code(), Some(1), "{}", text(&gate));
+    assert!(text(&gate).contains("RUSTSEC-2021-0003"));
+    for report in [
+        "devsecops.sarif",
+        "devsecops-junit.xml",
+        "devsecops.json",
+        "devsecops-summary.md",
+        "devsecops.prom",
+    ] {
+        assert!(
+            dir.path().join("reports").join(report).is_file(),
+            "{report}"
+        );
+    }
+    assert_eq!(devsecops(dir.path(), &["baseline"]).status.code(), Some(0));
+    let again = devsecops(dir.path(), &["gate"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "baselined findings pass in new-only mode: {}",
+        text(&again)
+    );
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[policy]\nmode = \"all\"\n",
+    )
+    .expect("config");
+    assert_eq!(devsecops(dir.path(), &["gate"]).status.code(), Some(1));
+    // A fixed finding is reported as fixed against the baseline.
+    std::fs::write(dir.path().join("devsecops.toml"), "").expect("config");
+    let out = devsecops(
+        dir.path(),
+        &[
+            "ingest",
+            "--replace",
+            "--tool",
+            "hadolint",
+            fixture("hadolint.json").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(devsecops(dir.path(), &["gate"]).status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/devsecops.json")).expect("json"),
+    )
+    .expect("parses");
+    assert_eq!(
+        json["fixed"].as_array().map(Vec::len),
+        Some(3),
+        "the three advisories are fixed"
+    );
+    let metrics =
+        std::fs::read_to_string(dir.path().join("reports/devsecops.prom")).expect("metrics");
+    assert!(
+        metrics.contains(
+            "devsecops_findings{severity=\"critical\",category=\"sca\",state=\"fixed\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn suppressions_suppress_expire_and_report_unmatched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ingest_fixtures(dir.path());
+    std::fs::create_dir_all(dir.path().join(".devsecops")).expect("dir");
+    let suppressions = dir.path().join(".devsecops/suppressions.toml");
+    let write = |expires: &str| {
+        std::fs::write(
+            &suppressions,
+            format!(
+                "[[suppression]]\nrule = \"RUSTSEC-2021-0003\"\njustification = \"insert_many is never called with a lying iterator\"\nowner = \"platform-team\"\nexpires = {expires}\n\n\
+                 [[suppression]]\nrule = \"RUSTSEC-2020-0071\"\njustification = \"no environment writes in threads\"\nowner = \"platform-team\"\nexpires = 2099-01-01\n\n\
+                 [[suppression]]\nrule = \"DL3020\"\npath = \"Dockerfile\"\njustification = \"ADD of a local directory, reviewed\"\nowner = \"platform-team\"\nexpires = 2099-01-01\n\n\
+                 [[suppression]]\nrule = \"CKV_NOTHING\"\njustification = \"matches nothing at all here\"\nowner = \"platform-team\"\nexpires = 2099-01-01\n"
+            ),
+        )
+        .expect("suppressions")
+    };
+    write("2099-01-01");
+    let gate = devsecops(dir.path(), &["gate"]);
+    assert_eq!(gate.status.code(), Some(0), "{}", text(&gate));
+    let summary = text(&gate);
+    assert!(
+        summary.contains("#4 (rule CKV_NOTHING) matches nothing"),
+        "{summary}"
+    );
+    let sarif: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/devsecops.sarif")).expect("sarif"),
+    )
+    .expect("parses");
+    let suppressed: Vec<_> = sarif["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r.get("suppressions").is_some())
+        .collect();
+    assert_eq!(suppressed.len(), 3);
+    assert!(suppressed
+        .iter()
+        .all(|r| r["suppressions"][0]["justification"]
+            .as_str()
+            .is_some_and(|j| j.len() > 10)));
+
+    write("2020-01-01");
+    let expired = devsecops(dir.path(), &["gate"]);
+    assert_eq!(
+        expired.status.code(),
+        Some(1),
+        "an expired suppression stops suppressing: {}",
+        text(&expired)
+    );
+    assert!(
+        text(&expired).contains("#1 (rule RUSTSEC-2021-0003) expired on 2020-01-01"),
+        "{}",
+        text(&expired)
+    );
+
+    std::fs::write(
+        &suppressions,
+        "[[suppression]]\nrule = \"x\"\nowner = \"o\"\nexpires = 2099-01-01\n",
+    )
+    .expect("write");
+    let invalid = devsecops(dir.path(), &["gate"]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(
+        text(&invalid).contains("suppressions.toml"),
+        "{}",
+        text(&invalid)
+    );
+}
+
+#[test]
+fn bad_input_and_usage_exit_2_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ingest_fixtures(dir.path());
+    let before = std::fs::read(dir.path().join(".devsecops/findings.json")).expect("findings");
+    let broken = dir.path().join("broken.sarif");
+    std::fs::write(&broken, "{\"version\": \"2.1.0\", \"runs\": [").expect("write");
+    let out = devsecops(
+        dir.path(),
+        &["ingest", "--tool", "sarif", broken.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("broken.sarif: line 1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(".devsecops/findings.json")).expect("findings"),
+        before,
+        "nothing lost"
+    );
+    assert_eq!(
+        devsecops(dir.path(), &["ingest", "--tool", "nessus", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        devsecops(dir.path(), &["frobnicate"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        devsecops(dir.path(), &["--config", "nope.toml", "gate"])
+            .status
+            .code(),
+        Some(2)
+    );
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[policy]\nmode = \"sometimes\"\n",
+    )
+    .expect("config");
+    let bad = devsecops(dir.path(), &["gate"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("devsecops.toml: line 2"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn scan_keeps_results_when_other_scanners_fail_time_out_or_are_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        fixture("hadolint.json"),
+        dir.path().join("hadolint-report.json"),
+    )
+    .expect("copy");
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        r#"
+[policy]
+fail_on = ["critical"]
+
+[[scanner]]
+name = "hadolint"
+format = "hadolint"
+command = ["cat", "hadolint-report.json"]
+
+[[scanner]]
+name = "slow"
+format = "sarif"
+command = ["sleep", "30"]
+timeout_seconds = 1
+
+[[scanner]]
+name = "broken"
+format = "sarif"
+command = ["sh", "-c", "echo boom >&2; exit 3"]
+
+[[scanner]]
+name = "absent"
+format = "sarif"
+command = ["no-such-scanner-here"]
+optional = true
+install = "pip install no-such-scanner"
+"#,
+    )
+    .expect("config");
+    let started = std::time::Instant::now();
+    let out = devsecops(dir.path(), &["scan"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the timeout was not enforced"
+    );
+    assert!(output.contains("hadolint: 7 finding(s)"), "{output}");
+    assert!(
+        output.contains("slow: SKIPPED (timed out after 1 s)"),
+        "{output}"
+    );
+    assert!(
+        output.contains("broken: SKIPPED (exited with 3: boom)"),
+        "{output}"
+    );
+    assert!(output.contains("absent: SKIPPED (no-such-scanner-here not found (install: pip install no-such-scanner))"), "{output}");
+    let junit =
+        std::fs::read_to_string(dir.path().join("reports/devsecops-junit.xml")).expect("junit");
+    assert!(
+        junit.contains("<testsuite name=\"scanners\" tests=\"3\""),
+        "skipped scanners are visible"
+    );
+    let sarif = std::fs::read_to_string(dir.path().join("reports/devsecops.sarif")).expect("sarif");
+    assert!(sarif.contains("slow skipped: timed out"));
+
+    // A required scanner that is missing stops the scan and says how to install it.
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[[scanner]]\nname = \"needed\"\nformat = \"sarif\"\ncommand = [\"no-such-scanner-here\"]\ninstall = \"apt-get install it\"\n",
+    )
+    .expect("config");
+    let missing = devsecops(dir.path(), &["scan"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing).contains("install: apt-get install it"),
+        "{}",
+        text(&missing)
+    );
+}
