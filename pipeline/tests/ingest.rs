@@ -242,3 +242,42 @@ fn cyclonedx_vulnerabilities_name_their_components() {
     );
     assert!(f[0].identifiers.contains("CWE-362"));
 }
+
+#[test]
+fn shellcheck_json1() {
+    let f = parsed("shellcheck", "shellcheck.json");
+    assert_eq!(rules(&f), ["SC2012", "SC2035", "SC2086", "SC2164"]);
+    let quoting = f.iter().find(|f| f.rule == "SC2086").expect("SC2086");
+    assert_eq!(quoting.severity, Severity::Low, "info level");
+    let cd = f.iter().find(|f| f.rule == "SC2164").expect("SC2164");
+    assert_eq!(cd.severity, Severity::Medium);
+    assert_eq!(
+        cd.location
+            .as_ref()
+            .map(|l| (l.path.as_str(), l.start_line)),
+        Some(("bad.sh", Some(3)))
+    );
+}
+
+#[test]
+fn semgrep_sarif_with_local_rules() {
+    let f = parsed("sarif", "semgrep.sarif");
+    assert_eq!(f.len(), 3);
+    assert!(f
+        .iter()
+        .all(|f| f.tool == "semgrep oss" && f.category == Category::Sast));
+    let pipe = f
+        .iter()
+        .find(|f| f.rule.ends_with("shell-pipe-to-shell"))
+        .expect("pipe to shell");
+    assert_eq!(pipe.severity, Severity::High, "ERROR level");
+    assert!(
+        pipe.identifiers.contains("CWE-494"),
+        "{:?}",
+        pipe.identifiers
+    );
+    assert_eq!(
+        pipe.location.as_ref().map(|l| l.path.as_str()),
+        Some("install.sh")
+    );
+}

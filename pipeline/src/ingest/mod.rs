@@ -11,6 +11,7 @@ mod cyclonedx;
 mod gitleaks;
 mod hadolint;
 mod sarif;
+mod shellcheck;
 mod trivy;
 
 use std::path::Path;
@@ -43,6 +44,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("checkov", "checkov -o json"),
     ("hadolint", "hadolint -f json"),
     ("cyclonedx", "CycloneDX JSON with vulnerabilities"),
+    ("shellcheck", "shellcheck -f json1"),
 ];
 
 /// Parses `file` as the output of `tool`.
@@ -64,6 +66,7 @@ pub fn parse(tool: &str, file: &Path) -> Result<Vec<RawFinding>> {
         "checkov" => checkov::parse(file, &bytes),
         "hadolint" => hadolint::parse(file, &bytes),
         "cyclonedx" => cyclonedx::parse(file, &bytes),
+        "shellcheck" => shellcheck::parse(file, &bytes),
         other => Err(Error::Usage(format!(
             "unknown tool {other:?}; known: {}",
             TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
