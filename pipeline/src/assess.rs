@@ -52,6 +52,9 @@ pub struct Assessment {
     pub failed: bool,
     /// Why the build fails, one line per reason.
     pub reasons: Vec<String>,
+    /// Recent runs from the history database, oldest first (for the dashboard's trend).
+    #[serde(skip)]
+    pub trend: Vec<crate::history::RunTotals>,
 }
 
 impl Assessment {
@@ -170,6 +173,7 @@ pub fn assess(
         suppressions,
         skipped,
         reasons,
+        trend: Vec::new(),
     }
 }
 

@@ -40,7 +40,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics"
+            default_value = "sarif,junit,json,markdown,metrics,html"
         )]
         format: Vec<String>,
     },
@@ -60,7 +60,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics"
+            default_value = "sarif,junit,json,markdown,metrics,html"
         )]
         format: Vec<String>,
     },
@@ -69,7 +69,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics"
+            default_value = "sarif,junit,json,markdown,metrics,html"
         )]
         format: Vec<String>,
         /// Directory for the reports (default: paths.reports of the config).
@@ -244,7 +244,7 @@ fn evaluate(config: &Config, record: bool) -> Result<Assessment> {
     } else {
         history.lookup(&store.findings)?
     };
-    Ok(assess(
+    let mut assessment = assess(
         config,
         store.findings,
         baseline.as_ref(),
@@ -252,7 +252,9 @@ fn evaluate(config: &Config, record: bool) -> Result<Assessment> {
         &first_seen,
         now,
         store.skipped,
-    ))
+    );
+    assessment.trend = history.trend(60)?;
+    Ok(assessment)
 }
 
 fn finish(config: &Config, assessment: &Assessment, formats: &[String]) -> Result<u8> {

@@ -2,6 +2,7 @@
 well-formed JUnit XML, from a real run of the binary on the real fixtures. Run by scripts/test.sh."""
 
 import json
+import re
 import os
 import subprocess
 import xml.etree.ElementTree as ET
@@ -63,3 +64,50 @@ def test_junit_is_well_formed_and_counts_match(tmp_path):
     summary = json.loads((reports / "devsecops.json").read_text())
     assert len(summary["findings"]) == len(cases)
     assert sum(1 for f in summary["findings"] if f["fails"]) == len(failures)
+
+
+def chromium(*args):
+    import shutil
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is missing: scripts/test.sh installs it (apt-get install chromium)"
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--virtual-time-budget=3000", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_dashboard_renders_in_chromium_with_the_numbers_of_the_data(tmp_path):
+    reports = run_pipeline(tmp_path)
+    # A second run gives the trend two points.
+    subprocess.run([BIN, "gate"], cwd=tmp_path, capture_output=True)
+    page = reports / "security-dashboard.html"
+    html = page.read_text()
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html, "no network loads"
+    data = json.loads((reports / "devsecops.json").read_text())
+    findings = data["findings"]
+
+    dom = chromium("--dump-dom", page.as_uri())
+    assert 'data-ready="true"' in dom, "the page script ran without errors"
+    for severity in ("critical", "high", "medium", "low", "info"):
+        expected = sum(1 for f in findings if f["severity"] == severity and "suppressed_by" not in f)
+        assert re.search(rf'id="total-{severity}">{expected}<', dom), severity
+    failing = sum(1 for f in findings if f["fails"])
+    assert re.search(rf'id="total-failing">{failing}<', dom)
+    assert f"{len(findings)} of {len(findings)} shown" in dom
+    assert dom.count("<polyline") == 4, "trend lines drawn from the history database"
+
+    critical = sum(1 for f in findings if f["severity"] == "critical")
+    filtered = chromium("--dump-dom", page.as_uri() + "#sev=critical")
+    assert f"{critical} of {len(findings)} shown" in filtered, "the severity filter works in a real browser"
+    new = sum(1 for f in findings if f["state"] == "new" and "suppressed_by" not in f)
+    by_state = chromium("--dump-dom", page.as_uri() + "#state=new&cat=iac")
+    new_iac = sum(1 for f in findings if f["state"] == "new" and f["category"] == "iac" and "suppressed_by" not in f)
+    assert 0 < new_iac < new
+    assert f"{new_iac} of {len(findings)} shown" in by_state, "state and category filters combine"
+
+    shot = tmp_path / "dashboard.png"
+    chromium("--window-size=1400,2200", f"--screenshot={shot}", page.as_uri())
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000, "a real screenshot"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1400, 2200)

@@ -1,6 +1,7 @@
 //! Reports of an assessment: SARIF 2.1.0, JUnit XML, JSON, Markdown and Prometheus metrics. Every file
 //! is written to a temporary name and renamed into place, so no reader ever sees half a report.
 
+mod html;
 mod junit;
 mod markdown;
 mod metrics;
@@ -18,6 +19,7 @@ pub const FORMATS: &[(&str, &str)] = &[
     ("json", "devsecops.json"),
     ("markdown", "devsecops-summary.md"),
     ("metrics", "devsecops.prom"),
+    ("html", "security-dashboard.html"),
 ];
 
 /// Writes the requested formats into `dir`; returns the paths written.
@@ -56,6 +58,7 @@ pub fn render(assessment: &Assessment, format: &str) -> Result<String> {
         }
         "markdown" => markdown::render(assessment),
         "metrics" => metrics::render(assessment),
+        "html" => html::render(assessment),
         other => return Err(Error::Usage(format!("unknown report format {other:?}"))),
     })
 }
