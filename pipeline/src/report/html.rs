@@ -67,7 +67,12 @@ fn trend_svg(a: &Assessment) -> String {
     let mut svg = format!(
         "<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"findings per run\">"
     );
-    let series: [(&str, fn(&crate::history::RunTotals) -> i64, &str); 4] = [
+    type Series = (
+        &'static str,
+        fn(&crate::history::RunTotals) -> i64,
+        &'static str,
+    );
+    let series: [Series; 4] = [
         ("total", |r| r.total, "#e5e7eb"),
         ("critical", |r| r.critical, "#dc2626"),
         ("high", |r| r.high, "#ea580c"),
@@ -285,6 +290,6 @@ pub fn render(a: &Assessment) -> String {
         }
         out.push_str("</ul></section>");
     }
-    let _ = write!(out, "</main><script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
     out
 }
