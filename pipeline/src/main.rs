@@ -120,9 +120,14 @@ fn run(cli: Cli) -> Result<u8> {
             replace,
             files,
         } => {
-            let mut raw = Vec::new();
+            // Fingerprints are computed per report: identical findings within one report get
+            // ordinals, while the same finding in two reports (or one report ingested twice) merges.
+            let mut added = 0;
+            let mut fresh = Vec::new();
             for file in &files {
-                raw.extend(ingest::parse(&tool, file)?);
+                let raw = ingest::parse(&tool, file)?;
+                added += raw.len();
+                fresh.extend(fingerprint_all(raw));
             }
             let mut store = if replace {
                 Store {
@@ -132,9 +137,8 @@ fn run(cli: Cli) -> Result<u8> {
             } else {
                 Store::load(&config.paths.findings)?
             };
-            let added = raw.len();
             let mut findings = std::mem::take(&mut store.findings);
-            findings.extend(fingerprint_all(raw));
+            findings.extend(fresh);
             store.findings = deduplicate(findings);
             store.version = 1;
             store.save(&config.paths.findings)?;
@@ -198,7 +202,7 @@ fn run(cli: Cli) -> Result<u8> {
             );
             let store = Store {
                 version: 1,
-                findings: deduplicate(fingerprint_all(outcome.findings)),
+                findings: deduplicate(outcome.findings),
                 skipped: outcome.skipped,
             };
             store.save(&config.paths.findings)?;

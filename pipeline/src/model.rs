@@ -294,18 +294,17 @@ pub fn secret_context(secret: &str) -> String {
 /// stable context, plus the ordinal among identical ones in that file, so moving code does not change it.
 pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
     // Order findings of one (tool, rule, path, context) by line so ordinals are deterministic.
-    raw.sort_by(|a, b| {
-        let key = |f: &RawFinding| {
-            (
-                f.tool.clone(),
-                f.rule.clone(),
-                f.location.as_ref().map(|l| l.path.clone()),
-                f.context.clone(),
-                f.location.as_ref().and_then(|l| l.start_line),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    fn sort_key(f: &RawFinding) -> (&str, &str, Option<&str>, &str, Option<u32>) {
+        let location = f.location.as_ref();
+        (
+            f.tool.as_str(),
+            f.rule.as_str(),
+            location.map(|l| l.path.as_str()),
+            f.context.as_str(),
+            location.and_then(|l| l.start_line),
+        )
+    }
+    raw.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let mut ordinals: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     raw.into_iter()
         .map(|r| {

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::model::RawFinding;
 
 pub struct ScanOutcome {
-    pub findings: Vec<RawFinding>,
+    /// Fingerprinted per scanner, so ordinals never mix across scanners.
+    pub findings: Vec<crate::model::Finding>,
     pub skipped: Vec<(String, String)>,
     /// (scanner, seconds, findings) for each scanner that ran.
     pub timings: Vec<(String, f64, usize)>,
@@ -91,7 +92,9 @@ pub fn run(scanners: &[Scanner], root: &Path, work: &Path, parallel: usize) -> R
                 outcome
                     .timings
                     .push((scanner.name.clone(), seconds, findings.len()));
-                outcome.findings.extend(findings);
+                outcome
+                    .findings
+                    .extend(crate::model::fingerprint_all(findings));
             }
             Ok(Err(reason)) => outcome.skipped.push((scanner.name.clone(), reason)),
             Err(join) => outcome

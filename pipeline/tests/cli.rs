@@ -314,3 +314,18 @@ install = "pip install no-such-scanner"
         text(&missing)
     );
 }
+
+#[test]
+fn the_same_report_ingested_twice_adds_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = fixture("clippy.ndjson");
+    let report = report.to_str().expect("utf-8");
+    let first = devsecops(dir.path(), &["ingest", "--tool", "clippy", report]);
+    assert!(text(&first).contains("5 unique"), "{}", text(&first));
+    let again = devsecops(dir.path(), &["ingest", "--tool", "clippy", report, report]);
+    assert!(
+        text(&again).contains("10 finding(s) from 2 file(s)") && text(&again).contains("5 unique"),
+        "{}",
+        text(&again)
+    );
+}

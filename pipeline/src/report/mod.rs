@@ -28,7 +28,7 @@ pub fn write(assessment: &Assessment, dir: &Path, formats: &[String]) -> Result<
         file: dir.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut written = Vec::new();
+    let mut jobs = Vec::new();
     for format in formats {
         let Some((_, file)) = FORMATS.iter().find(|(f, _)| f == format) else {
             return Err(Error::Usage(format!(
@@ -40,12 +40,49 @@ pub fn write(assessment: &Assessment, dir: &Path, formats: &[String]) -> Result<
                     .join(", ")
             )));
         };
-        let content = render(assessment, format)?;
-        let path = dir.join(file);
-        write_atomic(&path, content.as_bytes())?;
-        written.push(path);
+        jobs.push((format.as_str(), dir.join(file)));
     }
-    Ok(written)
+    // Formats render independently: use the cores.
+    let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(format, path)| {
+                scope.spawn(move || {
+                    write_atomic_with(&path, |out| render_to(assessment, format, out))?;
+                    Ok(path)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Usage("a report renderer panicked".into())))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// Streams a report into `out`: the large formats (SARIF, JSON) are serialized without an
+/// intermediate string, so memory stays near the size of the findings themselves.
+pub fn render_to(
+    assessment: &Assessment,
+    format: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match format {
+        "sarif" => sarif::write(assessment, out),
+        "json" => {
+            serde_json::to_writer_pretty(&mut *out, assessment)?;
+            out.write_all(b"\n")
+        }
+        other => {
+            let text =
+                render(assessment, other).map_err(|e| std::io::Error::other(e.to_string()))?;
+            out.write_all(text.as_bytes())
+        }
+    }
 }
 
 pub fn render(assessment: &Assessment, format: &str) -> Result<String> {
@@ -65,6 +102,14 @@ pub fn render(assessment: &Assessment, format: &str) -> Result<String> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with the content produced by `fill` into a buffered writer.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let err = |e: std::io::Error| Error::Output {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -81,9 +126,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .unwrap_or("report"),
         std::process::id()
     ));
-    let mut file = std::fs::File::create(&tmp).map_err(err)?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
+    let file = std::fs::File::create(&tmp).map_err(err)?;
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+    fill(&mut buffered)
+        .and_then(|_| buffered.flush())
+        .and_then(|_| buffered.get_ref().sync_all())
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             err(e)
