@@ -47,7 +47,7 @@ ensure_venv() {
 }
 
 install_tools() {
-  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium
+  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
@@ -178,7 +178,7 @@ run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
-run_step "devsecops reports: SARIF schema, JUnit, dashboard in Chromium" check_pipeline_reports
+run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "devsecops scan: the project gates itself" gate_self
 if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite

@@ -10,6 +10,7 @@ pub mod history;
 pub mod ingest;
 pub mod model;
 pub mod report;
+pub mod sbom;
 pub mod scan;
 pub mod store;
 pub mod suppress;

@@ -78,6 +78,15 @@ enum Command {
     },
     /// Accept the current findings as the baseline.
     Baseline,
+    /// Write a CycloneDX 1.5 JSON SBOM: of the Cargo workspace (default), or of a Nix closure.
+    Sbom {
+        /// JSON of `nix path-info --json --recursive`, or a store path (needs nix).
+        #[arg(long)]
+        nix: Option<String>,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -161,6 +170,30 @@ fn run(cli: Cli) -> Result<u8> {
                 baseline.findings.len(),
                 config.paths.baseline.display()
             );
+            Ok(0)
+        }
+        Command::Sbom { nix, output } => {
+            let sbom = match nix {
+                None => devsecops::sbom::cargo(&root)?,
+                Some(source) if source.starts_with("/nix/store/") => {
+                    devsecops::sbom::nix_from_store_path(&source)?
+                }
+                Some(file) => {
+                    let path = PathBuf::from(&file);
+                    let bytes = ingest::read_limited(&path)?;
+                    devsecops::sbom::nix_from_json(&path, &bytes)?
+                }
+            };
+            let text = serde_json::to_string_pretty(&sbom)
+                .map_err(|e| Error::Usage(e.to_string()))?
+                + "\n";
+            match output {
+                Some(path) => {
+                    report::write_atomic(&path, text.as_bytes())?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
             Ok(0)
         }
         Command::Report { format, out } => {

@@ -329,3 +329,100 @@ fn the_same_report_ingested_twice_adds_nothing() {
         text(&again)
     );
 }
+
+#[test]
+fn sbom_of_a_nix_closure_names_store_paths_and_nar_hashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = devsecops(
+        dir.path(),
+        &[
+            "sbom",
+            "--nix",
+            fixture("nix-path-info.json").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bom: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    let root = &bom["metadata"]["component"];
+    assert_eq!(
+        (root["name"].as_str(), root["version"].as_str()),
+        (Some("greeter"), Some("0.3.1"))
+    );
+    let components = bom["components"].as_array().expect("components");
+    assert_eq!(components.len(), 1);
+    let lib = &components[0];
+    assert_eq!(
+        (lib["name"].as_str(), lib["version"].as_str()),
+        (Some("libgreet"), Some("1.2.0"))
+    );
+    let props: std::collections::HashMap<&str, &str> = lib["properties"]
+        .as_array()
+        .expect("properties")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["value"].as_str().expect("value"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        props["nix:store_path"],
+        "/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0"
+    );
+    assert_eq!(
+        props["nix:nar_hash"],
+        "sha256-HDfQGvQL4ugGkd48w99EN3ppmvuxfGjwgJZLL9Bx/BM="
+    );
+    let deps = bom["dependencies"].as_array().expect("dependencies");
+    let greeter = deps
+        .iter()
+        .find(|d| {
+            d["ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("greeter-0.3.1"))
+        })
+        .expect("root deps");
+    assert_eq!(
+        greeter["dependsOn"][0],
+        "/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0"
+    );
+
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "[]").expect("write");
+    let bad = devsecops(
+        dir.path(),
+        &["sbom", "--nix", empty.to_str().expect("utf-8")],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("empty"), "{}", text(&bad));
+}
+
+#[test]
+fn sbom_of_the_cargo_workspace_lists_locked_crates_with_checksums() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let out = devsecops(workspace, &["sbom"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bom: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let components = bom["components"].as_array().expect("components");
+    let find = |name: &str| components.iter().find(|c| c["name"] == name);
+    let actix = find("actix-web").expect("actix-web");
+    assert!(actix["purl"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("pkg:cargo/actix-web@")));
+    assert_eq!(actix["hashes"][0]["alg"], "SHA-256");
+    assert_eq!(actix["licenses"][0]["expression"], "MIT OR Apache-2.0");
+    assert_eq!(
+        find("devsecops-app").expect("member")["type"],
+        "application"
+    );
+    let lock = std::fs::read_to_string(workspace.join("Cargo.lock")).expect("lock");
+    assert_eq!(
+        components.len(),
+        lock.matches("[[package]]").count(),
+        "one component per locked package"
+    );
+}

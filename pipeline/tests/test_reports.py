@@ -111,3 +111,52 @@ def test_dashboard_renders_in_chromium_with_the_numbers_of_the_data(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000, "a real screenshot"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1400, 2200)
+
+
+def cyclonedx_validator():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    folder = os.path.join(SCHEMAS, "cyclonedx")
+    resources = []
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name)) as f:
+            schema = json.load(f)
+        uri = schema.get("$id") or name
+        resources.append((uri, Resource.from_contents(schema, default_specification=DRAFT7)))
+    registry = Registry().with_resources(resources)
+    with open(os.path.join(folder, "bom-1.5.schema.json")) as f:
+        schema = json.load(f)
+    return jsonschema.Draft7Validator(schema, registry=registry)
+
+
+def assert_valid_bom(bom):
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in cyclonedx_validator().iter_errors(bom)]
+    assert not errors, errors[:5]
+
+
+def test_cargo_sbom_is_valid_cyclonedx_1_5():
+    out = subprocess.run([BIN, "sbom"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert_valid_bom(json.loads(out.stdout))
+
+
+def test_nix_closure_sbom_from_a_real_store_path_is_valid_cyclonedx(tmp_path):
+    import shutil
+    assert shutil.which("nix-build"), "nix-build is missing: scripts/test.sh installs nix-bin"
+    build = subprocess.run(["nix-build", "--option", "sandbox", "false", "--no-out-link",
+                            os.path.join(ROOT, "pipeline", "tests", "fixtures", "closure.nix")],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    store_path = build.stdout.strip().splitlines()[-1]
+    out = subprocess.run([BIN, "sbom", "--nix", store_path], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    bom = json.loads(out.stdout)
+    assert_valid_bom(bom)
+    assert bom["metadata"]["component"]["name"] == "greeter"
+    names = {c["name"]: c for c in bom["components"]}
+    props = {p["name"]: p["value"] for p in names["libgreet"]["properties"]}
+    assert props["nix:store_path"].startswith("/nix/store/") and props["nix:nar_hash"].startswith("sha256-")
+    # A broken BOM is rejected by the same validator: the check can fail.
+    broken = dict(bom, specVersion="1.5", components=[{"type": "spaceship", "name": "x"}])
+    assert list(cyclonedx_validator().iter_errors(broken))
