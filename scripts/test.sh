@@ -145,6 +145,9 @@ run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, 
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "devsecops scan: the project gates itself" gate_self
 if [ -z "${FAST:-}" ]; then
+  run_step "fuzzing every devsecops parser (${SECONDS_PER_TARGET:-10} s each)" scripts/fuzz.sh
+fi
+if [ -z "${FAST:-}" ]; then
   run_step "schemathesis against the service on SQLite" fuzz_api sqlite
   run_step "schemathesis against the service on PostgreSQL" fuzz_api postgres
 fi

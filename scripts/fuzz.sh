@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fuzzes every devsecops input parser with cargo fuzz (libFuzzer), SECONDS_PER_TARGET each (default
+# 10), starting from the kept corpus in pipeline/fuzz/corpus. New interesting inputs are added to the
+# corpus; a crash fails the run and leaves the input in pipeline/fuzz/artifacts.
+#   scripts/fuzz.sh [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+cargo_tool cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION"
+# cargo fuzz needs nightly flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
+export RUSTC_BOOTSTRAP=1
+seconds="${SECONDS_PER_TARGET:-10}"
+cd pipeline/fuzz
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list)
+fi
+# Safe Rust needs no AddressSanitizer to find panics, overflows and runaway allocations.
+cargo fuzz build -s none -O "${targets[@]}" 2>&1 | tail -n 3
+for target in "${targets[@]}"; do
+  log "fuzzing $target for ${seconds}s"
+  cargo fuzz run -s none -O "$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=262144 -print_final_stats=1 2>&1 |
+    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" || true
+  if ls "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-* >/dev/null 2>&1; then
+    echo "fuzz target $target found a failing input: pipeline/fuzz/artifacts/$target" >&2
+    exit 1
+  fi
+done
