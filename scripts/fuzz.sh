@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every devsecops input parser with cargo fuzz (libFuzzer), SECONDS_PER_TARGET each (default
-# 10), starting from the kept corpus in pipeline/fuzz/corpus. New interesting inputs are added to the
-# corpus; a crash fails the run and leaves the input in pipeline/fuzz/artifacts.
+# 10), starting from the kept corpus in pipeline/fuzz/corpus. New inputs go to a scratch directory
+# (KEEP_CORPUS=1 adds them to the kept corpus; minimize it with `cargo fuzz cmin` before committing).
+# A crash, out-of-memory or timeout fails the run and leaves the input in pipeline/fuzz/artifacts.
 #   scripts/fuzz.sh [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +18,14 @@ if [ "${#targets[@]}" -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
 fi
 # Safe Rust needs no AddressSanitizer to find panics, overflows and runaway allocations.
-cargo fuzz build -s none -O "${targets[@]}" 2>&1 | tail -n 3
+cargo fuzz build -s none -O 2>&1 | tail -n 3
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 for target in "${targets[@]}"; do
   log "fuzzing $target for ${seconds}s"
-  cargo fuzz run -s none -O "$target" "corpus/$target" -- \
+  if [ -n "${KEEP_CORPUS:-}" ]; then out="corpus/$target"; else out="$scratch/$target"; fi
+  mkdir -p "$out"
+  cargo fuzz run -s none -O "$target" "$out" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=262144 -print_final_stats=1 2>&1 |
     grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" || true
   if ls "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-* >/dev/null 2>&1; then
