@@ -102,7 +102,8 @@ def bench_scan():
     print("\ndevsecops scan of this repository\n")
     # Cold: the workspace's own crates rebuilt for clippy; then warm runs.
     results = {}
-    for label, parallel in (("cold, parallel", "4"), ("warm, parallel", "4"), ("warm, one at a time", "1")):
+    cores = str(os.cpu_count() or 1)
+    for label, parallel in (("cold, parallel", cores), ("warm, parallel", cores), ("warm, one at a time", "1")):
         if label.startswith("cold"):
             subprocess.run(["cargo", "clean", "-p", "devsecops-app", "-p", "devsecops"], cwd=ROOT, capture_output=True)
         seconds, rss, code, output = timed([BIN, "scan", "--parallel", parallel], ROOT)

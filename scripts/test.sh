@@ -113,7 +113,7 @@ check_pipeline_reports() {
 
 # The project's own gate: every scanner in devsecops.toml, in parallel, offline.
 gate_self() {
-  target/debug/devsecops scan --parallel 4
+  target/debug/devsecops scan
 }
 
 check_kubernetes() {

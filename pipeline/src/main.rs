@@ -33,9 +33,9 @@ struct Cli {
 enum Command {
     /// Run the configured scanners in parallel, then ingest, gate and report.
     Scan {
-        /// Scanners run at once (1 runs them one after another).
-        #[arg(long, default_value_t = 4)]
-        parallel: usize,
+        /// Scanners run at once (default: the number of cores; 1 runs them one after another).
+        #[arg(long)]
+        parallel: Option<usize>,
         /// Report formats to write.
         #[arg(
             long,
@@ -221,6 +221,11 @@ fn run(cli: Cli) -> Result<u8> {
                 .parent()
                 .map(|p| p.join("raw"))
                 .unwrap_or_else(|| PathBuf::from("raw"));
+            let parallel = parallel.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
             let started = std::time::Instant::now();
             let outcome = scan::run(&config.scanners, &root, &work, parallel)?;
             for (name, seconds, n) in &outcome.timings {
