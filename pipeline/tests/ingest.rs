@@ -281,3 +281,67 @@ fn semgrep_sarif_with_local_rules() {
         Some("install.sh")
     );
 }
+
+#[test]
+fn trivy_vulnerabilities_and_licenses_merge_with_cargo_audit() {
+    // trivy's vulnerability database cannot be downloaded here, so this report is hand-made in the
+    // shape trivy 0.59 writes (Results[].Vulnerabilities / Licenses), with the smallvec advisory that
+    // cargo-audit reports in the real fixture.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trivy-fs.json");
+    std::fs::write(
+        &path,
+        br#"{"SchemaVersion":2,"Results":[
+          {"Target":"Cargo.lock","Class":"lang-pkgs","Type":"cargo","Vulnerabilities":[
+            {"VulnerabilityID":"CVE-2021-25900","VendorIDs":["GHSA-43w2-9j62-hq99"],"PkgName":"smallvec","InstalledVersion":"0.6.13","Severity":"CRITICAL","Title":"smallvec: buffer overflow","CweIDs":["CWE-787"],"PrimaryURL":"https://avd.aquasec.com/nvd/cve-2021-25900"}]},
+          {"Target":"usr/lib/os-release","Class":"os-pkgs","Type":"debian","Vulnerabilities":[
+            {"VulnerabilityID":"CVE-2024-0001","PkgName":"libc6","InstalledVersion":"2.36-9","Severity":"UNKNOWN"}]},
+          {"Target":"Cargo.lock","Class":"license","Licenses":[
+            {"Severity":"HIGH","Category":"restricted","PkgName":"some-gpl-crate","Name":"GPL-3.0","FilePath":""}]}]}"#,
+    )
+    .expect("write");
+    let trivy = parse("trivy", &path).expect("parses");
+    assert_eq!(trivy.len(), 3);
+    let os = trivy
+        .iter()
+        .find(|f| f.rule == "CVE-2024-0001")
+        .expect("os package");
+    assert_eq!(
+        (os.category, os.severity),
+        (Category::Container, Severity::Info)
+    );
+    assert_eq!(
+        os.component.as_ref().and_then(|c| c.purl.as_deref()),
+        Some("pkg:deb/libc6@2.36-9")
+    );
+    let license = trivy
+        .iter()
+        .find(|f| f.category == Category::License)
+        .expect("license");
+    assert_eq!(license.severity, Severity::High);
+    let audit = parsed("cargo-audit", "cargo-audit.json");
+    let merged = deduplicate(
+        fingerprint_all(trivy)
+            .into_iter()
+            .chain(fingerprint_all(audit))
+            .collect(),
+    );
+    let smallvec = merged
+        .iter()
+        .find(|f| f.identifiers.contains("CVE-2021-25900"))
+        .expect("smallvec");
+    assert_eq!(
+        smallvec.tools.iter().collect::<Vec<_>>(),
+        ["cargo-audit", "trivy"],
+        "one finding, both tools"
+    );
+    assert!(
+        smallvec.identifiers.contains("CWE-787")
+            && smallvec.identifiers.contains("RUSTSEC-2021-0003")
+    );
+    assert_eq!(
+        merged.len(),
+        5,
+        "smallvec merged; time, ansi_term, libc6 and the license stay apart"
+    );
+}
