@@ -160,6 +160,26 @@ pub struct Finding {
     pub help_uri: Option<String>,
 }
 
+impl Finding {
+    /// Where to look, for people: `path:line`, else `package version`, else empty.
+    pub fn place(&self) -> String {
+        if let Some(l) = &self.location {
+            return match l.start_line {
+                Some(line) => format!("{}:{line}", l.path),
+                None => l.path.clone(),
+            };
+        }
+        self.component
+            .as_ref()
+            .map(|c| {
+                format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
+                    .trim_end()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// What a parser knows about one finding before its fingerprint is computed.
 #[derive(Debug, Clone)]
 pub struct RawFinding {

@@ -89,16 +89,8 @@ fn convert(entry: Entry, warning: Option<&str>) -> Option<RawFinding> {
         .in_component(&package.name, Some(&package.version), "cargo");
         return Some(finding);
     };
-    let severity = match warning {
-        None => advisory
-            .cvss
-            .as_deref()
-            .and_then(crate::cvss::base_score)
-            .map(Severity::from_cvss)
-            .unwrap_or(Severity::Medium),
-        Some("unsound") => Severity::Medium,
-        Some(_) => Severity::Low,
-    };
+    // cargo-audit puts the kind of a warning beside the advisory; "vulnerability" has none.
+    let severity = super::rustsec_severity(warning, advisory.cvss.as_deref());
     let mut finding = RawFinding::new(
         "cargo-audit",
         Category::Sca,

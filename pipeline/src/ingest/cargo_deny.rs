@@ -79,16 +79,10 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
             .map(|g| (g.krate.name.clone(), g.krate.version.clone()));
         let message = fields.message.clone().unwrap_or_default();
         let finding = if let Some(advisory) = fields.advisory {
-            let severity = match advisory.informational.as_deref() {
-                Some("unsound") => Severity::Medium,
-                Some(_) => Severity::Low,
-                None => advisory
-                    .cvss
-                    .as_deref()
-                    .and_then(crate::cvss::base_score)
-                    .map(Severity::from_cvss)
-                    .unwrap_or(Severity::Medium),
-            };
+            let severity = super::rustsec_severity(
+                advisory.informational.as_deref(),
+                advisory.cvss.as_deref(),
+            );
             let mut f = RawFinding::new(
                 "cargo-deny",
                 Category::Sca,

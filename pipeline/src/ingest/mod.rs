@@ -143,3 +143,20 @@ pub(crate) fn title(text: &str) -> String {
         line.to_string()
     }
 }
+
+/// Severity of a RustSec advisory (cargo-audit and cargo-deny agree on it): informational kinds
+/// unsound medium, others low; vulnerabilities from their CVSS v3 vector, medium without one.
+pub(crate) fn rustsec_severity(
+    informational: Option<&str>,
+    cvss: Option<&str>,
+) -> crate::model::Severity {
+    use crate::model::Severity;
+    match informational {
+        Some("unsound") => Severity::Medium,
+        Some(_) => Severity::Low,
+        None => cvss
+            .and_then(crate::cvss::base_score)
+            .map(Severity::from_cvss)
+            .unwrap_or(Severity::Medium),
+    }
+}

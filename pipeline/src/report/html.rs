@@ -252,22 +252,7 @@ pub fn render(a: &Assessment) -> String {
         } else {
             item.state.as_str()
         };
-        let place = f
-            .location
-            .as_ref()
-            .map(|l| {
-                format!(
-                    "{}{}",
-                    l.path,
-                    l.start_line.map(|n| format!(":{n}")).unwrap_or_default()
-                )
-            })
-            .or_else(|| {
-                f.component
-                    .as_ref()
-                    .map(|c| format!("{} {}", c.name, c.version.as_deref().unwrap_or("")))
-            })
-            .unwrap_or_default();
+        let place = f.place();
         let _ = write!(
             out,
             "<tr data-severity=\"{}\" data-category=\"{}\" data-state=\"{state}\"><td>{}</td><td><code>{}</code></td><td>{}{}</td><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{} d</td></tr>",

@@ -33,19 +33,7 @@ pub fn render(a: &Assessment) -> String {
         );
         for item in items {
             let f = &item.finding;
-            let place = f
-                .location
-                .as_ref()
-                .map(|l| match l.start_line {
-                    Some(line) => format!("{}:{line}", l.path),
-                    None => l.path.clone(),
-                })
-                .or_else(|| {
-                    f.component
-                        .as_ref()
-                        .map(|c| format!("{} {}", c.name, c.version.as_deref().unwrap_or("")))
-                })
-                .unwrap_or_default();
+            let place = f.place();
             let _ = write!(
                 out,
                 "    <testcase classname=\"devsecops.{category}.{}\" name=\"{} {}: {} ({place})\" file=\"{}\"",

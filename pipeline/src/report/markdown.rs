@@ -43,22 +43,10 @@ pub fn render(a: &Assessment) -> String {
         let _ = writeln!(out, "\n### Failing findings ({})\n", failing.len());
         for item in failing.iter().take(50) {
             let f = &item.finding;
-            let place = f
-                .location
-                .as_ref()
-                .map(|l| {
-                    format!(
-                        "`{}{}`",
-                        l.path,
-                        l.start_line.map(|n| format!(":{n}")).unwrap_or_default()
-                    )
-                })
-                .or_else(|| {
-                    f.component
-                        .as_ref()
-                        .map(|c| format!("`{}@{}`", c.name, c.version.as_deref().unwrap_or("?")))
-                })
-                .unwrap_or_default();
+            let place = match f.place() {
+                p if p.is_empty() => p,
+                p => format!("`{p}`"),
+            };
             let _ = writeln!(
                 out,
                 "- **{}** `{}` {} {place} ({}){}",
