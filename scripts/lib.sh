@@ -144,6 +144,7 @@ PY
 # Pinned tool versions: bump them here.
 CARGO_DENY_VERSION=0.20.2
 CARGO_FUZZ_VERSION=0.13.2
+CARGO_AUDITABLE_VERSION=0.7.7
 CARGO_AUDIT_VERSION=0.22.2
 CARGO_NEXTEST_VERSION=0.9.143
 TOOLS_CACHE="${DEVSECOPS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}"
@@ -166,6 +167,7 @@ install_tools() {
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
   cargo_tool cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION"
+  cargo_tool cargo-auditable cargo-auditable "$CARGO_AUDITABLE_VERSION"
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
   # Python tools in three virtualenvs (their pins conflict), each reinstalled only when its
   # requirements file changes.
