@@ -102,3 +102,12 @@ def alloy_labels_and_metadata():
         labels |= set(attr(stage["body"], "values"))
     metadata = set(attr(blocks(process, "stage.structured_metadata")[0]["body"], "values"))
     return labels, metadata
+
+
+def test_compose_alloy_processes_lines_like_the_kubernetes_one():
+    with open(os.path.join(OBS, "alloy", "compose.alloy")) as f:
+        compose = parse(f.read())
+    with open(ALLOY) as f:
+        kubernetes = parse(f.read())
+    assert blocks(compose, "loki.process")[0]["body"] == blocks(kubernetes, "loki.process")[0]["body"], \
+        "compose.alloy and config.alloy must parse the service's logs the same way"
