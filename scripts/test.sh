@@ -116,13 +116,18 @@ gate_self() {
   target/debug/devsecops scan
 }
 
-# The image: a static, auditable binary in a distroless image, tested in the real Docker engine; the
-# binary inside it audited offline from its embedded dependency list and gated by devsecops.
+# The image first: the Rust tests include testcontainers tests of it (image-tests/).
+build_image() {
+  DEVSECOPS_IMAGE=$(scripts/build-image.sh devsecops-app:test)
+  export DEVSECOPS_IMAGE
+}
+
+# The image beyond testcontainers: size, labels, a private network, compose.yaml; and the binary
+# inside it audited offline from its embedded dependency list and gated by devsecops.
 check_image() {
-  local image db
-  image=$(scripts/build-image.sh devsecops-app:test)
+  local db
   db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
-  DEVSECOPS_IMAGE="$image" python3 -m pytest -q -p no:cacheprovider tests/image
+  python3 -m pytest -q -p no:cacheprovider tests/image
   local work
   work=$(mktemp -d)
   cargo audit --db "$db" --no-fetch --stale --json bin dist/devsecops-app > "$work/audit-bin.json" || true
@@ -156,13 +161,14 @@ drop_test_databases
 run_step "rustfmt" check_format
 run_step "clippy (deny warnings)" check_clippy
 run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_chain
-run_step "unit and integration tests (SQLite and PostgreSQL)" run_tests
+run_step "image: static auditable binary, distroless image" build_image
+run_step "unit and integration tests (SQLite, PostgreSQL, the image in Docker)" run_tests
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "devsecops scan: the project gates itself" gate_self
-run_step "image: distroless build, Docker engine tests, offline audit of the binary" check_image
+run_step "image: size, labels, private network, compose, offline audit of the binary" check_image
 if [ -z "${FAST:-}" ]; then
   run_step "fuzzing every devsecops parser (${SECONDS_PER_TARGET:-10} s each)" scripts/fuzz.sh
 fi
