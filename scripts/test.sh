@@ -128,6 +128,8 @@ check_image() {
   local db
   db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
   python3 -m pytest -q -p no:cacheprovider tests/image
+  # The image's SBOM: the service and exactly the crates compiled into its binary.
+  target/debug/devsecops sbom --package devsecops-app -o reports/image-sbom.cdx.json
   local work
   work=$(mktemp -d)
   cargo audit --db "$db" --no-fetch --stale --json bin dist/devsecops-app > "$work/audit-bin.json" || true

@@ -86,6 +86,9 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Only this workspace member and its dependencies (what its binary or image contains).
+        #[arg(long, conflicts_with = "nix")]
+        package: Option<String>,
     },
 }
 
@@ -172,9 +175,13 @@ fn run(cli: Cli) -> Result<u8> {
             );
             Ok(0)
         }
-        Command::Sbom { nix, output } => {
+        Command::Sbom {
+            nix,
+            output,
+            package,
+        } => {
             let sbom = match nix {
-                None => devsecops::sbom::cargo(&root)?,
+                None => devsecops::sbom::cargo(&root, package.as_deref())?,
                 Some(source) if source.starts_with("/nix/store/") => {
                     devsecops::sbom::nix_from_store_path(&source)?
                 }

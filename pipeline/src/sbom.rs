@@ -91,6 +91,35 @@ struct Node {
     id: String,
     #[serde(default)]
     dependencies: Vec<String>,
+    #[serde(default)]
+    deps: Vec<NodeDep>,
+}
+
+#[derive(Deserialize)]
+struct NodeDep {
+    pkg: String,
+    #[serde(default)]
+    dep_kinds: Vec<DepKind>,
+}
+
+#[derive(Deserialize)]
+struct DepKind {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+impl Node {
+    /// Dependencies that end up in a build: normal and build dependencies, not dev-dependencies.
+    fn shipped(&self) -> Vec<String> {
+        self.deps
+            .iter()
+            .filter(|d| {
+                d.dep_kinds.is_empty()
+                    || d.dep_kinds.iter().any(|k| k.kind.as_deref() != Some("dev"))
+            })
+            .map(|d| d.pkg.clone())
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -107,8 +136,9 @@ struct LockedPackage {
     checksum: Option<String>,
 }
 
-/// CycloneDX for the Cargo workspace at `root` (runs `cargo metadata --locked --offline`).
-pub fn cargo(root: &Path) -> Result<Value> {
+/// CycloneDX for the Cargo workspace at `root` (runs `cargo metadata --locked --offline`); with
+/// `package`, only that workspace member and what it depends on (the contents of its binary or image).
+pub fn cargo(root: &Path, package: Option<&str>) -> Result<Value> {
     let manifest = root.join("Cargo.toml");
     let output = Command::new("cargo")
         .args([
@@ -139,11 +169,46 @@ pub fn cargo(root: &Path) -> Result<Value> {
         .into_iter()
         .filter_map(|p| p.checksum.map(|c| ((p.name, p.version), c)))
         .collect();
-    let members: BTreeSet<&str> = metadata
+    let mut members: BTreeSet<&str> = metadata
         .workspace_members
         .iter()
         .map(String::as_str)
         .collect();
+    // With a package: keep its dependency closure only.
+    let keep: Option<BTreeSet<String>> = match package {
+        None => None,
+        Some(name) => {
+            let start = metadata
+                .packages
+                .iter()
+                .find(|p| p.name == name && members.contains(p.id.as_str()))
+                .ok_or_else(|| Error::Usage(format!("{name} is not a member of the workspace")))?
+                .id
+                .clone();
+            let edges: HashMap<&str, Vec<String>> = metadata
+                .resolve
+                .as_ref()
+                .map(|r| {
+                    r.nodes
+                        .iter()
+                        .map(|n| (n.id.as_str(), n.shipped()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![start.clone()];
+            while let Some(id) = stack.pop() {
+                if seen.insert(id.clone()) {
+                    if let Some(deps) = edges.get(id.as_str()) {
+                        stack.extend(deps.iter().cloned());
+                    }
+                }
+            }
+            members.retain(|m| *m == start);
+            Some(seen)
+        }
+    };
+    let kept = |id: &str| keep.as_ref().is_none_or(|k| k.contains(id));
     let purl = |p: &Package| format!("pkg:cargo/{}@{}", p.name, p.version);
     let refs: HashMap<&str, String> = metadata
         .packages
@@ -152,7 +217,7 @@ pub fn cargo(root: &Path) -> Result<Value> {
         .collect();
     let mut components = Vec::new();
     let mut member_refs = Vec::new();
-    for p in &metadata.packages {
+    for p in metadata.packages.iter().filter(|p| kept(&p.id)) {
         let is_member = members.contains(p.id.as_str());
         let mut c = json!({
             "type": if is_member { "application" } else { "library" },
@@ -193,6 +258,7 @@ pub fn cargo(root: &Path) -> Result<Value> {
         .map(|r| {
             r.nodes
                 .iter()
+                .filter(|n| kept(&n.id))
                 .filter_map(|n| {
                     let depends: BTreeSet<&String> = n
                         .dependencies

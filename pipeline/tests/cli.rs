@@ -426,3 +426,42 @@ fn sbom_of_the_cargo_workspace_lists_locked_crates_with_checksums() {
         "one component per locked package"
     );
 }
+
+#[test]
+fn sbom_of_one_package_holds_its_dependency_closure_only() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let out = devsecops(workspace, &["sbom", "--package", "devsecops-app"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bom: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: std::collections::BTreeSet<&str> = bom["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("devsecops-app") && names.contains("actix-web") && names.contains("sqlx")
+    );
+    assert!(
+        !names.contains("devsecops") && !names.contains("clap"),
+        "the pipeline's crates are not in the app"
+    );
+    assert!(
+        !names.contains("tempfile"),
+        "dev-dependencies are not shipped"
+    );
+    let all = devsecops(workspace, &["sbom"]);
+    let everything: serde_json::Value = serde_json::from_slice(&all.stdout).expect("json");
+    assert!(
+        everything["components"].as_array().map(Vec::len)
+            > bom["components"].as_array().map(Vec::len)
+    );
+    assert_eq!(
+        devsecops(workspace, &["sbom", "--package", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

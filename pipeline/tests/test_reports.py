@@ -135,10 +135,11 @@ def assert_valid_bom(bom):
     assert not errors, errors[:5]
 
 
-def test_cargo_sbom_is_valid_cyclonedx_1_5():
-    out = subprocess.run([BIN, "sbom"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert_valid_bom(json.loads(out.stdout))
+def test_cargo_sboms_are_valid_cyclonedx_1_5():
+    for args in ([], ["--package", "devsecops-app"]):
+        out = subprocess.run([BIN, "sbom", *args], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert_valid_bom(json.loads(out.stdout))
 
 
 def test_nix_closure_sbom_from_a_real_store_path_is_valid_cyclonedx(tmp_path):
