@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{json, title};
+use super::{json, RustsecAdvisory};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -25,24 +25,10 @@ struct Vulnerabilities {
 
 #[derive(Deserialize)]
 struct Entry {
-    advisory: Option<Advisory>,
+    advisory: Option<RustsecAdvisory>,
     package: Package,
     #[serde(default)]
     kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Advisory {
-    id: String,
-    title: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    aliases: Vec<String>,
-    #[serde(default)]
-    cvss: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,21 +75,9 @@ fn convert(entry: Entry, warning: Option<&str>) -> Option<RawFinding> {
         .in_component(&package.name, Some(&package.version), "cargo");
         return Some(finding);
     };
-    // cargo-audit puts the kind of a warning beside the advisory; "vulnerability" has none.
-    let severity = super::rustsec_severity(warning, advisory.cvss.as_deref());
-    let mut finding = RawFinding::new(
-        "cargo-audit",
-        Category::Sca,
-        severity,
-        &advisory.id,
-        &title(&advisory.title),
-    )
-    .in_component(&package.name, Some(&package.version), "cargo")
-    .with_ids(std::iter::once(advisory.id.clone()).chain(advisory.aliases));
-    finding.description = advisory.description;
-    finding.help_uri = advisory
-        .url
-        .filter(|u| !u.is_empty())
-        .or_else(|| Some(format!("https://rustsec.org/advisories/{}", advisory.id)));
+    // cargo-audit puts the kind of a warning beside the advisory; vulnerabilities have none.
+    let finding = advisory
+        .finding("cargo-audit", warning, "advisory")
+        .in_component(&package.name, Some(&package.version), "cargo");
     Some(finding)
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ndjson, title};
+use super::{ndjson, title, RustsecAdvisory};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -28,26 +28,9 @@ struct Fields {
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
-    advisory: Option<Advisory>,
+    advisory: Option<RustsecAdvisory>,
     #[serde(default)]
     graphs: Vec<Graph>,
-}
-
-#[derive(Deserialize)]
-struct Advisory {
-    id: String,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    aliases: Vec<String>,
-    #[serde(default)]
-    cvss: Option<String>,
-    #[serde(default)]
-    informational: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,23 +62,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
             .map(|g| (g.krate.name.clone(), g.krate.version.clone()));
         let message = fields.message.clone().unwrap_or_default();
         let finding = if let Some(advisory) = fields.advisory {
-            let severity = super::rustsec_severity(
-                advisory.informational.as_deref(),
-                advisory.cvss.as_deref(),
-            );
-            let mut f = RawFinding::new(
-                "cargo-deny",
-                Category::Sca,
-                severity,
-                &advisory.id,
-                &title(advisory.title.as_deref().unwrap_or(&message)),
-            )
-            .with_ids(std::iter::once(advisory.id.clone()).chain(advisory.aliases));
-            f.description = advisory.description;
-            f.help_uri = advisory
-                .url
-                .or_else(|| Some(format!("https://rustsec.org/advisories/{}", advisory.id)));
-            f
+            advisory.finding("cargo-deny", None, &message)
         } else {
             let category =
                 if code.starts_with("license") || code == "rejected" || code == "unlicensed" {

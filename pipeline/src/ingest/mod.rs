@@ -144,12 +144,51 @@ pub(crate) fn title(text: &str) -> String {
     }
 }
 
+/// A RustSec advisory as cargo-audit and cargo-deny both embed it in their JSON.
+#[derive(serde::Deserialize)]
+pub(crate) struct RustsecAdvisory {
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub cvss: Option<String>,
+    /// unmaintained, unsound, notice...; absent for vulnerabilities.
+    #[serde(default)]
+    pub informational: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl RustsecAdvisory {
+    /// The sca finding for this advisory; `kind` overrides `informational` (cargo-audit reports the
+    /// warning kind beside the advisory), `fallback` titles advisories that carry none.
+    pub(crate) fn finding(self, tool: &str, kind: Option<&str>, fallback: &str) -> RawFinding {
+        let severity =
+            rustsec_severity(kind.or(self.informational.as_deref()), self.cvss.as_deref());
+        let mut f = RawFinding::new(
+            tool,
+            crate::model::Category::Sca,
+            severity,
+            &self.id,
+            &title(self.title.as_deref().unwrap_or(fallback)),
+        )
+        .with_ids(std::iter::once(self.id.clone()).chain(self.aliases));
+        f.description = self.description;
+        f.help_uri = self
+            .url
+            .filter(|u| !u.is_empty())
+            .or_else(|| Some(format!("https://rustsec.org/advisories/{}", self.id)));
+        f
+    }
+}
+
 /// Severity of a RustSec advisory (cargo-audit and cargo-deny agree on it): informational kinds
 /// unsound medium, others low; vulnerabilities from their CVSS v3 vector, medium without one.
-pub(crate) fn rustsec_severity(
-    informational: Option<&str>,
-    cvss: Option<&str>,
-) -> crate::model::Severity {
+fn rustsec_severity(informational: Option<&str>, cvss: Option<&str>) -> crate::model::Severity {
     use crate::model::Severity;
     match informational {
         Some("unsound") => Severity::Medium,
