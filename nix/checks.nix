@@ -1,0 +1,65 @@
+# `nix flake check`: the same gates as scripts/test.sh where a Nix sandbox can run them, plus the
+# NixOS VM tests (they need KVM).
+{ pkgs, project, src, advisory-db, nixosModules }:
+
+let
+  inherit (project) craneLib common cargoArtifacts;
+in
+{
+  inherit (project) devsecops-app devsecops image chart;
+
+  clippy = craneLib.cargoClippy (common // {
+    inherit cargoArtifacts;
+    cargoClippyExtraArgs = "--all-targets -- --deny warnings";
+  });
+
+  fmt = craneLib.cargoFmt { src = project.rustSrc; };
+
+  # Every integration test runs on SQLite and on a real PostgreSQL, started here on loopback with
+  # a throwaway cluster (the test role may create a database per test).
+  tests = craneLib.cargoNextest (common // {
+    inherit cargoArtifacts;
+    nativeCheckInputs = [ pkgs.postgresql ];
+    cargoNextestExtraArgs = "--no-fail-fast";
+    preCheck = ''
+      export PGDATA="$TMPDIR/pgdata" PGHOST="$TMPDIR" PGPORT=55432
+      initdb --auth=trust --username=postgres >/dev/null
+      pg_ctl start --wait --log="$TMPDIR/postgres.log" -o "-c listen_addresses=127.0.0.1 -c unix_socket_directories=$TMPDIR"
+      psql -U postgres -d postgres -c "CREATE ROLE devsecops_test LOGIN CREATEDB PASSWORD 'devsecops_test'"
+      export TEST_POSTGRES_URL="postgres://devsecops_test:devsecops_test@127.0.0.1:$PGPORT/postgres"
+    '';
+    postCheck = ''
+      pg_ctl stop --mode=fast
+    '';
+  });
+
+  # Advisories against the pinned advisory-db input; licenses, bans and sources with cargo-deny
+  # (its advisories check would fetch, cargo-audit covers it offline).
+  audit = craneLib.cargoAudit { src = project.rustSrc; inherit advisory-db; };
+  deny = craneLib.cargoDeny (common // { cargoDenyChecks = "bans licenses sources"; });
+
+  # The project's own gate on its source, with the scanners that need no network.
+  devsecops-gate = pkgs.runCommand "devsecops-gate"
+    {
+      nativeBuildInputs = [ project.devsecops pkgs.gitleaks pkgs.semgrep pkgs.checkov pkgs.hadolint pkgs.shellcheck pkgs.trivy pkgs.git ];
+      gateConfig = ./devsecops-gate.toml;
+    } ''
+    cp -r ${src} source && chmod -R u+w source && cd source
+    export HOME=$TMPDIR
+    # Paths in a config are relative to its directory: it goes into the tree it scans.
+    cp "$gateConfig" devsecops-nix.toml
+    devsecops --config devsecops-nix.toml scan
+    mkdir -p $out && cp -r reports $out/
+  '';
+
+  # Nix lint: formatting and dead code in every .nix file.
+  nix-lint = pkgs.runCommand "nix-lint" { nativeBuildInputs = [ pkgs.nixpkgs-fmt pkgs.deadnix ]; } ''
+    cd ${src}
+    nixpkgs-fmt --check $(find . -name '*.nix')
+    deadnix --fail $(find . -name '*.nix')
+    touch $out
+  '';
+
+  vm-service = import ../vm-tests/service.nix { inherit pkgs project nixosModules; };
+  vm-appliance = import ../vm-tests/appliance.nix { inherit pkgs project nixosModules advisory-db; };
+}

@@ -1,0 +1,122 @@
+# The project's packages, built with crane from the Cargo workspace (one dependency build shared by
+# every package and check).
+{ pkgs, crane, advisory-db, src }:
+
+let
+  inherit (pkgs) lib;
+  craneLib = crane.mkLib pkgs;
+  imageConfig = import ./image-config.nix;
+
+  # Rust sources and what the tests read: the metrics document, the scanners' real outputs, the lint
+  # and nextest settings. Nothing else invalidates the build.
+  rustSrc = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      (craneLib.fileset.commonCargoSources ../.)
+      ../docs/metrics.md
+      ../pipeline/tests/fixtures
+      ../deny.toml
+      ../clippy.toml
+      ../.config
+    ];
+  };
+
+  common = {
+    src = rustSrc;
+    strictDeps = true;
+    # Every member inherits the workspace's version.
+    inherit ((lib.importTOML ../Cargo.toml).workspace.package) version;
+    pname = "devsecops-platform";
+    # The fuzz targets are a separate workspace (cargo fuzz, nightly): not part of these builds.
+    cargoExtraArgs = "--locked --workspace --exclude devsecops-image-tests";
+  };
+
+  cargoArtifacts = craneLib.buildDepsOnly common;
+
+  member = name: craneLib.buildPackage (common // {
+    inherit cargoArtifacts;
+    pname = name;
+    cargoExtraArgs = "--locked -p ${name}";
+    # The workspace's tests run once, in checks.tests (they need PostgreSQL).
+    doCheck = false;
+    meta.mainProgram = name;
+  });
+
+  devsecops-app = member "devsecops-app";
+  devsecops = member "devsecops";
+
+  # The image's binary: statically linked against glibc like the Dockerfile's, with its dependency
+  # list embedded (cargo auditable) so `cargo audit bin` can check it without the sources.
+  devsecops-app-static = craneLib.buildPackage (common // {
+    inherit cargoArtifacts;
+    pname = "devsecops-app-static";
+    doCheck = false;
+    nativeBuildInputs = [ pkgs.cargo-auditable ];
+    buildInputs = [ pkgs.glibc.static ];
+    CARGO_BUILD_TARGET = pkgs.stdenv.hostPlatform.rust.rustcTarget;
+    CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
+    cargoBuildCommand = "cargo auditable build --release";
+    cargoExtraArgs = "--locked -p devsecops-app";
+    meta.mainProgram = "devsecops-app";
+  });
+
+  # The distroless image: the static binary, CA certificates, a passwd naming uid 10001, an empty
+  # /data for SQLite, no shell and nothing else; labels, user, environment and entrypoint as the
+  # Dockerfile's (tests/nix checks that the two agree through image-config.nix).
+  mkImage = builder: name: builder {
+    inherit name;
+    tag = common.version;
+    contents = [
+      pkgs.dockerTools.caCertificates
+      (pkgs.dockerTools.fakeNss.override {
+        extraPasswdLines = [ "app:x:${toString imageConfig.uid}:${toString imageConfig.gid}:devsecops-app:/nonexistent:/sbin/nologin" ];
+        extraGroupLines = [ "app:x:${toString imageConfig.gid}:" ];
+      })
+    ];
+    extraCommands = ''
+      mkdir -p usr/local/bin data
+      ln -s ${devsecops-app-static}/bin/devsecops-app usr/local/bin/devsecops-app
+    '';
+    fakeRootCommands = ''
+      chown ${toString imageConfig.uid}:${toString imageConfig.gid} data
+    '';
+    config = {
+      Entrypoint = imageConfig.entrypoint;
+      User = "${toString imageConfig.uid}:${toString imageConfig.gid}";
+      WorkingDir = "/";
+      Env = lib.mapAttrsToList (k: v: "${k}=${v}") imageConfig.env;
+      ExposedPorts."${toString imageConfig.port}/tcp" = { };
+      Volumes."/data" = { };
+      Labels = imageConfig.labels // {
+        "org.opencontainers.image.version" = common.version;
+        "org.opencontainers.image.revision" = src.rev or "dirty";
+      };
+    };
+  };
+
+  # `nix build .#image && ./result | docker load`
+  image = mkImage pkgs.dockerTools.streamLayeredImage "devsecops-app";
+
+  # The same image as a docker-archive tarball, named for the appliance's local registry: k3s
+  # imports it before it starts.
+  image-tarball = mkImage pkgs.dockerTools.buildLayeredImage "127.0.0.1:5000/devsecops-app";
+
+  # The chart as a .tgz for k3s' Helm controller. Its files/ links to observability/ resolve
+  # inside the source tree.
+  chart = pkgs.runCommand "devsecops-app-chart-${common.version}.tgz"
+    {
+      nativeBuildInputs = [ pkgs.kubernetes-helm ];
+      chartSrc = lib.fileset.toSource {
+        root = ../.;
+        fileset = lib.fileset.unions [ ../k8s/chart ../observability/prometheus/rules ../observability/grafana/dashboards ];
+      };
+    } ''
+    export HOME=$TMPDIR
+    helm package "$chartSrc/k8s/chart" --destination "$TMPDIR/out"
+    mv "$TMPDIR"/out/*.tgz "$out"
+  '';
+in
+{
+  inherit craneLib common cargoArtifacts rustSrc advisory-db;
+  inherit devsecops-app devsecops devsecops-app-static image image-tarball chart;
+}

@@ -1,0 +1,204 @@
+# services.devsecops-app: the service as a hardened systemd unit.
+#
+# Secrets never enter the Nix store: the API token and a PostgreSQL URL are read from files that
+# systemd hands over as credentials (LoadCredential), and the service reads them through
+# API_TOKEN_FILE and DATABASE_URL_FILE. Without a database URL it keeps SQLite in its state directory.
+{ config, lib, ... }:
+
+let
+  cfg = config.services.devsecops-app;
+  inherit (lib) mkOption types;
+
+  # Seconds systemd waits after SIGTERM: the serving delay, the drain bound and a margin to exit.
+  stopTimeout = cfg.shutdown.delaySeconds + cfg.shutdown.timeoutSeconds + 5;
+
+  environment = {
+    HOST = cfg.host;
+    PORT = toString cfg.port;
+    APP_ENV = cfg.environment;
+    DEBUG = lib.boolToString cfg.debug;
+    LOG_LEVEL = cfg.logLevel;
+    SHUTDOWN_DELAY_MS = toString (cfg.shutdown.delaySeconds * 1000);
+    SHUTDOWN_TIMEOUT_SECS = toString cfg.shutdown.timeoutSeconds;
+  }
+  // lib.optionalAttrs (cfg.apiTokenFile != null) { API_TOKEN_FILE = "%d/api-token"; }
+  // (
+    if cfg.databaseUrlFile != null then
+      { DATABASE_URL_FILE = "%d/database-url"; }
+    else if cfg.databaseUrl != null then
+      { DATABASE_URL = cfg.databaseUrl; }
+    else
+      { DATABASE_URL = "sqlite:///var/lib/devsecops-app/devsecops-app.db"; }
+  )
+  // cfg.extraEnvironment;
+in
+{
+  options.services.devsecops-app = {
+    enable = lib.mkEnableOption "devsecops-app, the users API with health, readiness and Prometheus metrics";
+
+    package = mkOption {
+      type = types.package;
+      description = "The devsecops-app package (the flake's packages.<system>.devsecops-app).";
+    };
+
+    host = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "0.0.0.0";
+      description = "Address to listen on.";
+    };
+
+    port = mkOption {
+      type = types.port;
+      default = 8080;
+      description = "TCP port to listen on. Below 1024 the unit is given CAP_NET_BIND_SERVICE and nothing else.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the port in the firewall.";
+    };
+
+    environment = mkOption {
+      type = types.enum [ "development" "production" ];
+      default = "production";
+      description = ''
+        APP_ENV. Production refuses DEBUG and a missing, default or short token, so it needs
+        apiTokenFile.
+      '';
+    };
+
+    databaseUrl = mkOption {
+      type = types.nullOr (types.strMatching "(sqlite|postgres|postgresql)://.*");
+      default = null;
+      example = "postgres:///devsecops?host=/run/postgresql";
+      description = ''
+        Database URL without a password (it lands in the Nix store). Null keeps SQLite under
+        /var/lib/devsecops-app. A URL that carries a password belongs in databaseUrlFile.
+      '';
+    };
+
+    databaseUrlFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/devsecops-database-url";
+      description = "File holding the database URL (with its password), read at start; takes precedence over databaseUrl.";
+    };
+
+    apiTokenFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/devsecops-api-token";
+      description = "File holding the bearer token writes need (32 characters or more in production).";
+    };
+
+    debug = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Enable /debug/memory (refused by the service in production).";
+    };
+
+    logLevel = mkOption {
+      type = types.enum [ "trace" "debug" "info" "warn" "error" "critical" ];
+      default = "info";
+      description = "Minimum level of the JSON log lines written to the journal.";
+    };
+
+    shutdown = {
+      delaySeconds = mkOption {
+        type = types.ints.unsigned;
+        default = 0;
+        description = "Seconds to keep serving after SIGTERM while readiness already reports 503.";
+      };
+      timeoutSeconds = mkOption {
+        type = types.ints.positive;
+        default = 20;
+        description = "Bound on draining in-flight requests after SIGTERM.";
+      };
+    };
+
+    extraEnvironment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = { RATE_LIMIT_PER_SECOND = "50"; MAX_BODY_BYTES = "65536"; };
+      description = "Further settings of the service (see README: configuration), never secrets.";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.environment == "production" -> cfg.apiTokenFile != null;
+        message = "services.devsecops-app: production needs apiTokenFile (the service refuses the development token).";
+      }
+      {
+        assertion = cfg.environment == "production" -> !cfg.debug;
+        message = "services.devsecops-app: debug is refused in production.";
+      }
+      {
+        assertion = cfg.databaseUrl == null || builtins.match ".*://[^/@]*:[^/@]*@.*" cfg.databaseUrl == null;
+        message = "services.devsecops-app: databaseUrl carries a password, which would be world-readable in the Nix store; use databaseUrlFile.";
+      }
+    ];
+
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
+
+    systemd.services.devsecops-app = {
+      description = "devsecops-app users API";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network-online.target" ] ++ lib.optional config.services.postgresql.enable "postgresql.service";
+      wants = [ "network-online.target" ];
+      inherit environment;
+
+      serviceConfig = {
+        ExecStart = "${cfg.package}/bin/devsecops-app";
+        Type = "exec";
+        Restart = "on-failure";
+        RestartSec = "2s";
+        # SIGTERM starts the service's own drain; systemd waits for it.
+        KillSignal = "SIGTERM";
+        TimeoutStopSec = stopTimeout;
+
+        DynamicUser = true;
+        StateDirectory = "devsecops-app";
+        StateDirectoryMode = "0700";
+        WorkingDirectory = "/var/lib/devsecops-app";
+        LoadCredential =
+          lib.optional (cfg.apiTokenFile != null) "api-token:${toString cfg.apiTokenFile}"
+          ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${toString cfg.databaseUrlFile}";
+        UMask = "0077";
+
+        # Sandboxing: nothing but its state directory is writable, no privileges, no devices, a
+        # system-call allow-list. `systemd-analyze security devsecops-app` rates it in the VM test.
+        CapabilityBoundingSet = if cfg.port < 1024 then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        AmbientCapabilities = lib.optionals (cfg.port < 1024) [ "CAP_NET_BIND_SERVICE" ];
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        PrivateUsers = cfg.port >= 1024;
+        ProtectHostname = true;
+        ProtectClock = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RemoveIPC = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
+        SystemCallErrorNumber = "EPERM";
+        DevicePolicy = "closed";
+      };
+    };
+  };
+}

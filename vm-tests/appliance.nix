@@ -1,0 +1,138 @@
+# The appliance booted in a VM with no network beyond itself: k3s comes up from the airgap images,
+# the chart deploys the service behind the ingress, a killed container is restarted, the image and
+# the closure pass the project's gate offline, a request's log line reaches Loki, Grafana lists the
+# provisioned dashboards and Prometheus scrapes the service.
+{ pkgs, project, nixosModules, advisory-db }:
+
+let
+  hostName = "devsecops.appliance.internal";
+  dashboards = map
+    (file: (builtins.fromJSON (builtins.readFile (../observability/grafana/dashboards + "/${file}"))).title)
+    (builtins.attrNames (builtins.readDir ../observability/grafana/dashboards));
+  # Test-only Grafana password: this VM never leaves the test.
+  grafanaPassword = "vm-test-grafana-password";
+
+  # The gate on the appliance's own artifacts, offline: the dependencies embedded in the image's
+  # binary against the pinned advisory database, secrets in the image's layers, and the CycloneDX
+  # SBOM of the appliance's whole closure (/run/current-system).
+  scanConfig = pkgs.writeText "devsecops.toml" ''
+    [policy]
+    fail_on = ["critical", "high"]
+    mode = "all"
+
+    [[scanner]]
+    name = "cargo-audit-image-binary"
+    format = "cargo-audit"
+    command = ["cargo-audit", "audit", "--db", "advisory-db", "--no-fetch", "--stale", "--json", "bin", "${project.devsecops-app-static}/bin/devsecops-app"]
+    ok_exit_codes = [0, 1]
+
+    [[scanner]]
+    name = "trivy-image-secrets"
+    format = "trivy"
+    command = ["trivy", "image", "--input", "${project.image-tarball}", "--scanners", "secret", "--skip-db-update", "--offline-scan", "--format", "json", "--quiet"]
+
+    [[scanner]]
+    name = "closure-sbom"
+    format = "cyclonedx"
+    command = ["cat", "closure.cdx.json"]
+  '';
+in
+pkgs.testers.runNixOSTest {
+  name = "devsecops-appliance";
+
+  nodes.appliance = { pkgs, ... }: {
+    imports = [ nixosModules.appliance ];
+    devsecops.appliance = {
+      enable = true;
+      inherit hostName;
+      chart = project.chart;
+      image = project.image-tarball;
+      imageTag = project.common.version;
+      grafanaAdminPasswordFile = pkgs.writeText "grafana-admin-password" grafanaPassword;
+    };
+    virtualisation = {
+      memorySize = 6144;
+      diskSize = 12288;
+      cores = 4;
+    };
+    environment.systemPackages = [ project.devsecops pkgs.cargo-audit pkgs.trivy pkgs.git pkgs.nix ];
+  };
+
+  testScript = ''
+    import json
+    import uuid
+
+    host = "${hostName}"
+    kubectl = "k3s kubectl -n devsecops"
+
+    appliance.start()
+
+    with subtest("k3s is ready and the service's Deployment is available"):
+        appliance.wait_for_unit("k3s.service")
+        appliance.wait_until_succeeds(
+            "k3s kubectl get nodes -o jsonpath='{.items[0].status.conditions[?(@.type==\"Ready\")].status}' | grep -x True",
+            timeout=600,
+        )
+        appliance.wait_until_succeeds(f"{kubectl} rollout status deployment/devsecops-app --timeout=10s", timeout=900)
+
+    with subtest("Pod Security restricted is enforced"):
+        appliance.succeed(
+            f"{kubectl} run psa-probe --image=${project.image-tarball.imageName}:${project.common.version} --restart=Never --privileged 2>&1 | grep -q 'violates PodSecurity \"restricted'"
+        )
+
+    with subtest("/health and /ready through the ingress"):
+        appliance.wait_until_succeeds(f"curl -fsS http://{host}/health", timeout=120)
+        appliance.succeed(f"curl -fsS http://{host}/ready")
+
+    with subtest("a killed container is restarted and readiness follows"):
+        container = appliance.succeed("k3s crictl ps --name devsecops-app -q").strip()
+        pid = json.loads(appliance.succeed(f"k3s crictl inspect {container}"))["info"]["pid"]
+        appliance.succeed(f"kill -KILL {pid}")
+        appliance.wait_until_succeeds(
+            f"test $({kubectl} get pods -l app.kubernetes.io/name=devsecops-app -o jsonpath='{{.items[0].status.containerStatuses[0].restartCount}}') -ge 1",
+            timeout=120,
+        )
+        appliance.wait_until_succeeds(f"curl -fsS http://{host}/ready", timeout=120)
+        appliance.succeed(f"{kubectl} rollout status deployment/devsecops-app --timeout=60s")
+
+    with subtest("the image and the closure pass the gate offline"):
+        appliance.succeed(
+            "mkdir -p /tmp/scan && cd /tmp/scan"
+            " && cp -r ${advisory-db} advisory-db && chmod -R u+w advisory-db"
+            " && git -C advisory-db init -q && git -C advisory-db add -A"
+            " && git -C advisory-db -c user.name=t -c user.email=t@localhost commit -q -m snapshot"
+            " && devsecops sbom --nix /run/current-system -o closure.cdx.json"
+            " && cp ${scanConfig} devsecops.toml && devsecops scan"
+        )
+        summary = appliance.succeed("cat /tmp/scan/reports/devsecops-summary.md")
+        print(summary)
+
+    with subtest("a request's log line reaches Loki by its request id"):
+        request_id = f"vmtest-{uuid.uuid4().hex}"
+        appliance.succeed(f"curl -fsS -H 'X-Request-ID: {request_id}' http://{host}/health")
+        query = f'{{app="devsecops-app"}} | request_id="{request_id}"'
+        appliance.wait_until_succeeds(
+            "curl -fsSG http://127.0.0.1:3100/loki/api/v1/query_range"
+            f" --data-urlencode 'query={query}' --data-urlencode since=15m"
+            " | jq -e '.data.result | length > 0'",
+            timeout=60,
+        )
+
+    with subtest("Grafana lists the provisioned dashboards"):
+        appliance.wait_for_unit("grafana.service")
+        appliance.wait_for_open_port(3000)
+        found = json.loads(appliance.succeed(
+            "curl -fsS -u admin:${grafanaPassword} 'http://127.0.0.1:3000/api/search?type=dash-db'"
+        ))
+        titles = {d["title"] for d in found}
+        for title in ${builtins.toJSON dashboards}:
+            assert title in titles, f"{title} missing from {titles}"
+
+    with subtest("Prometheus has the service's target up"):
+        appliance.wait_until_succeeds(
+            "curl -fsS http://127.0.0.1:9090/api/v1/targets"
+            " | jq -e '.data.activeTargets[] | select(.labels.job == \"devsecops-app\") | .health == \"up\"'",
+            timeout=120,
+        )
+  '';
+}

@@ -1,0 +1,80 @@
+# services.devsecops-app on two machines: SQLite in the state directory, and PostgreSQL over its
+# Unix socket with peer authentication (the unit's dynamic user owns its database). Checks the
+# probes, token-guarded writes from a systemd credential, the sandbox's exposure rating and a clean
+# stop within the drain bound.
+{ pkgs, project, nixosModules }:
+
+let
+  # Test-only token: this VM never leaves the test.
+  token = "vm-test-token-0123456789abcdefghijklmnop";
+  common = {
+    imports = [ nixosModules.devsecops-app ];
+    services.devsecops-app = {
+      enable = true;
+      package = project.devsecops-app;
+      apiTokenFile = pkgs.writeText "devsecops-app-api-token" token;
+      shutdown.timeoutSeconds = 5;
+    };
+    environment.systemPackages = [ pkgs.curl pkgs.jq ];
+  };
+in
+pkgs.testers.runNixOSTest {
+  name = "devsecops-app-service";
+
+  nodes = {
+    sqlite = common;
+    postgres = {
+      imports = [ common ];
+      services.postgresql = {
+        enable = true;
+        ensureDatabases = [ "devsecops-app" ];
+        ensureUsers = [{ name = "devsecops-app"; ensureDBOwnership = true; }];
+      };
+      services.devsecops-app.databaseUrl = "postgres://devsecops-app@/devsecops-app?host=/run/postgresql";
+    };
+  };
+
+  testScript = ''
+    import json
+
+    start_all()
+    for machine in (sqlite, postgres):
+        with subtest(f"{machine.name}: probes"):
+            machine.wait_for_unit("devsecops-app.service")
+            machine.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
+            machine.succeed("curl -fsS http://127.0.0.1:8080/health")
+            machine.succeed("curl -fsS http://127.0.0.1:8080/metrics | grep -q '^http_requests_total'")
+
+        with subtest(f"{machine.name}: writes need the token from the credential"):
+            body = json.dumps({"name": "Ada", "email": f"ada@{machine.name}.example"})
+            status = machine.succeed(
+                f"curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:8080/api/users"
+            )
+            assert status == "401", status
+            machine.succeed(
+                f"curl -fsS -X POST -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:8080/api/users"
+            )
+            users = json.loads(machine.succeed("curl -fsS http://127.0.0.1:8080/api/users"))
+            assert any(u["email"] == f"ada@{machine.name}.example" for u in users["items"]), users
+
+        with subtest(f"{machine.name}: sandbox"):
+            # systemd rates the unit's exposure from 0 (locked down) to 10; keep it "OK" or better.
+            rating = machine.succeed("systemd-analyze security devsecops-app.service --no-pager | tail -n 1")
+            exposure = float(rating.split(":")[1].split()[0])
+            assert exposure < 2.0, rating
+            pid = machine.succeed("systemctl show -p MainPID --value devsecops-app").strip()
+            caps = machine.succeed(f"grep -E '^Cap(Eff|Prm|Bnd):' /proc/{pid}/status")
+            assert all(line.split()[1] == "0000000000000000" for line in caps.splitlines()), caps
+            machine.fail(f"test $(stat -c %u /proc/{pid}) -eq 0")
+
+        with subtest(f"{machine.name}: SIGTERM drains and exits within the bound"):
+            machine.succeed("timeout 15 systemctl stop devsecops-app")
+            machine.succeed("journalctl -u devsecops-app --no-pager | grep -q 'readiness is now 503'")
+            machine.fail("journalctl -u devsecops-app --no-pager | grep -q 'Killing process'")
+
+    # Data survives a restart on PostgreSQL.
+    postgres.succeed("systemctl start devsecops-app")
+    postgres.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
+    postgres.succeed("curl -fsS http://127.0.0.1:8080/api/users | grep -q ada@postgres.example")
+  '';
+}
