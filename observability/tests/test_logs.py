@@ -35,6 +35,10 @@ def test_loki_single_binary_with_schema_v13_retention_and_structured_metadata():
 
 
 def test_alloy_config_parses_and_references_resolve(alloy):
+    assert_references_resolve(alloy)
+
+
+def assert_references_resolve(alloy):
     defined = {f"{b['block']}.{b['label']}" for b in alloy if b.get("label")}
     refs = []
 
@@ -111,3 +115,55 @@ def test_compose_alloy_processes_lines_like_the_kubernetes_one():
         kubernetes = parse(f.read())
     assert blocks(compose, "loki.process")[0]["body"] == blocks(kubernetes, "loki.process")[0]["body"], \
         "compose.alloy and config.alloy must parse the service's logs the same way"
+
+
+APPLIANCE_ALLOY = os.path.join(OBS, "alloy", "appliance.alloy")
+
+
+def labelled(config, block, label):
+    found = [b for b in blocks(config, block) if b.get("label") == label]
+    assert len(found) == 1, f"one {block} {label!r} expected"
+    return found[0]["body"]
+
+
+@pytest.fixture(scope="module")
+def appliance_alloy():
+    with open(APPLIANCE_ALLOY) as f:
+        return parse(f.read())
+
+
+def test_appliance_alloy_parses_and_references_resolve(appliance_alloy):
+    assert_references_resolve(appliance_alloy)
+
+
+def test_appliance_alloy_processes_lines_like_the_kubernetes_one(alloy, appliance_alloy):
+    assert labelled(appliance_alloy, "loki.process", "devsecops_app") == \
+        labelled(alloy, "loki.process", "devsecops_app"), \
+        "appliance.alloy and config.alloy must parse the service's logs the same way"
+    # The kubelet's CRI framing is removed before the JSON stages see the line.
+    cri = labelled(appliance_alloy, "loki.process", "cri")
+    assert blocks(cri, "stage.cri")
+    assert attr(cri, "forward_to") == [{"ref": "loki.process.devsecops_app.receiver"}]
+
+
+def test_appliance_alloy_finds_the_service_pods_and_labels_their_namespace(appliance_alloy):
+    import fnmatch
+    import re
+
+    match = labelled(appliance_alloy, "local.file_match", "devsecops_app")
+    pattern = attr(match, "path_targets")[0]["__path__"]
+    pod_log = "/var/log/pods/devsecops_devsecops-app-6d9f7c5b8-x2x7q_0b6a1c2e/devsecops-app/0.log"
+    assert fnmatch.fnmatch(pod_log, pattern)
+    assert not fnmatch.fnmatch("/var/log/pods/kube-system_traefik-1_9a/traefik/0.log", pattern)
+    relabel = labelled(appliance_alloy, "discovery.relabel", "devsecops_app")
+    rules = [r["body"] for r in blocks(relabel, "rule")]
+    labels = {attr(r, "target_label") for r in rules}
+    assert labels <= ALLOWED_LABELS
+    namespace_rule = next(r for r in rules if attr(r, "target_label") == "namespace")
+    assert re.fullmatch(attr(namespace_rule, "regex"), pod_log).group(1) == "devsecops"
+
+
+def test_appliance_alloy_writes_to_the_local_loki(appliance_alloy):
+    port = load_yaml(LOKI)["server"]["http_listen_port"]
+    write = labelled(appliance_alloy, "loki.write", "default")
+    assert attr(blocks(write, "endpoint")[0]["body"], "url") == f"http://127.0.0.1:{port}/loki/api/v1/push"
