@@ -145,6 +145,8 @@ PY
 CARGO_DENY_VERSION=0.20.2
 CARGO_FUZZ_VERSION=0.13.2
 CARGO_AUDITABLE_VERSION=0.7.7
+DEADNIX_VERSION=1.3.1
+NIXPKGS_FMT_VERSION=1.3.0
 CARGO_AUDIT_VERSION=0.22.2
 CARGO_NEXTEST_VERSION=0.9.143
 TOOLS_CACHE="${DEVSECOPS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}"
@@ -168,6 +170,8 @@ install_tools() {
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
   cargo_tool cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION"
   cargo_tool cargo-auditable cargo-auditable "$CARGO_AUDITABLE_VERSION"
+  cargo_tool deadnix deadnix "$DEADNIX_VERSION"
+  cargo_tool nixpkgs-fmt nixpkgs-fmt "$NIXPKGS_FMT_VERSION"
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
   # Python tools in three virtualenvs (their pins conflict), each reinstalled only when its
   # requirements file changes.

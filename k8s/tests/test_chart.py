@@ -45,6 +45,23 @@ for env in ENVIRONMENTS:
     VALUE_SETS[env] = ["-f", os.path.join(OVERLAYS, env, "values.yaml")]
 
 
+def appliance_values():
+    """The values nixos-modules/appliance gives the chart: plain Nix data, evaluated without nixpkgs."""
+    expr = (f"import {ROOT}/nixos-modules/appliance/chart-values.nix {{ hostName = \"devsecops.appliance.internal\"; "
+            "imageRepository = \"127.0.0.1:5000/devsecops-app\"; imageTag = \"0.1.0\"; "
+            "authSecret = \"devsecops-app-auth\"; }")
+    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                         capture_output=True, text=True, check=True)
+    path = os.path.join(tempfile.mkdtemp(prefix="appliance-values-"), "values.json")
+    with open(path, "w") as f:
+        f.write(out.stdout)
+    return path
+
+
+# The k3s appliance (nixos-modules/appliance) renders the chart with these values.
+VALUE_SETS["appliance"] = ["-f", appliance_values()]
+
+
 def run(cmd, **kwargs):
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
 

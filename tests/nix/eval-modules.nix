@@ -1,0 +1,193 @@
+# Evaluates the project's NixOS modules with nixpkgs' lib (the module system, its types and merge
+# rules) against declarations of the nixpkgs options they set, with the types those options have
+# in nixpkgs (see docs/nix.md, "Options verified"). Package-valued settings get placeholder store
+# paths: nothing is built. Run by tests/nix/test_nix.py:
+#   nix-instantiate --eval --strict --json --argstr nixpkgsLib /path/to/nixpkgs-lib tests/nix/eval-modules.nix
+{ nixpkgsLib }:
+
+let
+  lib = import (/. + nixpkgsLib + "/lib");
+  inherit (lib) mkOption types;
+
+  storePath = name: "/nix/store/00000000000000000000000000000000-${name}";
+  fakeDrv = name: { type = "derivation"; outPath = storePath name; inherit name; };
+  pkgs = {
+    writeText = name: _: storePath name;
+    runCommand = name: _: _: storePath name;
+    curl = fakeDrv "curl";
+    jq = fakeDrv "jq";
+    yq-go = fakeDrv "yq-go";
+    kubernetes-helm = fakeDrv "kubernetes-helm";
+  };
+
+  any = mkOption { type = types.anything; default = null; };
+  bool = default: mkOption { type = types.bool; inherit default; };
+  attrsAny = mkOption { type = types.attrsOf types.anything; default = { }; };
+
+  # The nixpkgs options the modules set, with nixpkgs' types where they constrain our values.
+  nixpkgsOptions = {
+    options = {
+      assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      warnings = mkOption { type = types.listOf types.str; default = [ ]; };
+      networking.firewall = {
+        enable = bool true;
+        allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
+        trustedInterfaces = mkOption { type = types.listOf types.str; default = [ ]; };
+        allowPing = bool true;
+        logRefusedConnections = bool true;
+      };
+      networking.hosts = mkOption { type = types.attrsOf (types.listOf types.str); default = { }; };
+      systemd.services = mkOption {
+        type = types.attrsOf (types.submodule {
+          options = {
+            description = mkOption { type = types.str; default = ""; };
+            wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+            after = mkOption { type = types.listOf types.str; default = [ ]; };
+            wants = mkOption { type = types.listOf types.str; default = [ ]; };
+            requires = mkOption { type = types.listOf types.str; default = [ ]; };
+            path = mkOption { type = types.listOf (types.either types.package types.str); default = [ ]; };
+            environment = mkOption { type = types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ])); default = { }; };
+            script = mkOption { type = types.lines; default = ""; };
+            serviceConfig = mkOption { type = types.attrsOf types.anything; default = { }; };
+          };
+        });
+        default = { };
+      };
+      services.postgresql.enable = bool false;
+      services.k3s = {
+        enable = bool false;
+        role = mkOption { type = types.enum [ "server" "agent" ]; default = "server"; };
+        package = mkOption { type = types.package; default = fakeDrv "k3s" // { airgap-images = fakeDrv "k3s-airgap-images"; }; };
+        extraFlags = mkOption { type = types.either types.str (types.listOf types.str); default = [ ]; };
+        images = mkOption { type = types.listOf types.package; default = [ ]; };
+        manifests = mkOption {
+          type = types.attrsOf (types.submodule {
+            options.content = mkOption { type = types.nullOr (types.either types.attrs (types.listOf types.attrs)); default = null; };
+          });
+          default = { };
+        };
+        autoDeployCharts = mkOption {
+          type = types.attrsOf (types.submodule {
+            options = {
+              package = mkOption { type = types.either types.path types.package; };
+              targetNamespace = mkOption { type = types.nonEmptyStr; default = "default"; };
+              createNamespace = bool false;
+              values = mkOption { type = types.either types.path types.attrs; default = { }; };
+            };
+          });
+          default = { };
+        };
+      };
+      services.dockerRegistry = {
+        enable = bool false;
+        listenAddress = mkOption { type = types.str; default = "127.0.0.1"; };
+        port = mkOption { type = types.port; default = 5000; };
+        enableGarbageCollect = bool false;
+      };
+      environment.etc = mkOption { type = types.attrsOf (types.submodule { options.text = mkOption { type = types.nullOr types.lines; default = null; }; }); default = { }; };
+      environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
+      users.users = mkOption {
+        type = types.attrsOf (types.submodule {
+          options = {
+            isNormalUser = bool false;
+            extraGroups = mkOption { type = types.listOf types.str; default = [ ]; };
+            openssh.authorizedKeys.keys = mkOption { type = types.listOf types.singleLineStr; default = [ ]; };
+          };
+        });
+        default = { };
+      };
+      users.mutableUsers = bool true;
+      services.prometheus = {
+        enable = bool false;
+        listenAddress = mkOption { type = types.str; default = "0.0.0.0"; };
+        port = mkOption { type = types.port; default = 9090; };
+        globalConfig = attrsAny;
+        ruleFiles = mkOption { type = types.listOf types.path; default = [ ]; };
+        scrapeConfigs = mkOption { type = types.listOf types.attrs; default = [ ]; };
+        alertmanagers = mkOption { type = types.listOf types.attrs; default = [ ]; };
+        alertmanager = {
+          enable = bool false;
+          listenAddress = mkOption { type = types.str; default = ""; };
+          port = mkOption { type = types.port; default = 9093; };
+          configText = mkOption { type = types.nullOr types.lines; default = null; };
+        };
+      };
+      services.loki = {
+        enable = bool false;
+        configFile = mkOption { type = types.nullOr types.path; default = null; };
+      };
+      services.alloy = {
+        enable = bool false;
+        configPath = mkOption { type = types.path; default = "/etc/alloy"; };
+      };
+      services.grafana = {
+        enable = bool false;
+        settings = attrsAny;
+        provision = {
+          enable = bool false;
+          datasources.path = mkOption { type = types.nullOr types.path; default = null; };
+          dashboards.path = mkOption { type = types.nullOr types.path; default = null; };
+        };
+      };
+      services.openssh = {
+        enable = bool false;
+        openFirewall = bool true;
+        settings = attrsAny;
+      };
+      services.journald.extraConfig = mkOption { type = types.lines; default = ""; };
+      security.sudo.wheelNeedsPassword = bool true;
+      nix.settings = attrsAny;
+      boot.kernel.sysctl = mkOption { type = types.attrsOf types.anything; default = { }; };
+      nixpkgs = any;
+    };
+  };
+
+  eval = modules: (lib.evalModules {
+    modules = [ nixpkgsOptions { _module.args.pkgs = pkgs; } ] ++ modules;
+  }).config;
+
+  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+
+  service = settings: eval [
+    ../../nixos-modules/devsecops-app.nix
+    { services.devsecops-app = { enable = true; package = fakeDrv "devsecops-app"; } // settings; }
+  ];
+
+  safe = service { apiTokenFile = "/run/secrets/devsecops-api-token"; };
+  unsafe = service { databaseUrl = "postgres://app:hunter2@db/app"; };
+  port80 = service { apiTokenFile = "/run/secrets/t"; port = 80; };
+
+  appliance = eval [
+    ../../nixos-modules/appliance
+    {
+      devsecops.appliance = {
+        enable = true;
+        chart = fakeDrv "devsecops-app-chart.tgz";
+        image = fakeDrv "devsecops-app-image.tar";
+        imageTag = "0.1.0";
+      };
+    }
+  ];
+in
+{
+  service = {
+    unit = safe.systemd.services.devsecops-app;
+    failedAssertions = failedAssertions safe;
+  };
+  serviceUnsafe.failedAssertions = failedAssertions unsafe;
+  servicePort80.serviceConfig = port80.systemd.services.devsecops-app.serviceConfig;
+  appliance = {
+    k3s = {
+      inherit (appliance.services.k3s) extraFlags;
+      images = map toString appliance.services.k3s.images;
+      chart = { inherit (appliance.services.k3s.autoDeployCharts.devsecops-app) targetNamespace values; };
+      namespaceLabels = appliance.services.k3s.manifests.devsecops-namespace.content.metadata.labels;
+    };
+    prometheusRules = map toString appliance.services.prometheus.ruleFiles;
+    alloyConfig = toString appliance.services.alloy.configPath;
+    lokiConfig = toString appliance.services.loki.configFile;
+    grafanaDashboardProvider = toString appliance.services.grafana.provision.dashboards.path;
+    sshPasswordAuthentication = appliance.services.openssh.settings.PasswordAuthentication;
+    failedAssertions = failedAssertions appliance;
+  };
+}

@@ -1,0 +1,210 @@
+"""The Nix side, checked with what runs without a Nix build: the lock's pins, the advisory-db hash
+recomputed from the offline snapshot, the image description against the Dockerfile, the appliance's
+plain-data pieces (Pod Security admission, Prometheus scrape config) with the real tools, the Nix
+gate's policy against devsecops.toml, and the NixOS modules evaluated with nixpkgs' lib when a copy
+of it is at hand (NIXPKGS_LIB). Parsing, nixpkgs-fmt and deadnix run in scripts/check-nix.sh.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+ADVISORY_DB = os.environ.get("DEVSECOPS_ADVISORY_DB", os.path.join(SHARED, "advisory-db"))
+NIX = ["nix", "--extra-experimental-features", "nix-command"]
+
+
+def nix_eval(expr):
+    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def lock():
+    with open(os.path.join(ROOT, "flake.lock")) as f:
+        return json.load(f)
+
+
+def test_every_flake_input_is_locked_to_a_commit_and_a_nar_hash(lock):
+    inputs = nix_eval(f"builtins.mapAttrs (n: v: v.url) (import {ROOT}/flake.nix).inputs")
+    root = lock["nodes"][lock["root"]]["inputs"]
+    assert set(root) == set(inputs)
+    for name, url in inputs.items():
+        node = lock["nodes"][root[name]]
+        locked, original = node["locked"], node["original"]
+        assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"]), name
+        assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"]), name
+        assert locked["lastModified"] > 1_700_000_000, name
+        # The lock's original is the flake.nix URL, parsed.
+        kind, path = url.split(":", 1)
+        parts = path.split("/")
+        assert (original["type"], original["owner"], original["repo"]) == (kind, parts[0], parts[1]), name
+        assert original.get("ref") == (parts[2] if len(parts) > 2 else None), name
+        assert (locked["owner"], locked["repo"]) == (original["owner"], original["repo"]), name
+    assert lock["nodes"]["advisory-db"].get("flake") is False
+    assert lock["nodes"]["nixpkgs"]["original"]["ref"].startswith("nixos-"), "nixpkgs follows a stable release branch"
+
+
+def test_the_advisory_db_pin_is_the_offline_snapshot_and_its_nar_hash_matches(lock, tmp_path):
+    node = lock["nodes"]["advisory-db"]["locked"]
+    with open(os.path.join(ADVISORY_DB, "SNAPSHOT.md")) as f:
+        snapshot = f.read()
+    assert node["rev"] in snapshot, "the lock pins a different advisory-db commit than ../shared/advisory-db"
+    # The snapshot is the commit's tree plus SNAPSHOT.md: hash exactly what GitHub's tarball holds.
+    tree = tmp_path / "advisory-db"
+    shutil.copytree(ADVISORY_DB, tree, symlinks=True)
+    os.chmod(tree, 0o755)
+    os.remove(tree / "SNAPSHOT.md")
+    out = subprocess.run([*NIX, "hash", "path", str(tree)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == node["narHash"]
+
+
+def dockerfile_final_stage():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    stage = {"LABEL": {}, "ENV": {}}
+    for line in lines[last_from:]:
+        keyword, _, rest = line.partition(" ")
+        if keyword in ("LABEL", "ENV"):
+            for key, value in re.findall(r'([\w.]+)=("[^"]*"|\S+)', rest):
+                stage[keyword][key] = value.strip('"')
+        else:
+            stage[keyword] = rest.strip()
+    return stage
+
+
+def test_the_nix_image_describes_itself_as_the_dockerfile_does():
+    config = nix_eval(f"import {ROOT}/nix/image-config.nix")
+    stage = dockerfile_final_stage()
+    assert stage["FROM"] == "scratch"
+    assert json.loads(stage["ENTRYPOINT"]) == config["entrypoint"]
+    assert stage["USER"] == f"{config['uid']}:{config['gid']}"
+    assert stage["EXPOSE"] == str(config["port"])
+    assert stage["ENV"] == config["env"]
+    per_build = {"org.opencontainers.image.version", "org.opencontainers.image.revision"}
+    assert {k: v for k, v in stage["LABEL"].items() if k not in per_build} == config["labels"]
+    assert per_build <= set(stage["LABEL"])
+    with open(os.path.join(ROOT, "nix", "packages.nix")) as f:
+        packages = f.read()
+    for key in per_build:
+        assert f'"{key}"' in packages, f"the Nix image sets {key} per build"
+
+
+def test_the_appliance_enforces_pod_security_restricted_everywhere_but_kube_system():
+    config = nix_eval(f"import {ROOT}/nixos-modules/appliance/pod-security.nix")
+    assert config["kind"] == "AdmissionConfiguration"
+    (plugin,) = config["plugins"]
+    assert plugin["name"] == "PodSecurity"
+    psa = plugin["configuration"]
+    assert psa["kind"] == "PodSecurityConfiguration"
+    assert {psa["defaults"][mode] for mode in ("enforce", "audit", "warn")} == {"restricted"}
+    assert psa["exemptions"] == {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]}
+    with open(os.path.join(ROOT, "nixos-modules", "appliance", "default.nix")) as f:
+        module = f.read()
+    assert "admission-control-config-file=${admissionConfig}" in module
+
+
+def test_the_appliance_prometheus_config_passes_promtool_and_feeds_the_rules(tmp_path):
+    scrape = nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix {{ hostName = "a.internal"; }}')
+    rules = os.path.join(ROOT, "observability", "prometheus", "rules", "devsecops-app.rules.yml")
+    config = {"global": {"scrape_interval": "15s"}, "rule_files": [rules], "scrape_configs": scrape}
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open(rules) as f:
+        selected = set(re.findall(r'job="([^"]+)"', f.read()))
+    assert selected and selected <= {job["job_name"] for job in scrape}
+
+
+def test_the_nix_gate_applies_the_same_policy_as_devsecops_toml():
+    with open(os.path.join(ROOT, "devsecops.toml"), "rb") as f:
+        project = tomllib.load(f)
+    with open(os.path.join(ROOT, "nix", "devsecops-gate.toml"), "rb") as f:
+        nix_gate = tomllib.load(f)
+    assert nix_gate["policy"] == project["policy"]
+    assert nix_gate["paths"] == project["paths"]
+    names = {s["name"] for s in project["scanner"]}
+    # Cargo's gates run as their own flake checks; every other scanner of the project runs here.
+    assert names - {s["name"] for s in nix_gate["scanner"]} == {"clippy", "cargo-audit", "cargo-deny"}
+
+
+def test_every_vm_test_and_lint_is_a_flake_check():
+    with open(os.path.join(ROOT, "nix", "checks.nix")) as f:
+        checks = f.read()
+    for vm_test in sorted(os.listdir(os.path.join(ROOT, "vm-tests"))):
+        assert f"../vm-tests/{vm_test}" in checks, f"{vm_test} is not run by nix flake check"
+    for name in ("clippy", "fmt", "tests", "audit", "deny", "devsecops-gate", "nix-lint"):
+        assert re.search(rf"^  {name} = ", checks, re.M), name
+
+
+# Module evaluation with nixpkgs' lib: only where a copy is at hand (never vendored; the project's
+# Nix users have it through the flake). scripts/check-nix.sh finds or prepares one.
+NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
+
+
+@pytest.fixture(scope="module")
+def modules():
+    if not NIXPKGS_LIB:
+        pytest.skip("NIXPKGS_LIB is not set: no copy of nixpkgs' lib to evaluate the modules with")
+    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--show-trace",
+                          "--argstr", "nixpkgsLib", NIXPKGS_LIB, os.path.join(ROOT, "tests", "nix", "eval-modules.nix")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return json.loads(out.stdout)
+
+
+def test_the_service_unit_is_sandboxed_and_gets_secrets_as_credentials(modules):
+    unit = modules["service"]["unit"]
+    sc = unit["serviceConfig"]
+    assert sc["DynamicUser"] is True and sc["NoNewPrivileges"] is True
+    assert sc["CapabilityBoundingSet"] == [""] and sc["AmbientCapabilities"] == []
+    assert sc["ProtectSystem"] == "strict" and sc["PrivateDevices"] is True
+    assert sc["RestrictAddressFamilies"] == ["AF_INET", "AF_INET6", "AF_UNIX"]
+    assert sc["SystemCallFilter"][0] == "@system-service" and "~@privileged" in sc["SystemCallFilter"]
+    assert sc["LoadCredential"] == ["api-token:/run/secrets/devsecops-api-token"]
+    assert unit["environment"]["API_TOKEN_FILE"] == "%d/api-token"
+    assert unit["environment"]["DATABASE_URL"].startswith("sqlite:///var/lib/devsecops-app/")
+    assert "/run/secrets" not in json.dumps(unit["environment"])
+    # Drain bound plus margin: systemd never kills a draining service.
+    assert sc["TimeoutStopSec"] == 25
+    assert modules["service"]["failedAssertions"] == []
+
+
+def test_the_service_module_refuses_unsafe_settings(modules):
+    failed = modules["serviceUnsafe"]["failedAssertions"]
+    assert any("production needs apiTokenFile" in m for m in failed)
+    assert any("carries a password" in m for m in failed)
+    privileged_port = modules["servicePort80"]["serviceConfig"]
+    assert privileged_port["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    assert privileged_port["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
+
+
+def test_the_appliance_declares_k3s_the_chart_and_the_observability_stack(modules):
+    appliance = modules["appliance"]
+    k3s = appliance["k3s"]
+    assert any(flag.startswith("--kube-apiserver-arg=admission-control-config-file=") for flag in k3s["extraFlags"])
+    assert len(k3s["images"]) == 2, "the k3s airgap images and the service's image"
+    chart = k3s["chart"]
+    assert chart["targetNamespace"] == "devsecops"
+    assert chart["values"]["image"]["repository"] == "127.0.0.1:5000/devsecops-app"
+    assert chart["values"]["ingress"]["className"] == "traefik"
+    assert k3s["namespaceLabels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert appliance["prometheusRules"][0].endswith("observability/prometheus/rules/devsecops-app.rules.yml")
+    assert appliance["alloyConfig"].endswith("observability/alloy/appliance.alloy")
+    assert appliance["lokiConfig"].endswith("observability/loki/loki.yaml")
+    assert appliance["grafanaDashboardProvider"]
+    assert appliance["sshPasswordAuthentication"] is False
+    assert appliance["failedAssertions"] == []
