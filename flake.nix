@@ -25,8 +25,8 @@
           inherit (project) devsecops-app devsecops-app-static devsecops image image-tarball chart;
           default = project.devsecops-app;
         } // nixpkgs.lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
-          # The appliance's disk image (qcow2), from nixosConfigurations.appliance.
-          appliance-image = self.nixosConfigurations.appliance.config.system.build.images.qcow2;
+          # The appliance's disk image (the "qemu" image variant: qcow2, BIOS, GRUB), from nixosConfigurations.appliance.
+          appliance-image = self.nixosConfigurations.appliance.config.system.build.images.qemu;
         });
 
       apps = forAllSystems (pkgs:

@@ -1,7 +1,7 @@
 # The appliance host of nixosConfigurations.appliance: a VM or small server booted from the qcow2
 # image (packages.x86_64-linux.appliance-image). Site-specific settings (SSH keys, secrets, host
 # name) go in a module of your own next to this one.
-{ project, modulesPath, ... }:
+{ lib, project, modulesPath, ... }:
 
 {
   imports = [ (modulesPath + "/profiles/qemu-guest.nix") ];
@@ -17,7 +17,11 @@
     imageTag = project.common.version;
   };
 
-  # The disk image's layout: one ext4 root labelled nixos, booted by GRUB on BIOS or EFI.
+  # The published image has no login until a site module adds devsecops.appliance.adminKeys (no
+  # password exists anywhere): allow building it without one.
+  users.allowNoPasswordLogin = lib.mkDefault true;
+
+  # The layout of the "qemu" image variant: one ext4 root labelled nixos, GRUB on /dev/vda (BIOS).
   fileSystems."/" = {
     device = "/dev/disk/by-label/nixos";
     fsType = "ext4";

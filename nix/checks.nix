@@ -36,7 +36,7 @@ in
   # Advisories against the pinned advisory-db input; licenses, bans and sources with cargo-deny
   # (its advisories check would fetch, cargo-audit covers it offline).
   audit = craneLib.cargoAudit { src = project.rustSrc; inherit advisory-db; };
-  deny = craneLib.cargoDeny (common // { cargoDenyChecks = "bans licenses sources"; });
+  deny = craneLib.cargoDeny { src = project.rustSrc; cargoDenyChecks = "bans licenses sources"; };
 
   # The project's own gate on its source, with the scanners that need no network.
   devsecops-gate = pkgs.runCommand "devsecops-gate"

@@ -147,8 +147,9 @@ in
     systemd.services.devsecops-app = {
       description = "devsecops-app users API";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network-online.target" ] ++ lib.optional config.services.postgresql.enable "postgresql.service";
-      wants = [ "network-online.target" ];
+      # PostgreSQL's roles and databases exist once postgresql.target is reached (postgresql-setup).
+      after = [ "network-online.target" ] ++ lib.optionals config.services.postgresql.enable [ "postgresql.target" "postgresql-setup.service" ];
+      wants = [ "network-online.target" ] ++ lib.optional config.services.postgresql.enable "postgresql.target";
       inherit environment;
 
       serviceConfig = {

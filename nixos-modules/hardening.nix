@@ -36,8 +36,4 @@
     "net.ipv4.conf.all.log_martians" = 1;
     "net.ipv6.conf.all.accept_redirects" = 0;
   };
-
-  services.journald.extraConfig = ''
-    SystemMaxUse=1G
-  '';
 }

@@ -7,6 +7,7 @@
 let
   cfg = config.devsecops.appliance;
   obs = ../../observability;
+  grafanaSecretKey = "/var/lib/grafana-secret/secret_key";
 
   # The project's datasources with the appliance's loopback URLs; uids and settings stay as in the file.
   datasources = pkgs.runCommand "grafana-datasources.yaml" { nativeBuildInputs = [ pkgs.yq-go ]; } ''
@@ -67,6 +68,22 @@ in
       CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
     };
 
+    systemd.services.grafana-secret-key = {
+      description = "Generate Grafana's secret key once";
+      before = [ "grafana.service" ];
+      requiredBy = [ "grafana.service" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        UMask = "0077";
+      };
+      script = ''
+        mkdir -p ${dirOf grafanaSecretKey}
+        [ -s ${grafanaSecretKey} ] || head -c 32 /dev/urandom | base64 > ${grafanaSecretKey}
+        chown grafana ${grafanaSecretKey}
+      '';
+    };
+
     services.grafana = {
       enable = true;
       settings = {
@@ -75,7 +92,10 @@ in
           http_port = 3000;
           domain = "localhost";
         };
-        security = lib.mkIf (cfg.grafanaAdminPasswordFile != null) {
+        security = {
+          # Signs sessions and encrypts datasource secrets; generated once on the host below.
+          secret_key = "$__file{${grafanaSecretKey}}";
+        } // lib.optionalAttrs (cfg.grafanaAdminPasswordFile != null) {
           admin_password = "$__file{${toString cfg.grafanaAdminPasswordFile}}";
         };
         analytics.reporting_enabled = false;

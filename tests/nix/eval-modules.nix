@@ -45,6 +45,8 @@ let
             after = mkOption { type = types.listOf types.str; default = [ ]; };
             wants = mkOption { type = types.listOf types.str; default = [ ]; };
             requires = mkOption { type = types.listOf types.str; default = [ ]; };
+            before = mkOption { type = types.listOf types.str; default = [ ]; };
+            requiredBy = mkOption { type = types.listOf types.str; default = [ ]; };
             path = mkOption { type = types.listOf (types.either types.package types.str); default = [ ]; };
             environment = mkOption { type = types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ])); default = { }; };
             script = mkOption { type = types.lines; default = ""; };
@@ -134,7 +136,6 @@ let
         openFirewall = bool true;
         settings = attrsAny;
       };
-      services.journald.extraConfig = mkOption { type = types.lines; default = ""; };
       security.sudo.wheelNeedsPassword = bool true;
       nix.settings = attrsAny;
       boot.kernel.sysctl = mkOption { type = types.attrsOf types.anything; default = { }; };
