@@ -33,10 +33,22 @@ in
     '';
   });
 
-  # Advisories against the pinned advisory-db input; licenses, bans and sources with cargo-deny
-  # (its advisories check would fetch, cargo-audit covers it offline).
+  # Both advisory checks read the pinned advisory-db input, offline.
   audit = craneLib.cargoAudit { src = project.rustSrc; inherit advisory-db; };
-  deny = craneLib.cargoDeny { src = project.rustSrc; cargoDenyChecks = "bans licenses sources"; };
+  deny = craneLib.cargoDeny {
+    src = project.rustSrc;
+    cargoDenyChecks = "advisories bans licenses sources";
+    cargoDenyExtraArgs = "--offline";
+    nativeBuildInputs = [ pkgs.git ];
+    # deny.toml reads the database from target/advisory-dbs/<name derived from its URL>, as a git
+    # checkout: the same layout scripts/lib.sh prepares from the offline snapshot.
+    preBuild = ''
+      db=target/advisory-dbs/advisory-db-3157b0e258782691
+      mkdir -p target/advisory-dbs && cp -r ${advisory-db} "$db" && chmod -R u+w "$db"
+      git -C "$db" init -q -b main && git -C "$db" add -A
+      git -C "$db" -c user.name=snapshot -c user.email=snapshot@localhost commit -q -m snapshot
+    '';
+  };
 
   # The project's own gate on its source, with the scanners that need no network.
   devsecops-gate = pkgs.runCommand "devsecops-gate"

@@ -80,7 +80,7 @@ in
       script = ''
         mkdir -p ${dirOf grafanaSecretKey}
         [ -s ${grafanaSecretKey} ] || head -c 32 /dev/urandom | base64 > ${grafanaSecretKey}
-        chown grafana ${grafanaSecretKey}
+        chown grafana ${dirOf grafanaSecretKey} ${grafanaSecretKey}
       '';
     };
 
