@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Scans a built image and gates it with devsecops, apart from the repository's own scan:
+#   - the service binary copied out of the image, audited offline from the dependency list
+#     cargo-auditable embedded in it (cargo audit bin, against the RustSec snapshot of scripts/lib.sh);
+#   - trivy on the image: vulnerabilities and secrets; with --offline secrets only, since trivy's
+#     vulnerability database cannot be downloaded without internet.
+# Reports (SARIF, JUnit, JSON, Markdown) go to reports/image-scan/; exit 1 when the policy fails
+# (critical and high, as in devsecops.toml). Accepted image findings, if ever needed, go to
+# .devsecops/image-suppressions.toml (same format as .devsecops/suppressions.toml).
+#
+#   scripts/scan-image.sh [--offline] IMAGE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+offline=0
+if [ "${1:-}" = "--offline" ]; then offline=1; shift; fi
+if [ $# -ne 1 ]; then sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; fi
+image="$1"
+devsecops="${DEVSECOPS_BIN:-$(command -v devsecops || echo "$PWD/target/debug/devsecops")}"
+out=reports/image-scan
+rm -rf "$out"
+mkdir -p "$out"
+
+# The image's own policy and paths, next to its findings; paths are relative to this file.
+cat > "$out/devsecops.toml" <<'TOML'
+[policy]
+fail_on = ["critical", "high"]
+mode = "all"
+[policy.categories.secret]
+fail_on = ["critical", "high", "medium", "low"]
+[paths]
+findings = "findings.json"
+baseline = "baseline.json"
+suppressions = "../../.devsecops/image-suppressions.toml"
+history = "history.db"
+reports = "."
+TOML
+
+cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
+db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
+container=$(docker create "$image")
+trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
+docker cp "$container:/usr/local/bin/devsecops-app" "$out/devsecops-app"
+# cargo audit exits 1 when it finds something; devsecops decides what fails.
+cargo audit --db "$db" --no-fetch --stale --json bin "$out/devsecops-app" > "$out/cargo-audit-bin.json" || true
+rm -f "$out/devsecops-app"
+"$devsecops" --config "$out/devsecops.toml" ingest --tool cargo-audit "$out/cargo-audit-bin.json"
+
+if [ "$offline" -eq 1 ]; then
+  trivy image --scanners secret --skip-db-update --quiet --format json --output "$out/trivy-image.json" "$image"
+else
+  trivy image --scanners vuln,secret --quiet --format json --output "$out/trivy-image.json" "$image"
+fi
+"$devsecops" --config "$out/devsecops.toml" ingest --tool trivy "$out/trivy-image.json"
+"$devsecops" --config "$out/devsecops.toml" gate --format sarif,junit,json,markdown
