@@ -141,6 +141,15 @@ check_image() {
   return $status
 }
 
+# CI/CD definitions: workflows (GitHub schema, zizmor, pins, permissions), the Jenkinsfile (Groovy
+# parse, stages, plugins, credentials), sonar-project.properties, deploy/rollback dry runs with helm.
+check_cicd() {
+  cargo build --locked -q -p devsecops
+  DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
+    DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+    python3 -m pytest -q -p no:cacheprovider tests/ci
+}
+
 check_kubernetes() {
   DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
     python3 -m pytest -q -p no:cacheprovider k8s/tests
@@ -172,6 +181,7 @@ run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Ch
 run_step "Nix: parse, nixpkgs-fmt, deadnix, lock pins, image and appliance data, module evaluation" scripts/check-nix.sh
 run_step "devsecops scan: the project gates itself" gate_self
 run_step "image: size, labels, private network, compose, offline audit of the binary" check_image
+run_step "CI/CD: workflows, Jenkinsfile, Jenkins values, Sonar, deploy dry runs" check_cicd
 if [ -z "${FAST:-}" ]; then
   run_step "fuzzing every devsecops parser (${SECONDS_PER_TARGET:-10} s each)" scripts/fuzz.sh
 fi

@@ -1,0 +1,631 @@
+"""The CI/CD definitions, checked offline: GitHub workflows against GitHub's JSON schema, zizmor,
+pinned actions and permissions; the Jenkinsfile parsed as Groovy, its stages, the plugins and
+credentials it needs in the Jenkins values; sonar-project.properties against what devsecops and
+scripts/coverage.sh write; and the deploy, rollback, push, sonar and CI scripts in their dry-run
+modes, with the real helm where a chart is rendered."""
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+JENKINSFILE = ROOT / "jenkins" / "Jenkinsfile"
+JENKINS_VALUES = ROOT / "k8s" / "platform" / "jenkins-values.yaml"
+SCHEMAS = Path(os.environ.get("DEVSECOPS_SCHEMAS", ROOT.parent / "shared" / "schemas"))
+TOOLS_BIN = Path(os.environ.get("DEVSECOPS_TOOLS_CACHE", Path.home() / ".cache" / "devsecops-platform")) / "bin"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+# --- YAML as GitHub reads it (YAML 1.2 booleans: `on` stays a string) --------------------------------
+
+class Yaml12Loader(yaml.SafeLoader):
+    pass
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_workflow(path):
+    return yaml.load(path.read_text(), Loader=Yaml12Loader)
+
+
+def workflow_validator():
+    schema_path = SCHEMAS / "github" / "github-workflow.json"
+    assert schema_path.is_file(), f"{schema_path} missing: set DEVSECOPS_SCHEMAS"
+    schema = json.loads(schema_path.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def test_the_three_workflows_exist():
+    assert {p.name for p in WORKFLOWS} == {"ci.yml", "nix.yml", "release.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_is_valid_against_githubs_schema(path):
+    workflow = load_workflow(path)
+    assert "on" in workflow and True not in workflow, "`on` must load as a string key"
+    errors = sorted(workflow_validator().iter_errors(workflow), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_the_schema_rejects_a_broken_workflow():
+    broken = load_workflow(ROOT / ".github" / "workflows" / "ci.yml")
+    broken["jobs"]["test"]["runs-on"] = {"unexpected": True}
+    broken["jobs"]["test"]["steps"][0]["uses"] = 42
+    assert list(workflow_validator().iter_errors(broken)), "the schema accepted a broken workflow"
+
+
+# --- zizmor -------------------------------------------------------------------------------------------
+
+def zizmor_binary():
+    found = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
+    assert os.access(found, os.X_OK), "zizmor is required (scripts/requirements-test.txt)"
+    return found
+
+
+def zizmor(target):
+    # Offline, every audit persona, no configuration or inline ignores: nothing is hidden.
+    out = subprocess.run([zizmor_binary(), "--offline", "--no-config", "--no-ignores", "--persona", "auditor",
+                          "--format", "json", str(target)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().startswith("["), out.stderr
+    return out, json.loads(out.stdout)
+
+
+def test_zizmor_finds_nothing_in_the_workflows():
+    out, findings = zizmor(ROOT / ".github" / "workflows")
+    summary = [(f["ident"], json.dumps(f["locations"][0]["symbolic"].get("key"))) for f in findings]
+    assert findings == [], summary
+    assert out.returncode == 0, out.stderr
+
+
+def test_zizmor_as_run_here_does_find_problems(tmp_path):
+    bad = tmp_path / ".github" / "workflows"
+    bad.mkdir(parents=True)
+    (bad / "bad.yml").write_text(
+        "on: pull_request_target\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n      - run: echo ${{ github.event.pull_request.title }}\n")
+    out, findings = zizmor(bad)
+    idents = {f["ident"] for f in findings}
+    assert {"unpinned-uses", "template-injection", "artipacked", "dangerous-triggers"} <= idents, idents
+    assert out.returncode != 0
+
+
+# --- pinning and permissions ----------------------------------------------------------------------------
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})$")
+VERSION_COMMENT = re.compile(r"^\s+#\s*(?P<version>v\d+\.\d+\.\d+)\s*$")
+
+
+def uses_lines():
+    for path in WORKFLOWS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = USES.match(line)
+            if match:
+                yield path.name, number, match
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version():
+    lines = list(uses_lines())
+    assert len(lines) >= 8, "the workflows use fewer actions than expected"
+    bad = [f"{name}:{number}: {m.group('ref')}{m.group('rest')}" for name, number, m in lines
+           if not PINNED.match(m.group("ref")) or not VERSION_COMMENT.match(m.group("rest"))]
+    assert not bad, "not pinned to a full commit SHA with a # vX.Y.Z comment:\n" + "\n".join(bad)
+
+
+def test_pins_agree_with_the_verified_table_in_the_docs():
+    doc = (ROOT / "docs" / "cicd.md").read_text()
+    for name, number, m in uses_lines():
+        pin = PINNED.match(m.group("ref"))
+        repository = "/".join(pin.group("action").split("/")[:2])
+        version = VERSION_COMMENT.match(m.group("rest")).group("version")
+        row = f"| `{repository}` | `{version}` | `{pin.group('sha')}` |"
+        assert row in doc, f"{name}:{number}: {row} is not in docs/cicd.md's table of verified pins"
+
+
+# Write scopes each job needs, and nothing more.
+EXPECTED_WRITES = {
+    ("ci.yml", "test"): {"security-events"},
+    ("nix.yml", "flake-check"): set(),
+    ("release.yml", "image"): {"packages", "id-token", "attestations"},
+}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_least_privilege(path):
+    workflow = load_workflow(path)
+    assert workflow.get("permissions") in ({}, {"contents": "read"}), "top level must be empty or read-only"
+    for job_id, job in workflow["jobs"].items():
+        assert "permissions" in job, f"{job_id}: no explicit permissions"
+        writes = {scope for scope, level in job["permissions"].items() if level == "write"}
+        assert writes == EXPECTED_WRITES[(path.name, job_id)], f"{job_id}: {writes}"
+        assert isinstance(job.get("timeout-minutes"), int), f"{job_id}: no timeout"
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, f"{job_id}: checkout keeps credentials"
+    assert "group" in workflow.get("concurrency", {}), "no concurrency group"
+
+
+# --- what the pipelines call ----------------------------------------------------------------------------
+
+def jenkins_shell_commands():
+    return re.findall(r"\bsh\s+'([^']*)'", JENKINSFILE.read_text())
+
+
+def workflow_run_commands():
+    commands = []
+    for path in WORKFLOWS:
+        for job in load_workflow(path)["jobs"].values():
+            commands += [step["run"] for step in job["steps"] if "run" in step]
+    return commands
+
+
+SCRIPT = re.compile(r"(?:^|[\s\"'(/])(?:main/)?((?:scripts|\.ci)/[\w./-]+)")
+DEVSECOPS_CALL = re.compile(r"(?m)(?:^|[\s;&|(])(?:target/debug/)?devsecops[ \t]+(?:--config[ \t]+\S+[ \t]+)?([a-z][a-z-]*)")
+
+
+def test_every_script_the_pipelines_call_exists_and_is_executable():
+    commands = jenkins_shell_commands() + workflow_run_commands()
+    scripts = {s for command in commands for s in SCRIPT.findall(command)}
+    assert len(scripts) >= 8, scripts
+    for script in sorted(scripts):
+        path = ROOT / script
+        assert path.is_file(), f"{script} is called but does not exist"
+        assert os.access(path, os.X_OK), f"{script} is not executable"
+
+
+def devsecops_subcommands():
+    binary = os.environ.get("DEVSECOPS_BIN", str(ROOT / "target" / "debug" / "devsecops"))
+    assert os.access(binary, os.X_OK), f"{binary} missing: cargo build -p devsecops (or set DEVSECOPS_BIN)"
+    help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
+    section = help_text.split("Commands:")[1].split("Options:")[0]
+    return {line.split()[0] for line in section.splitlines() if line.strip()}
+
+
+def test_every_devsecops_subcommand_the_pipelines_call_exists():
+    calls = {c for command in jenkins_shell_commands() + workflow_run_commands()
+             for c in DEVSECOPS_CALL.findall(command)}
+    assert {"scan", "sbom"} <= calls, calls
+    known = devsecops_subcommands()
+    assert calls <= known, f"unknown devsecops subcommands: {calls - known}"
+
+
+# --- the Jenkinsfile ------------------------------------------------------------------------------------
+
+def run_groovy_parser(path):
+    groovy = shutil.which("groovy")
+    assert groovy, "groovy is required (apt-get install groovy)"
+    env = dict(os.environ)
+    if not Path(env.get("JAVA_HOME", "/usr/lib/jvm/default-java"), "bin", "java").exists():
+        java = shutil.which("java")
+        assert java, "java is required by groovy"
+        env["JAVA_HOME"] = str(Path(os.path.realpath(java)).parents[1])
+    return subprocess.run([groovy, str(ROOT / "tests" / "ci" / "parse_groovy.groovy"), str(path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_jenkinsfile_is_valid_groovy():
+    out = run_groovy_parser(JENKINSFILE)
+    assert out.returncode == 0, out.stderr
+    assert "parsed:" in out.stdout
+
+
+def test_the_groovy_check_rejects_a_syntax_error(tmp_path):
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text(JENKINSFILE.read_text().replace("stage('Deploy') {", "stage('Deploy') {{", 1))
+    out = run_groovy_parser(broken)
+    assert out.returncode == 1, out.stdout
+
+
+def strip_groovy(text):
+    """Comments removed and string contents blanked, so braces and words inside them do not count."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 2
+        elif text[i] in "'\"":
+            quote = text[i]
+            j = i + 1
+            while text[j] != quote:
+                j += 2 if text[j] == "\\" else 1
+            out.append(quote * 2)
+            i = j + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def blocks(text):
+    """The named blocks `name ... {` directly inside text, as (name, body) in order."""
+    found, depth, start, name = [], 0, 0, None
+    for i, ch in enumerate(text):
+        if ch == "{":
+            if depth == 0:
+                head = re.findall(r"([A-Za-z_]\w*)\s*(?:\([^()]*\))?\s*$", text[:i])
+                name, start = (head[-1] if head else None), i + 1
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            assert depth >= 0, "unbalanced braces"
+            if depth == 0:
+                found.append((name, text[start:i]))
+    assert depth == 0, "unbalanced braces"
+    return found
+
+
+def pipeline_body():
+    top = blocks(strip_groovy(JENKINSFILE.read_text()))
+    assert [name for name, _ in top] == ["pipeline"], "one declarative pipeline block"
+    return top[0][1]
+
+
+REQUIRED_STAGES = ["Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis",
+                   "Quality gate", "Image", "Image scan", "Push", "Deploy"]
+
+
+def test_the_pipeline_has_the_stages_in_order_each_calling_the_local_command():
+    text = JENKINSFILE.read_text()
+    assert re.findall(r"stage\('([^']+)'\)", text) == REQUIRED_STAGES
+    sections = dict(blocks(pipeline_body()))
+    assert {"agent", "options", "parameters", "stages", "post"} <= set(sections)
+    stage_bodies = [body for name, body in blocks(sections["stages"]) if name == "stage"]
+    assert len(stage_bodies) == len(REQUIRED_STAGES)
+    # The commands in each stage, from the raw text between one stage header and the next.
+    raw = re.split(r"\n    stage\('", text)[1:]
+    by_stage = {chunk.split("'", 1)[0]: chunk for chunk in raw}
+    expectations = {
+        "Checkout": ["checkout scm"],
+        "Build": ["cargo build --workspace"],
+        "Test with coverage": ["scripts/coverage.sh", "junit testResults: 'reports/coverage/junit.xml'"],
+        "Security scan": ["target/debug/devsecops scan", "reports/devsecops-junit.xml", "publishHTML",
+                          "security-dashboard.html", "archiveArtifacts artifacts: 'reports/devsecops.sarif"],
+        "SonarQube analysis": ["withSonarQubeEnv('sonarqube')", "scripts/sonar.sh"],
+        "Quality gate": ["waitForQualityGate abortPipeline: true"],
+        "Image": ["scripts/build-image.sh", "devsecops sbom --package devsecops-app"],
+        "Image scan": ["scripts/scan-image.sh"],
+        "Push": ["scripts/push-image.sh", "credentialsId: 'registry'"],
+        "Deploy": ["scripts/deploy.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
+    }
+    for stage, needles in expectations.items():
+        for needle in needles:
+            assert needle in by_stage[stage], f"stage {stage}: {needle!r} missing"
+    for stage in ("Push", "Deploy"):
+        assert "branch 'main'" in by_stage[stage], f"{stage} must run on main only"
+
+
+def test_a_failure_rolls_the_deploy_back_and_notifications_are_optional():
+    post = dict(blocks(dict(blocks(pipeline_body()))["post"]))
+    assert "failure" in post
+    raw_post = JENKINSFILE.read_text().rsplit("\n  post {", 1)[1]
+    failure = raw_post.split("failure {", 1)[1].split("\n    success {", 1)[0]
+    assert "sh 'scripts/rollback.sh \"$DEPLOY_ENV\"'" in failure
+    assert "slackSend" in failure and "if (params.NOTIFY_SLACK)" in failure
+
+
+# Steps and directives of the Jenkinsfile and the plugin that provides each ("core": Jenkins itself or
+# Pipeline, which workflow-aggregator installs). An unknown step fails the test until it is mapped.
+STEP_PLUGINS = {
+    **{name: "workflow-aggregator" for name in (
+        "pipeline", "agent", "label", "options", "parameters", "environment", "stages", "stage", "steps",
+        "post", "when", "allOf", "anyOf", "not", "branch", "expression", "always", "success", "failure",
+        "unstable", "aborted", "changed", "fixed", "regression", "cleanup", "script", "sh", "echo", "timeout",
+        "retry", "skipDefaultCheckout", "disableConcurrentBuilds", "buildDiscarder", "logRotator", "choice",
+        "booleanParam", "string", "tool", "error", "archiveArtifacts", "stash", "unstash", "dir", "withEnv")},
+    "checkout": "git",
+    "junit": "junit",
+    "publishHTML": "htmlpublisher",
+    "recordIssues": "warnings-ng",
+    "sarif": "warnings-ng",
+    "withSonarQubeEnv": "sonar",
+    "waitForQualityGate": "sonar",
+    "slackSend": "slack",
+    "withCredentials": "credentials-binding",
+    "usernamePassword": "credentials-binding",
+    "file": "credentials-binding",
+    "timestamps": "timestamper",
+    "ansiColor": "ansicolor",
+}
+GROOVY_WORDS = {"if", "else", "return", "def", "true", "false", "null", "new", "params", "env"}
+
+
+def jenkinsfile_steps():
+    text = strip_groovy(JENKINSFILE.read_text())
+    called = set(re.findall(r"(?<![.\w])([A-Za-z_]\w*)\s*\(", text))
+    called |= set(re.findall(r"(?m)^\s*([A-Za-z_]\w*)\b(?!\s*[=:.(])", text))
+    called |= set(re.findall(r"=\s*([A-Za-z_]\w*)\s+''", text))
+    return called - GROOVY_WORDS - {"scm", "IMAGE", "SONAR_SCANNER_HOME"}
+
+
+def jenkins_values():
+    values = yaml.safe_load(JENKINS_VALUES.read_text())
+    scripts = {name: yaml.safe_load(text) for name, text in values["controller"]["JCasC"]["configScripts"].items()}
+    return values, scripts
+
+
+def test_jenkins_installs_every_plugin_the_jenkinsfile_needs():
+    steps = jenkinsfile_steps()
+    assert {"junit", "publishHTML", "withSonarQubeEnv", "slackSend", "recordIssues", "sh"} <= steps, steps
+    unknown = steps - set(STEP_PLUGINS)
+    assert not unknown, f"map these Jenkinsfile steps to their plugin in STEP_PLUGINS: {unknown}"
+    installed = set(jenkins_values()[0]["controller"]["installPlugins"])
+    missing = {f"{step} ({STEP_PLUGINS[step]})" for step in steps if STEP_PLUGINS[step] not in installed}
+    assert not missing, f"plugins missing from jenkins-values.yaml: {missing}"
+
+
+def test_jenkins_defines_every_credential_server_tool_and_agent_the_jenkinsfile_names():
+    text = JENKINSFILE.read_text()
+    _, scripts = jenkins_values()
+    credentials = {kind_value["id"] for domain in scripts["credentials"]["credentials"]["system"]["domainCredentials"]
+                   for entry in domain["credentials"] for kind_value in entry.values()}
+    referenced = set(re.findall(r"(?:credentialsId|tokenCredentialId):\s*'([^']+)'", text))
+    assert {"registry", "kubeconfig", "slack-token"} <= referenced
+    sonar = scripts["sonar"]["unclassified"]["sonarGlobalConfiguration"]["installations"]
+    referenced |= {i["credentialsId"] for i in sonar}
+    assert referenced <= credentials, f"credentials not defined by JCasC: {referenced - credentials}"
+    servers = set(re.findall(r"withSonarQubeEnv\('([^']+)'\)", text))
+    assert servers and servers <= {i["name"] for i in sonar}
+    tools = set(re.findall(r"\btool\s+'([^']+)'", text))
+    installed_tools = {i["name"] for i in scripts["sonar"]["tool"]["sonarRunnerInstallation"]["installations"]}
+    assert tools and tools <= installed_tools
+    labels = set(re.findall(r"agent\s*\{\s*label\s+'([^']+)'", text))
+    nodes = scripts["agents"]["jenkins"]["nodes"]
+    assert labels and labels <= {label for n in nodes for label in n["permanent"]["labelString"].split()}
+    assert scripts["slack"]["unclassified"]["slackNotifier"]["tokenCredentialId"] in credentials
+    for secret in re.findall(r"\$\{(?:base64:)?\$?\{?jenkins-credentials-([\w-]+)\}", JENKINS_VALUES.read_text()):
+        assert {"name": "jenkins-credentials", "keyName": secret} in jenkins_values()[0]["controller"][
+            "additionalExistingSecrets"], f"secret key {secret} is not mounted"
+
+
+def test_the_jenkins_job_builds_jenkins_jenkinsfile_from_this_repository():
+    _, scripts = jenkins_values()
+    job = scripts["job"]["jobs"][0]["script"]
+    assert "scriptPath('jenkins/Jenkinsfile')" in job
+    assert JENKINSFILE.is_file()
+    repository = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["repository"]
+    assert f"remote('{repository}.git')" in job
+
+
+# --- SonarQube ------------------------------------------------------------------------------------------
+
+def sonar_properties():
+    pairs = [line.split("=", 1) for line in (ROOT / "sonar-project.properties").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_sonar_imports_the_sarif_devsecops_writes(tmp_path):
+    props = sonar_properties()
+    reports = tomllib.loads((ROOT / "devsecops.toml").read_text())["paths"]["reports"]
+    assert props["sonar.sarifReportPaths"] == f"{reports}/devsecops.sarif"
+    binary = os.environ.get("DEVSECOPS_BIN", str(ROOT / "target" / "debug" / "devsecops"))
+    out = subprocess.run([binary, "report", "--out", str(tmp_path / reports)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / props["sonar.sarifReportPaths"]).is_file(), "devsecops writes another SARIF name"
+
+
+def test_sonar_paths_are_sane():
+    props = sonar_properties()
+    assert props["sonar.projectKey"] and " " not in props["sonar.projectKey"]
+    for key in ("sonar.sources", "sonar.tests"):
+        for path in props[key].split(","):
+            assert (ROOT / path).is_dir(), f"{key}: {path} does not exist"
+    generated = {"target", "reports", "dist"}
+    for pattern in (props["sonar.exclusions"] + "," + props["sonar.test.exclusions"]).split(","):
+        base = pattern.split("/**")[0]
+        assert base in generated or (ROOT / base).is_dir(), f"exclusion {pattern} names nothing"
+    coverage = (ROOT / "scripts" / "coverage.sh").read_text()
+    out_dir = re.search(r"^out=(\S+)$", coverage, re.M).group(1)
+    assert '--lcov --output-path "$out/lcov.info"' in coverage
+    assert props["sonar.rust.lcov.reportPaths"] == f"{out_dir}/lcov.info"
+
+
+def test_sonar_script_names_missing_reports_and_never_takes_the_token_on_its_command_line():
+    props = sonar_properties()
+    reports = [props["sonar.sarifReportPaths"], props["sonar.rust.lcov.reportPaths"]]
+    missing = [r for r in reports if not (ROOT / r).is_file()]
+    out = subprocess.run([ROOT / "scripts" / "sonar.sh", "--dry-run"], capture_output=True, text=True,
+                         env=dict(os.environ, SONAR_TOKEN="not-a-real-token"), timeout=60)
+    if missing:
+        assert out.returncode == 1 and all(m in out.stderr for m in missing), out.stderr
+    else:
+        assert out.returncode == 0 and "would run:" in out.stdout
+        assert "not-a-real-token" not in out.stdout
+
+
+# --- deploy, rollback, push, CI container ---------------------------------------------------------------
+
+def helm_env(tmp_path, stub_helm=False):
+    """PATH with the real helm (from the test command's tools) and a kubectl stub that records calls."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    stub = ('#!/usr/bin/env bash\necho "$(basename "$0") $*" >> "$CALLS"\n'
+            'case "$1" in\n  list) echo \'[{"name":"devsecops-app","revision":"4"}]\' ;;\n'
+            '  test) exit "${HELM_TEST_STATUS:-0}" ;;\nesac\n')
+    for name in ("kubectl", "helm") if stub_helm else ("kubectl",):
+        (stubs / name).write_text(stub)
+        (stubs / name).chmod(0o755)
+    path = f"{stubs}:{TOOLS_BIN}:{os.environ['PATH']}"
+    if not stub_helm:
+        assert shutil.which("helm", path=path), "helm is required (scripts/lib.sh ensure_kube_tools)"
+    return dict(os.environ, PATH=path, CALLS=str(calls), DEPLOY_STATE_DIR=str(tmp_path / "state")), calls
+
+
+def rendered(stdout):
+    return [doc for doc in yaml.safe_load_all(stdout) if doc]
+
+
+def pod_spec(doc):
+    return doc["spec"]["template"]["spec"]
+
+
+def test_deploy_dry_run_renders_staging_with_its_values_and_the_image_digest(tmp_path):
+    env, calls = helm_env(tmp_path)
+    image = f"ghcr.io/example/devsecops-app@{DIGEST}"
+    out = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging", "--image", image, "--dry-run"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert not calls.exists(), "a dry run called kubectl"
+    assert ("helm upgrade --install --atomic --wait --timeout 10m devsecops-app k8s/chart "
+            "--namespace devsecops-staging -f k8s/overlays/staging/values.yaml") in out.stderr
+    docs = rendered(out.stdout)
+    namespaced = [d for d in docs if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")]
+    assert namespaced and {d["metadata"].get("namespace") for d in namespaced} == {"devsecops-staging"}
+    kinds = {d["kind"] for d in docs}
+    assert {"Rollout", "Cluster", "HorizontalPodAutoscaler"} <= kinds, kinds  # staging: canary on CNPG
+    rollout = next(d for d in docs if d["kind"] == "Rollout")
+    images = {c["image"] for c in pod_spec(rollout)["containers"]}
+    assert images == {image}
+    assert "canary" in rollout["spec"]["strategy"]
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    cluster = next(d for d in docs if d["kind"] == "Cluster")
+    assert cluster["spec"]["instances"] == 2
+
+
+def test_deploy_dry_run_renders_development_with_a_tag(tmp_path):
+    env, _ = helm_env(tmp_path)
+    out = subprocess.run([ROOT / "scripts" / "deploy.sh", "development", "--dry-run", "--image",
+                          "localhost:32000/devsecops-app:build-7"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    docs = rendered(out.stdout)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["metadata"]["namespace"] == "devsecops-development"
+    assert deployment["spec"]["replicas"] == 1
+    assert [c["image"] for c in pod_spec(deployment)["containers"]] == ["localhost:32000/devsecops-app:build-7"]
+    assert "Rollout" not in {d["kind"] for d in docs}
+
+
+@pytest.mark.parametrize("args", [["qa"], [], ["staging", "--image", "no-tag-or-digest"], ["staging", "--bogus"]])
+def test_deploy_refuses_bad_arguments(tmp_path, args):
+    env, calls = helm_env(tmp_path)
+    out = subprocess.run([ROOT / "scripts" / "deploy.sh", *args], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2, (args, out.stderr)
+    assert not calls.exists()
+
+
+def test_a_deploy_that_fails_its_helm_test_is_rolled_back_to_the_live_revision(tmp_path):
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    ok = subprocess.run([ROOT / "scripts" / "deploy.sh", "production", "--image", f"r.example/app@{DIGEST}"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    recorded = calls.read_text()
+    assert "kubectl apply -f k8s/overlays/production/namespace.yaml" in recorded
+    assert "helm upgrade --install --atomic --wait --timeout 10m devsecops-app k8s/chart --namespace " \
+           "devsecops-production -f k8s/overlays/production/values.yaml" in recorded
+    assert "helm test devsecops-app --namespace devsecops-production" in recorded
+    record = tmp_path / "state" / "production.previous-revision"
+    assert not record.exists(), "a finished deploy leaves nothing to roll back"
+    # After a successful deploy there is nothing to roll back.
+    calls.unlink()
+    quiet = subprocess.run([ROOT / "scripts" / "rollback.sh", "production"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert quiet.returncode == 0 and not calls.exists()
+    # helm test fails: the record stays and the rollback returns to revision 4.
+    failing = subprocess.run([ROOT / "scripts" / "deploy.sh", "production"], capture_output=True, text=True,
+                             env=dict(env, HELM_TEST_STATUS="1"), timeout=60)
+    assert failing.returncode != 0
+    assert record.read_text().strip() == "4"
+    dry = subprocess.run([ROOT / "scripts" / "rollback.sh", "production", "--dry-run"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert "would run: helm rollback devsecops-app 4 --namespace devsecops-production" in dry.stdout
+    calls.unlink()
+    back = subprocess.run([ROOT / "scripts" / "rollback.sh", "production"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert back.returncode == 0, back.stderr
+    assert calls.read_text().splitlines() == [
+        "helm rollback devsecops-app 4 --namespace devsecops-production --wait --timeout 10m"]
+    assert not record.exists()
+
+
+def test_rollback_after_a_first_install_leaves_the_release_for_inspection(tmp_path):
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "staging.previous-revision").write_text("none\n")
+    out = subprocess.run([ROOT / "scripts" / "rollback.sh", "staging"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0 and not calls.exists() and "no earlier revision" in out.stderr
+
+
+def test_push_logs_in_through_stdin_and_needs_a_tagged_target():
+    script = ROOT / "scripts" / "push-image.sh"
+    env = dict(os.environ, REGISTRY_USERNAME="ci", REGISTRY_PASSWORD="not-a-real-password")
+    out = subprocess.run([script, "--dry-run", "devsecops-app:build-7", "localhost:32000/devsecops-app:build-7"],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "would run: docker login localhost:32000 --username ci --password-stdin",
+        "would run: docker tag devsecops-app:build-7 localhost:32000/devsecops-app:build-7",
+        "would run: docker push localhost:32000/devsecops-app:build-7"]
+    assert "not-a-real-password" not in out.stdout + out.stderr
+    for target in ("ghcr.io/example/app", f"ghcr.io/example/app@{DIGEST}"):
+        bad = subprocess.run([script, "--dry-run", "a:b", target], capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2, target
+
+
+def test_ci_runs_the_test_command_in_debian_12_sharing_network_and_docker():
+    out = subprocess.run([ROOT / "scripts" / "ci-debian.sh", "--dry-run"], capture_output=True, text=True,
+                         env=dict(os.environ, CI_CACHE_DIR="/tmp/ci-cache"), timeout=30)
+    assert out.returncode == 0, out.stderr
+    command = out.stdout.split()
+    assert command[:3] == ["docker", "run", "--rm"]
+    assert "--network" in command and command[command.index("--network") + 1] == "host"
+    assert "/var/run/docker.sock:/var/run/docker.sock" in command
+    assert f"{ROOT.parent}:{ROOT.parent}" in command, "../shared must be visible at the same path"
+    assert command[-4:] == ["debian:12", "scripts/ci-debian.sh", "--inside", ".ci/run"]
+    ci = load_workflow(ROOT / ".github" / "workflows" / "ci.yml")
+    runs = [step.get("run", "") for step in ci["jobs"]["test"]["steps"]]
+    assert "scripts/ci-debian.sh .ci/run" in runs
+
+
+def test_the_shared_data_fetched_in_ci_is_the_pinned_content(tmp_path):
+    script = ROOT / "scripts" / "fetch-shared.sh"
+    manifest = re.search(r'MANIFEST="\n(.*?)\n"', script.read_text(), re.S).group(1).splitlines()
+    pinned = {line.split()[1] for line in manifest}
+    present = {str(p.relative_to(SCHEMAS)) for p in SCHEMAS.rglob("*") if p.is_file() and p.name != "README.md"}
+    assert pinned == present, f"not pinned: {present - pinned}; pinned but absent: {pinned - present}"
+    ok = subprocess.run([script, "--verify", str(SCHEMAS.parent)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    copy = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, copy)
+    target = copy / "github" / "github-workflow.json"
+    target.chmod(target.stat().st_mode | stat.S_IWUSR)
+    target.write_text(target.read_text().replace("workflow", "workfl0w", 1))
+    bad = subprocess.run([script, "--verify", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "github/github-workflow.json" in bad.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("DEVSECOPS_IMAGE"), reason="needs the image (DEVSECOPS_IMAGE, set by the test command)")
+def test_the_image_scan_gates_the_built_image():
+    out = subprocess.run([ROOT / "scripts" / "scan-image.sh", "--offline", os.environ["DEVSECOPS_IMAGE"]],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sarif = json.loads((ROOT / "reports" / "image-scan" / "devsecops.sarif").read_text())
+    assert sarif["version"] == "2.1.0"
+    audit = json.loads((ROOT / "reports" / "image-scan" / "cargo-audit-bin.json").read_text())
+    assert audit["lockfile"]["dependency-count"] > 100, "the binary's embedded dependency list was not read"
