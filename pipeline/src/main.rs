@@ -80,7 +80,7 @@ enum Command {
     Baseline,
     /// Write a CycloneDX 1.5 JSON SBOM: of the Cargo workspace (default), or of a Nix closure.
     Sbom {
-        /// JSON of `nix path-info --json --recursive`, or a store path (needs nix).
+        /// JSON of `nix path-info --json --recursive`, or a store path or a link to one (needs nix).
         #[arg(long)]
         nix: Option<String>,
         /// Output file (default: stdout).
@@ -182,14 +182,15 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             let sbom = match nix {
                 None => devsecops::sbom::cargo(&root, package.as_deref())?,
-                Some(source) if source.starts_with("/nix/store/") => {
-                    devsecops::sbom::nix_from_store_path(&source)?
-                }
-                Some(file) => {
-                    let path = PathBuf::from(&file);
-                    let bytes = ingest::read_limited(&path)?;
-                    devsecops::sbom::nix_from_json(&path, &bytes)?
-                }
+                // A store path, or a link to one (./result, /run/current-system), else a JSON file.
+                Some(source) => match store_path_of(&source) {
+                    Some(store_path) => devsecops::sbom::nix_from_store_path(&store_path)?,
+                    None => {
+                        let path = PathBuf::from(&source);
+                        let bytes = ingest::read_limited(&path)?;
+                        devsecops::sbom::nix_from_json(&path, &bytes)?
+                    }
+                },
             };
             let text = serde_json::to_string_pretty(&sbom)
                 .map_err(|e| Error::Usage(e.to_string()))?
@@ -313,4 +314,16 @@ fn finish(config: &Config, assessment: &Assessment, formats: &[String]) -> Resul
         eprintln!("wrote {}", path.display());
     }
     Ok(u8::from(assessment.failed))
+}
+
+/// The store path `source` is or links to, if any.
+fn store_path_of(source: &str) -> Option<String> {
+    if source.starts_with("/nix/store/") {
+        return Some(source.to_string());
+    }
+    let resolved = std::fs::canonicalize(source).ok()?;
+    let resolved = resolved.to_str()?;
+    resolved
+        .starts_with("/nix/store/")
+        .then(|| resolved.to_string())
 }

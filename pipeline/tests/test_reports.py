@@ -161,6 +161,12 @@ def test_nix_closure_sbom_from_a_real_store_path_is_valid_cyclonedx(tmp_path):
     names = {c["name"]: c for c in bom["components"]}
     props = {p["name"]: p["value"] for p in names["libgreet"]["properties"]}
     assert props["nix:store_path"].startswith("/nix/store/") and props["nix:nar_hash"].startswith("sha256-")
+    # A link to the store path (./result, /run/current-system) names the same closure.
+    link = tmp_path / "result"
+    link.symlink_to(store_path)
+    linked = subprocess.run([BIN, "sbom", "--nix", str(link)], cwd=tmp_path, capture_output=True, text=True)
+    assert linked.returncode == 0, linked.stderr
+    assert json.loads(linked.stdout)["metadata"]["component"]["name"] == "greeter"
     # A broken BOM is rejected by the same validator: the check can fail.
     broken = dict(bom, specVersion="1.5", components=[{"type": "spaceship", "name": "x"}])
     assert list(cyclonedx_validator().iter_errors(broken))
