@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lays out the shared data the test command reads from ../shared on a machine that has none (GitHub
 # Actions): the JSON/XSD schemas at the upstream commits below, each checked against its SHA-256, and
-# a clone of the RustSec advisory database. Nothing is fetched while the tests run.
+# the RustSec advisory database at the commit flake.lock pins (the test command recomputes its NAR
+# hash against the lock). Nothing is fetched while the tests run.
 #
 #   scripts/fetch-shared.sh DIR            download into DIR/schemas and DIR/advisory-db
 #   scripts/fetch-shared.sh --verify DIR   check DIR/schemas against the hashes only (offline)
@@ -64,7 +65,12 @@ while read -r sha path repo commit source; do
 done <<<"$MANIFEST"
 
 if [ "$verify_only" -eq 0 ] && [ ! -d "$dir/advisory-db/crates" ]; then
-  # The newest advisories: a release gate should learn of new vulnerabilities as soon as they are filed.
-  git clone -q --depth 1 "$ADVISORY_DB_URL" "$dir/advisory-db"
+  # The pinned advisories, as Nix uses them: a run is reproducible, and new advisories arrive with a
+  # reviewed `nix flake update advisory-db`.
+  rev=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["nodes"]["advisory-db"]["locked"]["rev"])' \
+    "$(dirname "$0")/../flake.lock")
+  git init -q "$dir/advisory-db"
+  git -C "$dir/advisory-db" fetch -q --depth 1 "$ADVISORY_DB_URL" "$rev"
+  git -C "$dir/advisory-db" checkout -q FETCH_HEAD
 fi
 exit "$status"

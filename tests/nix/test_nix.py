@@ -54,16 +54,22 @@ def test_every_flake_input_is_locked_to_a_commit_and_a_nar_hash(lock):
     assert lock["nodes"]["nixpkgs"]["original"]["ref"].startswith("nixos-"), "nixpkgs follows a stable release branch"
 
 
+def advisory_db_commit():
+    """The commit of the advisory database the tests read: a checkout's HEAD or the snapshot's note."""
+    if os.path.isdir(os.path.join(ADVISORY_DB, ".git")):
+        out = subprocess.run(["git", "-C", ADVISORY_DB, "rev-parse", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip()
+    with open(os.path.join(ADVISORY_DB, "SNAPSHOT.md")) as f:
+        return f.read()
+
+
 def test_the_advisory_db_pin_is_the_offline_snapshot_and_its_nar_hash_matches(lock, tmp_path):
     node = lock["nodes"]["advisory-db"]["locked"]
-    with open(os.path.join(ADVISORY_DB, "SNAPSHOT.md")) as f:
-        snapshot = f.read()
-    assert node["rev"] in snapshot, "the lock pins a different advisory-db commit than ../shared/advisory-db"
-    # The snapshot is the commit's tree plus SNAPSHOT.md: hash exactly what GitHub's tarball holds.
+    assert node["rev"] in advisory_db_commit(), f"the lock pins a different advisory-db commit than {ADVISORY_DB}"
+    # Hash exactly what GitHub's tarball of the commit holds: no .git, no snapshot note.
     tree = tmp_path / "advisory-db"
-    shutil.copytree(ADVISORY_DB, tree, symlinks=True)
+    shutil.copytree(ADVISORY_DB, tree, symlinks=True, ignore=shutil.ignore_patterns(".git", "SNAPSHOT.md"))
     os.chmod(tree, 0o755)
-    os.remove(tree / "SNAPSHOT.md")
     out = subprocess.run([*NIX, "hash", "path", str(tree)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == node["narHash"]
