@@ -44,6 +44,8 @@ pkgs.mkShell {
     # Nix
     nixpkgs-fmt
     deadnix
+    # CI definitions (tests/ci parses the Jenkinsfile with Groovy)
+    groovy
   ];
   # The advisory database the offline audits read (scripts/lib.sh prepare_advisory_db).
   DEVSECOPS_ADVISORY_DB = project.advisory-db;
