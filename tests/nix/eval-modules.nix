@@ -14,11 +14,8 @@ let
   pkgs = {
     writeText = name: _: storePath name;
     runCommand = name: _: _: storePath name;
-    curl = fakeDrv "curl";
-    jq = fakeDrv "jq";
-    yq-go = fakeDrv "yq-go";
-    kubernetes-helm = fakeDrv "kubernetes-helm";
-  };
+  } // lib.genAttrs [ "curl" "jq" "yq-go" "kubernetes-helm" "cargo-audit" "trivy" "git" "nix" ] fakeDrv;
+
 
   any = mkOption { type = types.anything; default = null; };
   bool = default: mkOption { type = types.bool; inherit default; };
@@ -55,7 +52,24 @@ let
         });
         default = { };
       };
-      services.postgresql.enable = bool false;
+      services.postgresql = {
+        enable = bool false;
+        ensureDatabases = mkOption { type = types.listOf types.str; default = [ ]; };
+        ensureUsers = mkOption {
+          type = types.listOf (types.submodule {
+            options = {
+              name = mkOption { type = types.str; };
+              ensureDBOwnership = bool false;
+            };
+          });
+          default = [ ];
+        };
+      };
+      virtualisation = {
+        memorySize = mkOption { type = types.ints.positive; default = 1024; };
+        diskSize = mkOption { type = types.either (types.enum [ "auto" ]) types.ints.positive; default = 1024; };
+        cores = mkOption { type = types.ints.positive; default = 1; };
+      };
       services.k3s = {
         enable = bool false;
         role = mkOption { type = types.enum [ "server" "agent" ]; default = "server"; };
@@ -158,6 +172,12 @@ let
   unsafe = service { databaseUrl = "postgres://app:hunter2@db/app"; };
   port80 = service { apiTokenFile = "/run/secrets/t"; port = 80; };
 
+  # The VM tests' machines, evaluated like the modules.
+  vmTestArgs = import ./vm-tests.nix { extraPkgs = pkgs; };
+  serviceTest = vmTestArgs.service;
+  applianceTest = vmTestArgs.appliance;
+  node = module: eval [ module ];
+
   appliance = eval [
     ../../nixos-modules/appliance
     {
@@ -177,6 +197,21 @@ in
   };
   serviceUnsafe.failedAssertions = failedAssertions unsafe;
   servicePort80.serviceConfig = port80.systemd.services.devsecops-app.serviceConfig;
+  vmTests = {
+    service = {
+      nodes = lib.mapAttrs
+        (_: module:
+          let config = node module; in {
+            failedAssertions = failedAssertions config;
+            environment = config.systemd.services.devsecops-app.environment;
+            tokenBeforeService = config.systemd.services.devsecops-test-token.before;
+          })
+        serviceTest.nodes;
+    };
+    appliance = {
+      nodes.appliance.failedAssertions = failedAssertions (node applianceTest.nodes.appliance);
+    };
+  };
   appliance = {
     k3s = {
       inherit (appliance.services.k3s) extraFlags;

@@ -156,6 +156,26 @@ def test_every_vm_test_and_lint_is_a_flake_check():
         assert re.search(rf"^  {name} = ", checks, re.M), name
 
 
+@pytest.mark.parametrize("test", ["service", "appliance"])
+def test_the_vm_test_scripts_are_python_that_drives_their_machines(test):
+    """The test driver runs testScript as Python with one object per machine: it must compile once
+    Nix has filled in every interpolation, and every machine it drives must exist."""
+    import ast
+
+    vm_test = nix_eval(f"let t = (import {ROOT}/tests/nix/vm-tests.nix {{ }}).{test}; "
+                       "in { inherit (t) testScript; nodes = builtins.attrNames t.nodes; }")
+    tree = ast.parse(vm_test["testScript"], filename=f"vm-tests/{test}.nix")
+    driven = {node.func.value.id for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and isinstance(node.func.value, ast.Name)
+              and node.func.attr in ("succeed", "fail", "wait_for_unit", "wait_until_succeeds", "start",
+                                     "wait_for_open_port")}
+    loop_vars = {node.target.id for node in ast.walk(tree) if isinstance(node, ast.For)
+                 and isinstance(node.target, ast.Name)}
+    assert driven, "the script drives no machine"
+    assert driven - loop_vars <= set(vm_test["nodes"]), driven
+
+
 # Module evaluation with nixpkgs' lib: only where a copy is at hand (never vendored; the project's
 # Nix users have it through the flake). scripts/check-nix.sh finds or prepares one.
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
@@ -214,3 +234,19 @@ def test_the_appliance_declares_k3s_the_chart_and_the_observability_stack(module
     assert appliance["grafanaDashboardProvider"]
     assert appliance["sshPasswordAuthentication"] is False
     assert appliance["failedAssertions"] == []
+
+
+def test_the_service_vm_test_runs_both_databases_with_a_token_made_before_the_service(modules):
+    nodes = modules["vmTests"]["service"]["nodes"]
+    assert set(nodes) == {"sqlite", "postgres"}
+    assert nodes["postgres"]["environment"]["DATABASE_URL"].startswith("postgres:///devsecops-app?host=/run/postgresql")
+    assert nodes["sqlite"]["environment"]["DATABASE_URL"].startswith("sqlite:///var/lib/devsecops-app/")
+    for node in nodes.values():
+        assert node["tokenBeforeService"] == ["devsecops-app.service"]
+        assert node["environment"]["API_TOKEN_FILE"] == "%d/api-token"
+
+
+def test_the_vm_test_machines_evaluate(modules):
+    for test in ("service", "appliance"):
+        for name, machine in modules["vmTests"][test]["nodes"].items():
+            assert machine["failedAssertions"] == [], (test, name)
