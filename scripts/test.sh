@@ -13,12 +13,18 @@ passed=0
 failed=0
 failures=()
 # run_step NAME CMD...: runs one check, records its result, and keeps going so one report shows all.
+# Each check runs in a subshell with errexit, outside any condition (where bash would ignore it), so
+# the first failing command of a multi-command check fails the check.
 run_step() {
   local name="$1"
   shift
   log "$name"
-  local started=$SECONDS
-  if "$@"; then
+  local started=$SECONDS status=0
+  set +e
+  (set -e; "$@")
+  status=$?
+  set -e
+  if [ "$status" -eq 0 ]; then
     passed=$((passed + 1))
     printf '    ok: %s (%ss)\n' "$name" "$((SECONDS - started))"
   else
@@ -117,28 +123,20 @@ gate_self() {
 }
 
 # The image first: the Rust tests include testcontainers tests of it (image-tests/).
-build_image() {
-  DEVSECOPS_IMAGE=$(scripts/build-image.sh devsecops-app:test)
-  export DEVSECOPS_IMAGE
-}
+# The image's tag, for the image tests (testcontainers) and the image checks.
+export DEVSECOPS_IMAGE=devsecops-app:test
+build_image() { scripts/build-image.sh "$DEVSECOPS_IMAGE" >/dev/null; }
 
-# The image beyond testcontainers: size, labels, a private network, compose.yaml; and the binary
-# inside it audited offline from its embedded dependency list and gated by devsecops.
+# The image beyond testcontainers: size, labels, a private network, compose.yaml; its SBOM; and the
+# pipelines' image scan (scripts/scan-image.sh): the binary inside it audited offline from its
+# embedded dependency list, its layers scanned for secrets, gated by devsecops.
 check_image() {
-  local db
-  db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
   python3 -m pytest -q -p no:cacheprovider tests/image
   # The image's SBOM: the service and exactly the crates compiled into its binary.
   target/debug/devsecops sbom --package devsecops-app -o reports/image-sbom.cdx.json
-  local work
-  work=$(mktemp -d)
-  cargo audit --db "$db" --no-fetch --stale --json bin dist/devsecops-app > "$work/audit-bin.json" || true
-  (cd "$work" && "$OLDPWD/target/debug/devsecops" ingest --tool cargo-audit audit-bin.json &&
-    "$OLDPWD/target/debug/devsecops" gate --format markdown,sarif)
-  local status=$?
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['lockfile']['dependency-count']; print(f'audited {n} crates embedded in the image binary'); sys.exit(0 if n > 100 else 1)" "$work/audit-bin.json" || status=1
-  rm -rf "$work"
-  return $status
+  DEVSECOPS_BIN="$PWD/target/debug/devsecops" scripts/scan-image.sh --offline "$DEVSECOPS_IMAGE"
+  # An empty dependency list would audit nothing and pass: the embedded list must have been read.
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['lockfile']['dependency-count']; print(f'audited {n} crates embedded in the image binary'); sys.exit(0 if n > 100 else 1)" reports/image-scan/cargo-audit-bin.json
 }
 
 # CI/CD definitions: workflows (GitHub schema, zizmor, pins, permissions), the Jenkinsfile (Groovy
@@ -180,7 +178,7 @@ run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, 
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "Nix: parse, nixpkgs-fmt, deadnix, lock pins, image and appliance data, module evaluation" scripts/check-nix.sh
 run_step "devsecops scan: the project gates itself" gate_self
-run_step "image: size, labels, private network, compose, offline audit of the binary" check_image
+run_step "image: size, labels, private network, compose, SBOM, offline image scan" check_image
 run_step "CI/CD: workflows, Jenkinsfile, Jenkins values, Sonar, deploy dry runs" check_cicd
 if [ -z "${FAST:-}" ]; then
   run_step "fuzzing every devsecops parser (${SECONDS_PER_TARGET:-10} s each)" scripts/fuzz.sh
