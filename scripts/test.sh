@@ -3,7 +3,9 @@
 # skipped when already done), starts PostgreSQL, then runs every check. `.ci/run` calls exactly this.
 #
 #   scripts/test.sh            everything
-#   FAST=1 scripts/test.sh     skip the API fuzzing (schemathesis) step
+#   FAST=1 scripts/test.sh     skip the fuzzing steps
+#   STEPS=regex scripts/test.sh  only the steps whose name matches (grep -E, case-insensitive);
+#                              the others are listed as not run, and the summary says so
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -12,12 +14,17 @@ source scripts/lib.sh
 passed=0
 failed=0
 failures=()
+not_run=()
 # run_step NAME CMD...: runs one check, records its result, and keeps going so one report shows all.
 # Each check runs in a subshell with errexit, outside any condition (where bash would ignore it), so
 # the first failing command of a multi-command check fails the check.
 run_step() {
   local name="$1"
   shift
+  if [ -n "${STEPS:-}" ] && ! grep -Eiq -- "$STEPS" <<<"$name"; then
+    not_run+=("$name")
+    return 0
+  fi
   log "$name"
   local started=$SECONDS status=0
   set +e
@@ -193,5 +200,9 @@ if [ "$failed" -gt 0 ]; then
   printf 'failed steps:\n'
   printf '  - %s\n' "${failures[@]}"
 fi
-echo "steps: $passed passed, $failed failed"
+if [ "${#not_run[@]}" -gt 0 ]; then
+  printf 'not run (STEPS=%s):\n' "$STEPS"
+  printf '  - %s\n' "${not_run[@]}"
+fi
+echo "steps: $passed passed, $failed failed, ${#not_run[@]} not run"
 [ "$failed" -eq 0 ]
