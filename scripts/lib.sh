@@ -76,11 +76,12 @@ SQL
   export TEST_POSTGRES_URL="postgres://${PG_TEST_USER}:${PG_TEST_PASSWORD}@127.0.0.1:${PG_PORT}/postgres"
 }
 
-# drop_test_databases removes databases left by earlier test runs.
+# drop_test_databases removes databases left by earlier test runs. One still in use by a test that
+# is running now (another run on the same machine) is left alone.
 drop_test_databases() {
   local db
-  for db in $(as_postgres psql -p "$PG_PORT" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
-    as_postgres dropdb -p "$PG_PORT" --if-exists "$db"
+  for db in $(as_postgres psql -p "$PG_PORT" -Atc "SELECT datname FROM pg_database d WHERE datname LIKE 'test\_%' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)"); do
+    as_postgres dropdb -p "$PG_PORT" --if-exists "$db" 2>/dev/null || echo "left $db in place: in use" >&2
   done
 }
 
