@@ -47,17 +47,32 @@ PG_TEST_USER="${PG_TEST_USER:-devsecops_test}"
 PG_TEST_PASSWORD="${PG_TEST_PASSWORD:-devsecops_test}"
 PG_PORT="${PG_PORT:-5432}"
 
-# ensure_postgres installs PostgreSQL 15 from Debian when absent, starts the cluster, and creates the
-# test role (allowed to create databases: every test gets its own).
+# postgres_major prints the PostgreSQL major version the distribution's `postgresql` package brings
+# (Debian 12: 15, Ubuntu 24.04: 16, Debian 13: 17), or the newest one installed.
+postgres_major() {
+  local major
+  major=$(dpkg-query -W -f='${Depends}' postgresql 2>/dev/null | grep -o 'postgresql-[0-9][0-9]*' | head -n 1)
+  major="${major#postgresql-}"
+  if [ -z "$major" ]; then
+    major=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -n 1)
+  fi
+  [ -n "$major" ] || { echo "no PostgreSQL server is installed" >&2; return 1; }
+  echo "$major"
+}
+
+# ensure_postgres installs the distribution's PostgreSQL when absent, starts its cluster "main" on
+# PG_PORT, and creates the test role (allowed to create databases: every test gets its own).
 ensure_postgres() {
   apt_install postgresql postgresql-client
-  if ! pg_lsclusters -h 2>/dev/null | awk '$1==15 && $2=="main"' | grep -q .; then
-    log "creating PostgreSQL cluster 15/main"
-    $SUDO pg_createcluster 15 main >/dev/null
+  local major
+  major=$(postgres_major)
+  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$major" '$1==v && $2=="main"' | grep -q .; then
+    log "creating PostgreSQL cluster $major/main on port $PG_PORT"
+    $SUDO pg_createcluster -p "$PG_PORT" "$major" main >/dev/null
   fi
-  if ! pg_lsclusters -h | awk '$1==15 && $2=="main" {print $4}' | grep -q online; then
-    log "starting PostgreSQL 15/main"
-    $SUDO pg_ctlcluster 15 main start
+  if ! pg_lsclusters -h | awk -v v="$major" '$1==v && $2=="main" {print $4}' | grep -q online; then
+    log "starting PostgreSQL $major/main"
+    $SUDO pg_ctlcluster "$major" main start
   fi
   for _ in $(seq 1 50); do
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
@@ -165,7 +180,7 @@ ensure_venv() {
 }
 
 install_tools() {
-  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin groovy
+  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin groovy debootstrap
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
