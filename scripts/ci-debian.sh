@@ -1,49 +1,82 @@
 #!/usr/bin/env bash
 # Runs a command (default: .ci/run, the test command) in a Debian 12 container on a host that is not
-# Debian 12, such as GitHub's Ubuntu runners: the test command is written for Debian 12 (its package
-# names, PostgreSQL 15). The container shares the host's network and Docker engine, and the parent
-# directory of the checkout is mounted at the same path, so the image tests reach their containers on
-# 127.0.0.1 and bind mounts resolve on the host as in the container. ../shared must be beside the
-# checkout (scripts/fetch-shared.sh lays it out).
+# Debian 12, such as GitHub's Ubuntu runners and the MicroK8s host Jenkins builds on: the scripts are
+# written for Debian 12 (its package names, a C compiler, python3-venv). The container shares the
+# host's network and Docker engine, and the parent directory of the checkout is mounted at the same
+# path, so the image tests reach their containers on 127.0.0.1, bind mounts resolve on the host as in
+# the container, and ../shared (scripts/fetch-shared.sh) and Jenkins' credential files beside the
+# workspace are visible.
 #
 #   scripts/ci-debian.sh [--dry-run] [CMD ARGS...]
 #
-# Caches (cargo home with its tools, rustup, the test command's virtualenvs) live under
-# CI_CACHE_DIR (default ~/.cache/devsecops-ci) so a CI cache can keep them between runs.
-# --dry-run prints the docker command instead of running it.
-# Inside the container the script runs itself with --inside: base packages, rustup, then CMD.
+# The container runs a prepared image, devsecops-ci:<key>: CI_DEBIAN_IMAGE (default debian:12) with
+# the base packages below, committed once per base image and package list. Caches (cargo home with
+# its tools, rustup, the test command's virtualenvs) live under CI_CACHE_DIR (default
+# ~/.cache/devsecops-ci). Files the root user in the container writes to the checkout, ../shared and
+# the caches are handed back to the calling user afterwards.
+# --dry-run (or CI_DEBIAN_DRY_RUN=1) prints the docker command instead of running it.
+# Inside the container the script runs itself with --inside: rustup when absent, then CMD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUST_TOOLCHAIN="${RUST_TOOLCHAIN:-1.95.0}"
-IMAGE="${CI_DEBIAN_IMAGE:-debian:12}"
+BASE_IMAGE="${CI_DEBIAN_IMAGE:-debian:12}"
+# What the scripts assume beyond a minimal Debian: a C compiler (cc crates), python3 with venv and
+# pip (scripts/lib.sh virtualenvs), git, curl, the Docker client (the engine is the host's, through
+# the mounted socket), sudo-free apt as root, xz and ps. The test command's own packages come from
+# scripts/lib.sh install_tools at run time.
+BASE_PACKAGES="ca-certificates curl git gcc libc6-dev make pkg-config python3 python3-venv python3-pip docker.io xz-utils procps"
+# Variables a stage hands to its command: CI settings, the SonarQube server and token that
+# withSonarQubeEnv sets, the scanner Jenkins installed, registry and cluster credentials.
+PASSED_ENV="CI FAST STEPS DEVSECOPS_SCHEMAS DEVSECOPS_ADVISORY_DB BRANCH_NAME BUILD_NUMBER
+  SONAR_HOST_URL SONAR_AUTH_TOKEN SONAR_TOKEN SONAR_SCANNER_HOME
+  REGISTRY_USERNAME REGISTRY_PASSWORD KUBECONFIG DEPLOY_STATE_DIR"
 
 inside() {
-  export DEBIAN_FRONTEND=noninteractive
-  if ! command -v cc >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-    apt-get update -qq
-    # docker.io for its client only: the engine is the host's, through the mounted socket.
-    apt-get install -y -qq --no-install-recommends ca-certificates curl git gcc libc6-dev make \
-      pkg-config python3 python3-venv python3-pip docker.io xz-utils procps >/dev/null
-  fi
-  if ! command -v rustup >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/rustup" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v rustup >/dev/null 2>&1; then
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
       sh -s -- -y -q --profile minimal --default-toolchain "$RUST_TOOLCHAIN" -c clippy -c rustfmt
   fi
-  export PATH="$HOME/.cargo/bin:$PATH"
-  # The checkout belongs to the runner's user; git (and gitleaks through it) must accept it.
+  # The checkout belongs to the calling user; git (and gitleaks through it) must accept it.
   git config --global --add safe.directory '*'
-  exec "$@"
+  local status=0
+  "$@" || status=$?
+  if [ -n "${CI_HOST_UID:-}" ] && [ "$CI_HOST_UID" != 0 ]; then
+    local path
+    for path in "$PWD" "$(dirname "$PWD")/shared" /root/.cargo /root/.rustup /root/.cache/devsecops-platform; do
+      if [ -e "$path" ]; then chown -R "$CI_HOST_UID:${CI_HOST_GID:-$CI_HOST_UID}" "$path"; fi
+    done
+  fi
+  return "$status"
 }
 
 if [ "${1:-}" = "--inside" ]; then
   shift
   inside "$@"
+  exit $?
 fi
 
-dry_run=0
+dry_run="${CI_DEBIAN_DRY_RUN:-0}"
 if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
 if [ $# -eq 0 ]; then set -- .ci/run; fi
+
+# The prepared image's tag: the base image's id (its name when it is not here yet) and the packages.
+base_id=$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || echo "$BASE_IMAGE")
+key=$(printf '%s\n%s\n' "$base_id" "$BASE_PACKAGES" | sha256sum | cut -c1-16)
+image="devsecops-ci:$key"
+
+prepare_image() {
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  echo "preparing $image from $BASE_IMAGE" >&2
+  local container
+  container="devsecops-ci-prepare-$key-$$"
+  # shellcheck disable=SC2086 # the package list is split on purpose
+  docker run --name "$container" --network host -e DEBIAN_FRONTEND=noninteractive "$BASE_IMAGE" \
+    sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $BASE_PACKAGES >/dev/null" >&2
+  docker commit "$container" "$image" >/dev/null
+  docker rm "$container" >/dev/null
+}
 
 repo="$PWD"
 parent="$(dirname "$repo")"
@@ -52,15 +85,20 @@ cmd=(docker run --rm --network host
   -v /var/run/docker.sock:/var/run/docker.sock
   -v "$parent:$parent" -v /tmp:/tmp
   -v "$cache/cargo:/root/.cargo" -v "$cache/rustup:/root/.rustup"
-  -v "$cache/tools:/root/.cache/devsecops-platform"
-  -w "$repo"
-  -e CI -e FAST -e DEVSECOPS_SCHEMAS -e DEVSECOPS_ADVISORY_DB -e RUST_TOOLCHAIN="$RUST_TOOLCHAIN"
-  "$IMAGE" scripts/ci-debian.sh --inside "$@")
+  -v "$cache/tools:/root/.cache/devsecops-platform")
+# The SonarScanner that Jenkins' tool installer placed outside the workspace.
+if [ -n "${SONAR_SCANNER_HOME:-}" ]; then cmd+=(-v "$SONAR_SCANNER_HOME:$SONAR_SCANNER_HOME:ro"); fi
+cmd+=(-w "$repo")
+# -e NAME passes the caller's value, if any, without putting it on a command line.
+for name in $PASSED_ENV; do cmd+=(-e "$name"); done
+cmd+=(-e RUST_TOOLCHAIN="$RUST_TOOLCHAIN" -e CI_HOST_UID="$(id -u)" -e CI_HOST_GID="$(id -g)"
+  "$image" scripts/ci-debian.sh --inside "$@")
 
-if [ "$dry_run" -eq 1 ]; then
+if [ "$dry_run" = 1 ]; then
   printf '%q ' "${cmd[@]}"
   printf '\n'
   exit 0
 fi
 mkdir -p "$cache/cargo" "$cache/rustup" "$cache/tools"
+prepare_image
 exec "${cmd[@]}"

@@ -64,13 +64,18 @@ while read -r sha path repo commit source; do
   fi
 done <<<"$MANIFEST"
 
-if [ "$verify_only" -eq 0 ] && [ ! -d "$dir/advisory-db/crates" ]; then
+if [ "$verify_only" -eq 0 ]; then
   # The pinned advisories, as Nix uses them: a run is reproducible, and new advisories arrive with a
-  # reviewed `nix flake update advisory-db`.
+  # reviewed `nix flake update advisory-db`. A checkout left by an earlier run (a Jenkins agent keeps
+  # it beside its workspaces) moves to the new pin when flake.lock changes.
   rev=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["nodes"]["advisory-db"]["locked"]["rev"])' \
     "$(dirname "$0")/../flake.lock")
-  git init -q "$dir/advisory-db"
-  git -C "$dir/advisory-db" fetch -q --depth 1 "$ADVISORY_DB_URL" "$rev"
-  git -C "$dir/advisory-db" checkout -q FETCH_HEAD
+  current=""
+  if [ -d "$dir/advisory-db/.git" ]; then current=$(git -C "$dir/advisory-db" rev-parse HEAD 2>/dev/null || true); fi
+  if [ ! -d "$dir/advisory-db/crates" ] || { [ -n "$current" ] && [ "$current" != "$rev" ]; }; then
+    [ -d "$dir/advisory-db/.git" ] || git init -q "$dir/advisory-db"
+    git -C "$dir/advisory-db" fetch -q --depth 1 "$ADVISORY_DB_URL" "$rev"
+    git -C "$dir/advisory-db" checkout -q --force FETCH_HEAD
+  fi
 fi
 exit "$status"
