@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SonarQube analysis of the repository as sonar-project.properties describes it, importing what the
-# earlier steps wrote: the devsecops SARIF (reports/devsecops.sarif, from `devsecops scan`) and the
-# LCOV coverage (reports/coverage/lcov.info, from scripts/coverage.sh). The Rust analyzer runs clippy
-# itself, so cargo and clippy must be on PATH.
+# earlier steps wrote: the devsecops SARIF without accepted findings (reports/devsecops-open.sarif,
+# from `devsecops scan`) and the LCOV coverage (reports/coverage/lcov.info, from scripts/coverage.sh).
+# The Rust analyzer runs clippy itself, so cargo and clippy must be on PATH.
 #
 #   SONAR_HOST_URL=http://sonarqube.local SONAR_TOKEN=... scripts/sonar.sh [--dry-run]
 #

@@ -1,0 +1,422 @@
+"""jenkins/Jenkinsfile as Jenkins' declarative runtime reads it: the syntax tree from Groovy itself
+(tests/ci/jenkinsfile_model.groovy), then a branch's first build simulated from it. On a first build
+the parameters are not environment variables yet (JENKINS-41929; workflow-cps ParamsVariable gives
+params.* the defaults from the job property Declarative has just set, while the environment comes
+from the build's ParametersAction, which a first build does not have): every shell command must
+work with the mapped environment alone. Also: which stages run where, the deploy's own rollback,
+the production approval, and the Jenkins values the pipeline depends on."""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+JENKINSFILE = ROOT / "jenkins" / "Jenkinsfile"
+JENKINS_VALUES = ROOT / "k8s" / "platform" / "jenkins-values.yaml"
+SONAR_VALUES = ROOT / "k8s" / "platform" / "sonarqube-values.yaml"
+
+# What Jenkins itself puts into a multibranch build's environment before any parameter exists.
+JENKINS_BUILTINS = {
+    "BUILD_NUMBER": "1", "BUILD_ID": "1", "BUILD_TAG": "jenkins-devsecops-app-main-1",
+    "BUILD_URL": "http://jenkins.local/job/devsecops-app/job/main/1/", "JOB_NAME": "devsecops-app/main",
+    "JOB_BASE_NAME": "main", "BRANCH_NAME": "main", "NODE_NAME": "devsecops-host", "EXECUTOR_NUMBER": "0",
+    "JENKINS_URL": "http://jenkins.local/",
+}
+# Variables the Jenkinsfile's wrappers bind: withSonarQubeEnv (sonar plugin) and withCredentials.
+SONAR_ENV = {"SONAR_HOST_URL", "SONAR_AUTH_TOKEN", "SONAR_CONFIG_NAME", "SONAR_EXTRA_PROPS", "SONAR_MAVEN_GOAL"}
+
+
+def groovy_env():
+    env = dict(os.environ)
+    if not Path(env.get("JAVA_HOME", "/usr/lib/jvm/default-java"), "bin", "java").exists():
+        java = shutil.which("java")
+        assert java, "java is required by groovy"
+        env["JAVA_HOME"] = str(Path(os.path.realpath(java)).parents[1])
+    return env
+
+
+def load_model(path=JENKINSFILE):
+    groovy = shutil.which("groovy")
+    assert groovy, "groovy is required (scripts/lib.sh install_tools)"
+    out = subprocess.run([groovy, str(ROOT / "tests" / "ci" / "jenkinsfile_model.groovy"), str(path)],
+                         capture_output=True, text=True, env=groovy_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+# --- the declarative model --------------------------------------------------------------------------
+
+def calls(body, name=None):
+    return [node for node in body if isinstance(node, dict) and "call" in node and name in (None, node["call"])]
+
+
+def closure(node):
+    bodies = [a["closure"] for a in node["args"] if isinstance(a, dict) and "closure" in a]
+    assert len(bodies) == 1, node
+    return bodies[0]
+
+
+def section(body, name):
+    found = calls(body, name)
+    assert len(found) <= 1, name
+    return closure(found[0]) if found else []
+
+
+class Pipeline:
+    def __init__(self, tree):
+        top = calls(tree, "pipeline")
+        assert len(top) == 1, "one declarative pipeline block"
+        self.body = closure(top[0])
+        self.parameters = {p["named"]["name"]: p for p in calls(section(self.body, "parameters"))}
+        self.environment = {a["assign"]: a["value"] for a in section(self.body, "environment")}
+        self.stages = [Stage(node) for node in calls(section(self.body, "stages"), "stage")]
+        self.post = {node["call"]: closure(node) for node in calls(section(self.body, "post"))}
+
+    def stage(self, name):
+        return next(s for s in self.stages if s.name == name)
+
+    def defaults(self):
+        """params.* on a first build: each parameter's default (a choice's first choice)."""
+        values = {}
+        for name, p in self.parameters.items():
+            values[name] = p["named"]["choices"][0] if p["call"] == "choice" else p["named"]["defaultValue"]
+        return values
+
+
+class Stage:
+    def __init__(self, node):
+        self.name = node["args"][0]
+        body = closure(node)
+        self.when = section(body, "when")
+        self.environment = {a["assign"]: a["value"] for a in section(body, "environment")}
+        self.steps = section(body, "steps")
+        self.post = {n["call"]: closure(n) for n in calls(section(body, "post"))}
+
+
+def shell_steps(body, bound=frozenset()):
+    """Every sh command in a body with the variables its wrappers bind: (command, bound names)."""
+    found = []
+    for node in body:
+        if not isinstance(node, dict):
+            continue
+        if node.get("call") == "sh":
+            command = node["args"][0] if node["args"] else node["named"]["script"]
+            assert isinstance(command, str), f"line {node['line']}: sh with an interpolated Groovy string"
+            found.append((command, bound))
+            continue
+        inner = set(bound)
+        if node.get("call") == "withCredentials":
+            for binding in node["args"][0]:
+                inner |= {v for k, v in binding["named"].items() if k.endswith("Variable") or k == "variable"}
+        if node.get("call") == "withSonarQubeEnv":
+            inner |= SONAR_ENV
+        for arg in node.get("args", []):
+            if isinstance(arg, dict) and "closure" in arg:
+                found += shell_steps(arg["closure"], frozenset(inner))
+        for key in ("then", "else"):
+            found += shell_steps(node.get(key, []), bound)
+    return found
+
+
+def gstring_value(value, params, env):
+    """An environment value as Declarative evaluates it: plain strings, or "${params.X}"/"${env.X}"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "gstring" in value:
+        out = value["strings"][0]
+        for expression, text in zip(value["values"], value["strings"][1:]):
+            scope, _, name = expression.partition(".")
+            assert scope in ("params", "env") and name, f"cannot evaluate {expression}"
+            resolved = params.get(name) if scope == "params" else env.get(name)
+            assert resolved is not None, f"{expression} is undefined on a first build"
+            out += str(resolved) + text
+        return out
+    if isinstance(value, dict) and value.get("call") == "tool":
+        return "/var/lib/jenkins-agent/tools/hudson.plugins.sonar.SonarRunnerInstallation/" + value["args"][0]
+    raise AssertionError(f"environment value not understood: {value}")
+
+
+def first_build_environment(pipeline):
+    env = dict(JENKINS_BUILTINS)
+    for name, value in pipeline.environment.items():
+        env[name] = gstring_value(value, pipeline.defaults(), env)
+    return env
+
+
+SHELL_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline(load_model())
+
+
+def test_the_model_reader_sees_the_whole_pipeline(pipeline):
+    assert [s.name for s in pipeline.stages] == [
+        "Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis", "Quality gate",
+        "Image", "Image scan", "Push", "Production approval", "Deploy"]
+    assert set(pipeline.parameters) == {"DEPLOY_ENV", "DEPLOY", "REGISTRY", "QUALITY_GATE", "NOTIFY_SLACK",
+                                        "SLACK_CHANNEL"}
+    assert len([c for s in pipeline.stages for c in shell_steps(s.steps)]) == 11
+
+
+def test_every_parameter_a_shell_command_reads_is_mapped_from_params(pipeline):
+    for name in pipeline.parameters:
+        mapped = pipeline.environment.get(name)
+        used = any(SHELL_VAR.search(c) and name in {a or b for a, b in SHELL_VAR.findall(c)}
+                   for s in pipeline.stages for c, _ in shell_steps(s.steps) + shell_steps(
+                       [n for post in s.post.values() for n in post]))
+        if used:
+            assert mapped == {"gstring": f"$params.{name}", "strings": ["", ""], "values": [f"params.{name}"]}, \
+                f"{name} is read by a shell command but not mapped from params.{name} in environment {{}}"
+
+
+def test_every_variable_of_every_shell_command_is_defined_on_a_first_build(pipeline):
+    env = first_build_environment(pipeline)
+    undefined = []
+    for stage in pipeline.stages:
+        defined = set(env) | set(stage.environment)
+        post_bodies = [n for body in stage.post.values() for n in body]
+        for command, bound in shell_steps(stage.steps) + shell_steps(post_bodies):
+            for a, b in SHELL_VAR.findall(command):
+                if (a or b) not in defined | bound:
+                    undefined.append(f"{stage.name}: ${a or b} in {command!r}")
+    assert not undefined, "empty on a first build (parameters are not environment variables yet):\n" + \
+        "\n".join(undefined)
+    assert env["DEPLOY_ENV"] == "development" and env["REGISTRY"] == "localhost:32000"
+    assert env["IMAGE"] == "devsecops-app:build-1"
+
+
+def test_the_reader_catches_an_unmapped_parameter(tmp_path):
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text(JENKINSFILE.read_text().replace('    REGISTRY = "${params.REGISTRY}"\n', "", 1))
+    model = Pipeline(load_model(broken))
+    env = first_build_environment(model)
+    push = [c for c, _ in shell_steps(model.stage("Push").steps)]
+    assert "REGISTRY" not in env and any("$REGISTRY" in c for c in push)
+
+
+# --- a first build, run -----------------------------------------------------------------------------
+
+def branch_runs(stage, branch, params, env):
+    """Whether a stage's when block lets it run (the conditions this Jenkinsfile uses)."""
+    def holds(node):
+        kind = node["call"]
+        if kind == "branch":
+            return node["args"][0] == branch
+        if kind == "expression":
+            body = closure(node)
+            assert len(body) == 1 and "return" in body[0], node
+            text = body[0]["return"]["expr"]
+            assert text.startswith("params."), text
+            return bool(params[text.split(".", 1)[1]])
+        if kind == "environment":
+            return env.get(node["named"]["name"]) == node["named"]["value"]
+        if kind == "allOf":
+            return all(holds(n) for n in calls(closure(node)))
+        raise AssertionError(f"when condition not understood: {kind}")
+    return all(holds(n) for n in calls(stage.when))
+
+
+def workspace(tmp_path):
+    """A workspace as the agent has it after checkout, outside this checkout (the Checkout stage
+    removes reports/); only what the dry runs read is copied."""
+    ws = tmp_path / "workspace" / "devsecops-app_main"
+    shutil.copytree(ROOT / "scripts", ws / "scripts")
+    (ws / "reports").mkdir()
+    return ws
+
+
+def run_first_build(pipeline, tmp_path, branch="main", overrides=None):
+    """Every stage that runs on this branch, each sh command in a clean environment holding only what
+    Jenkins gives a first build, with scripts/ci-debian.sh in dry-run mode: prints, per command, the
+    command the Debian 12 container would run."""
+    params = dict(pipeline.defaults(), **(overrides or {}))
+    env = dict(JENKINS_BUILTINS, BRANCH_NAME=branch)
+    for name, value in pipeline.environment.items():
+        env[name] = gstring_value(value, params, env)
+    ws = workspace(tmp_path)
+    secrets = {"REGISTRY_USERNAME": "ci", "REGISTRY_PASSWORD": "registry-secret-value",
+               "KUBECONFIG": str(tmp_path / "workspace" / "devsecops-app_main@tmp" / "secretFiles" / "kubeconfig"),
+               "SONAR_HOST_URL": "http://sonarqube.local", "SONAR_AUTH_TOKEN": "sonar-secret-value"}
+    ran = []
+    for stage in pipeline.stages:
+        if not branch_runs(stage, branch, params, env):
+            continue
+        stage_env = dict(env)
+        for name, value in stage.environment.items():
+            stage_env[name] = gstring_value(value, params, stage_env)
+        for command, bound in shell_steps(stage.steps):
+            base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WORKSPACE": str(ws),
+                    "CI_DEBIAN_DRY_RUN": "1", "CI_CACHE_DIR": str(tmp_path / "cache"),
+                    **stage_env, **{k: v for k, v in secrets.items() if k in bound}}
+            if "reports/pushed-image" in command and "cat reports/pushed-image" in command:
+                (ws / "reports" / "pushed-image").write_text(f"localhost:32000/devsecops-app@sha256:{'ab' * 32}\n")
+            (ws / "reports").mkdir(exist_ok=True)
+            out = subprocess.run(["bash", "-c", command], cwd=ws, env=base, capture_output=True, text=True,
+                                 timeout=60)
+            assert out.returncode == 0, f"{stage.name}: {command}\n{out.stderr}"
+            redirected = re.search(r">\s*(\S+)$", command)
+            ran.append((stage.name, command, (ws / redirected.group(1)).read_text() if redirected else out.stdout))
+    return ran, ws
+
+
+def inner_command(docker_line):
+    words = shlex.split(docker_line)
+    assert words[:2] == ["docker", "run"], docker_line
+    at = words.index("--inside")
+    assert words[at - 1] == "scripts/ci-debian.sh" and words[at - 2].startswith("devsecops-ci:")
+    return words, words[at + 1:]
+
+
+def test_a_first_build_of_main_runs_every_stage_command_with_its_values(pipeline, tmp_path):
+    ran, ws = run_first_build(pipeline, tmp_path)
+    stages = [name for name, _, _ in ran]
+    assert "Production approval" not in stages and "Deploy" in stages and "SonarQube analysis" in stages
+    inner = {}
+    for stage, command, stdout in ran:
+        if command == "rm -rf reports":
+            continue
+        line = stdout if "scripts/ci-debian.sh" in command else ""
+        assert line, f"{stage}: {command} does not run in the Debian 12 container"
+        words, args = inner_command(line)
+        assert "" not in args, f"{stage}: an empty argument reached {args}"
+        inner.setdefault(stage, []).append((words, args))
+    deploy = inner["Deploy"][0][1]
+    assert deploy[:2] == ["scripts/deploy.sh", "development"], deploy
+    assert deploy[3] == f"localhost:32000/devsecops-app@sha256:{'ab' * 32}"
+    push = inner["Push"][0][1]
+    assert push == ["scripts/push-image.sh", "devsecops-app:build-1", "localhost:32000/devsecops-app:build-1"]
+    words = inner["Push"][0][0]
+    assert "REGISTRY_PASSWORD" in words and "registry-secret-value" not in " ".join(words), \
+        "credentials reach the container by name, never on its command line"
+    sonar_words = inner["SonarQube analysis"][0][0]
+    assert {"SONAR_HOST_URL", "SONAR_AUTH_TOKEN", "SONAR_SCANNER_HOME"} <= set(sonar_words)
+    assert "sonar-secret-value" not in " ".join(sonar_words)
+    kube = inner["Deploy"][0][0]
+    assert "KUBECONFIG" in kube and f"{ws.parent}:{ws.parent}" in kube, "the credential file beside the workspace is mounted"
+
+
+def test_feature_branches_neither_analyse_nor_deploy(pipeline, tmp_path):
+    ran, _ = run_first_build(pipeline, tmp_path, branch="feature-x")
+    stages = {name for name, _, _ in ran}
+    assert {"Build", "Security scan", "Image scan"} <= stages
+    assert not stages & {"SonarQube analysis", "Quality gate", "Push", "Production approval", "Deploy"}
+
+
+def test_production_waits_for_an_approval_before_the_deploy(pipeline):
+    params = dict(pipeline.defaults(), DEPLOY_ENV="production")
+    env = dict(JENKINS_BUILTINS, DEPLOY_ENV="production")
+    approval = pipeline.stage("Production approval")
+    assert branch_runs(approval, "main", params, env)
+    assert not branch_runs(approval, "main", pipeline.defaults(), dict(JENKINS_BUILTINS, DEPLOY_ENV="staging"))
+    timeouts = calls(approval.steps, "timeout")
+    assert timeouts and calls(closure(timeouts[0]), "input"), "the input has a time limit"
+    names = [s.name for s in pipeline.stages]
+    assert names.index("Production approval") == names.index("Deploy") - 1
+
+
+# --- rollback and checkout --------------------------------------------------------------------------
+
+def test_the_deploy_rolls_back_on_its_own_failure_abort_or_timeout_only(pipeline):
+    deploy = pipeline.stage("Deploy")
+    assert set(deploy.post) == {"failure", "aborted"}, "a timeout ends the stage as ABORTED"
+    for condition in ("failure", "aborted"):
+        commands = shell_steps(deploy.post[condition])
+        assert [c for c, _ in commands] == ['scripts/ci-debian.sh scripts/rollback.sh "$DEPLOY_ENV"']
+        assert "KUBECONFIG" in commands[0][1]
+    # The deploy's own time limit sits inside the stage, so its expiry reaches the stage's post.
+    creds = calls(deploy.steps, "withCredentials")
+    assert creds and calls(closure(creds[0]), "timeout")
+    rollbacks_elsewhere = [c for name, body in pipeline.post.items() for c, _ in shell_steps(body)
+                           if "rollback" in c]
+    rollbacks_elsewhere += [c for s in pipeline.stages if s.name != "Deploy"
+                            for body in s.post.values() for c, _ in shell_steps(body) if "rollback" in c]
+    assert not rollbacks_elsewhere, "a failure of another stage must not roll anything back"
+
+
+def test_checkout_clears_the_reused_workspace_and_lays_out_the_advisory_database(pipeline):
+    steps = pipeline.stage("Checkout").steps
+    assert steps[0]["call"] == "checkout"
+    commands = [c for c, _ in shell_steps(steps)]
+    assert commands[0] == "rm -rf reports", "the revision record of an earlier build must not survive checkout"
+    assert "scripts/ci-debian.sh scripts/fetch-shared.sh ../shared" in commands
+    # with-tools.sh reads the snapshot from ../shared/advisory-db (scripts/lib.sh ADVISORY_DB_SRC).
+    lib = (ROOT / "scripts" / "lib.sh").read_text()
+    assert "../shared/advisory-db" in lib
+
+
+def test_every_stage_command_runs_in_the_debian_12_container(pipeline):
+    for stage in pipeline.stages:
+        bodies = [stage.steps] + list(stage.post.values())
+        for command, _ in [c for body in bodies for c in shell_steps(body)]:
+            if command != "rm -rf reports":
+                assert command.startswith("scripts/ci-debian.sh "), f"{stage.name}: {command}"
+
+
+# --- the Jenkins and SonarQube values ---------------------------------------------------------------
+
+def jcasc():
+    values = yaml.safe_load(JENKINS_VALUES.read_text())
+    return values, {k: yaml.safe_load(v) for k, v in values["controller"]["JCasC"]["configScripts"].items()}
+
+
+def test_the_scanner_and_the_controller_use_one_sonarqube_name_the_ingress_serves():
+    _, scripts = jcasc()
+    install = scripts["sonar"]["unclassified"]["sonarGlobalConfiguration"]["installations"][0]
+    host = re.match(r"^https?://([^/:]+)", install["serverUrl"]).group(1)
+    assert not host.endswith(".svc.cluster.local") and not host.endswith(".svc"), \
+        "a cluster name does not resolve on the agent host, where the scanner runs"
+    sonar = yaml.safe_load(SONAR_VALUES.read_text())
+    assert host in [h["name"] for h in sonar["ingress"]["hosts"]]
+    text = JENKINS_VALUES.read_text()
+    assert "controller.hostAliases[0].hostnames[0]=" + host in text, "how the controller resolves it is documented"
+
+
+def test_the_quality_gate_webhook_is_signed_with_a_defined_secret():
+    values, scripts = jcasc()
+    install = scripts["sonar"]["unclassified"]["sonarGlobalConfiguration"]["installations"][0]
+    secret_id = install["webhookSecretId"]
+    strings = [c["string"] for d in scripts["credentials"]["credentials"]["system"]["domainCredentials"]
+               for c in d["credentials"] if "string" in c]
+    entry = next(s for s in strings if s["id"] == secret_id)
+    key = re.fullmatch(r"\$\{jenkins-credentials-([\w-]+)\}", entry["secret"]).group(1)
+    assert {"name": "jenkins-credentials", "keyName": key} in values["controller"]["additionalExistingSecrets"]
+    webhook = (ROOT / "k8s" / "platform" / "sonarqube-webhook.sh").read_text()
+    assert f"jsonpath={{.data.{key}}}" in webhook, "the webhook script reads the secret Jenkins checks"
+
+
+def test_sonarqube_runs_on_the_postgresql_beside_it():
+    sonar = yaml.safe_load(SONAR_VALUES.read_text())
+    jdbc = sonar["jdbcOverwrite"]
+    assert jdbc["enabled"] is True
+    docs = [d for d in yaml.safe_load_all((ROOT / "k8s" / "platform" / "sonarqube-postgresql.yaml").read_text()) if d]
+    service = next(d for d in docs if d["kind"] == "Service")
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    url = re.fullmatch(r"jdbc:postgresql://([\w.-]+):(\d+)/(\w+)", jdbc["jdbcUrl"])
+    assert url, jdbc["jdbcUrl"]
+    assert url.group(1).split(".")[0] == service["metadata"]["name"]
+    assert int(url.group(2)) == service["spec"]["ports"][0]["port"]
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POSTGRES_DB"]["value"] == url.group(3)
+    assert env["POSTGRES_USER"]["value"] == jdbc["jdbcUsername"]
+    ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (jdbc["jdbcSecretName"], jdbc["jdbcSecretPasswordKey"])
+    assert service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    assert "jdbcPassword" not in jdbc, "the password comes from the Secret only"
+
+
+def test_the_postgresql_manifest_is_valid_kubernetes():
+    tool = shutil.which("kubernetes-validate") or str(Path(os.sys.executable).parent / "kubernetes-validate")
+    assert os.access(tool, os.X_OK), "kubernetes-validate is required (scripts/requirements-test.txt)"
+    out = subprocess.run([tool, "--strict", "-k", "1.30.0", str(ROOT / "k8s" / "platform" / "sonarqube-postgresql.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
