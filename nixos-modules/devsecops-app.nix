@@ -12,8 +12,11 @@ let
   # Seconds systemd waits after SIGTERM: the serving delay, the drain bound and a margin to exit.
   stopTimeout = cfg.shutdown.delaySeconds + cfg.shutdown.timeoutSeconds + 5;
 
+  # User values are literal; only the module's own %d (the credentials directory) is a specifier.
+  literal = import ./systemd-literal.nix { inherit lib; };
+
   environment = {
-    HOST = cfg.host;
+    HOST = literal cfg.host;
     PORT = toString cfg.port;
     APP_ENV = cfg.environment;
     DEBUG = lib.boolToString cfg.debug;
@@ -26,11 +29,11 @@ let
     if cfg.databaseUrlFile != null then
       { DATABASE_URL_FILE = "%d/database-url"; }
     else if cfg.databaseUrl != null then
-      { DATABASE_URL = cfg.databaseUrl; }
+      { DATABASE_URL = literal cfg.databaseUrl; }
     else
       { DATABASE_URL = "sqlite:///var/lib/devsecops-app/devsecops-app.db"; }
   )
-  // cfg.extraEnvironment;
+  // lib.mapAttrs (_: literal) cfg.extraEnvironment;
 in
 {
   options.services.devsecops-app = {
@@ -122,7 +125,7 @@ in
       type = types.attrsOf types.str;
       default = { };
       example = { RATE_LIMIT_PER_SECOND = "50"; MAX_BODY_BYTES = "65536"; };
-      description = "Further settings of the service (see README: configuration), never secrets.";
+      description = "Further settings of the service (see README: configuration), never secrets. Values are literal: a % stays a %.";
     };
   };
 
@@ -139,6 +142,14 @@ in
       {
         assertion = cfg.databaseUrl == null || builtins.match ".*://[^/@]*:[^/@]*@.*" cfg.databaseUrl == null;
         message = "services.devsecops-app: databaseUrl carries a password, which would be world-readable in the Nix store; use databaseUrlFile.";
+      }
+      {
+        assertion = lib.all (name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name != null) (lib.attrNames cfg.extraEnvironment);
+        message = "services.devsecops-app: extraEnvironment names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*).";
+      }
+      {
+        assertion = !(cfg.extraEnvironment ? API_TOKEN);
+        message = "services.devsecops-app: extraEnvironment.API_TOKEN would be world-readable in the Nix store; use apiTokenFile.";
       }
     ];
 
@@ -166,8 +177,8 @@ in
         StateDirectoryMode = "0700";
         WorkingDirectory = "/var/lib/devsecops-app";
         LoadCredential =
-          lib.optional (cfg.apiTokenFile != null) "api-token:${toString cfg.apiTokenFile}"
-          ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${toString cfg.databaseUrlFile}";
+          lib.optional (cfg.apiTokenFile != null) "api-token:${literal (toString cfg.apiTokenFile)}"
+          ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${literal (toString cfg.databaseUrlFile)}";
         UMask = "0077";
 
         # Sandboxing: nothing but its state directory is writable, no privileges, no devices, a

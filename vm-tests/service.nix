@@ -8,6 +8,7 @@ let
   # A random token made on the machine before the service starts, outside the store, as a real
   # secret would be (production refuses weak tokens).
   tokenFile = "/run/devsecops-test/api-token";
+  databaseUrl = "postgres:///devsecops-app?host=%2Frun%2Fpostgresql&user=devsecops-app";
   common = {
     imports = [ nixosModules.devsecops-app ];
     services.devsecops-app = {
@@ -44,12 +45,16 @@ pkgs.testers.runNixOSTest {
         ensureDatabases = [ "devsecops-app" ];
         ensureUsers = [{ name = "devsecops-app"; ensureDBOwnership = true; }];
       };
-      services.devsecops-app.databaseUrl = "postgres:///devsecops-app?host=/run/postgresql&user=devsecops-app";
+      # Percent-encoded, as URLs often are: systemd must not read %2F as a specifier.
+      services.devsecops-app.databaseUrl = databaseUrl;
     };
   };
 
+  # Commands run as `set -euo pipefail; <command>` (the driver's execute()): what a pipeline would
+  # hide, an early-exiting grep or a failing first stage, is asserted in Python on the output.
   testScript = ''
     import json
+    import re
 
     start_all()
     for machine in (sqlite, postgres):
@@ -57,7 +62,8 @@ pkgs.testers.runNixOSTest {
             machine.wait_for_unit("devsecops-app.service")
             machine.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
             machine.succeed("curl -fsS http://127.0.0.1:8080/health")
-            machine.succeed("curl -fsS http://127.0.0.1:8080/metrics | grep -q '^http_requests_total'")
+            metrics = machine.succeed("curl -fsS http://127.0.0.1:8080/metrics")
+            assert re.search(r"^http_requests_total", metrics, re.M), metrics
 
         with subtest(f"{machine.name}: writes need the token from the credential"):
             token = machine.succeed("cat ${tokenFile}").strip()
@@ -80,16 +86,23 @@ pkgs.testers.runNixOSTest {
             pid = machine.succeed("systemctl show -p MainPID --value devsecops-app").strip()
             caps = machine.succeed(f"grep -E '^Cap(Eff|Prm|Bnd):' /proc/{pid}/status")
             assert all(line.split()[1] == "0000000000000000" for line in caps.splitlines()), caps
-            machine.fail(f"test $(stat -c %u /proc/{pid}) -eq 0")
+            uid = machine.succeed(f"stat -c %u /proc/{pid}").strip()
+            assert uid.isdigit() and uid != "0", uid
 
         with subtest(f"{machine.name}: SIGTERM drains and exits within the bound"):
             machine.succeed("timeout 15 systemctl stop devsecops-app")
-            machine.succeed("journalctl -u devsecops-app --no-pager | grep -q 'readiness is now 503'")
-            machine.fail("journalctl -u devsecops-app --no-pager | grep -q 'Killing process'")
+            journal = machine.succeed("journalctl -u devsecops-app --no-pager")
+            assert "readiness is now 503" in journal, journal
+            assert "Killing process" not in journal, journal
 
-    # Data survives a restart on PostgreSQL.
-    postgres.succeed("systemctl start devsecops-app")
-    postgres.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
-    postgres.succeed("curl -fsS http://127.0.0.1:8080/api/users | grep -q ada@postgres.example")
+    with subtest("postgres: the percent-encoded URL reaches the service as written"):
+        environment = postgres.succeed("systemctl show -P Environment devsecops-app").split()
+        assert "DATABASE_URL=${databaseUrl}" in environment, environment
+
+    with subtest("postgres: data survives a restart"):
+        postgres.succeed("systemctl start devsecops-app")
+        postgres.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
+        users = json.loads(postgres.succeed("curl -fsS http://127.0.0.1:8080/api/users"))
+        assert any(u["email"] == "ada@postgres.example" for u in users["items"]), users
   '';
 }

@@ -11,6 +11,7 @@ let
   namespace = "devsecops";
   authSecret = "devsecops-app-auth";
   registry = "${cfg.registry.address}:${toString cfg.registry.port}";
+  literal = import ../systemd-literal.nix { inherit lib; };
 
   admissionConfig = pkgs.writeText "pod-security-admission.json" (builtins.toJSON (import ./pod-security.nix));
 in
@@ -139,7 +140,7 @@ in
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
-        LoadCredential = "api-token:${toString cfg.apiTokenFile}";
+        LoadCredential = "api-token:${literal (toString cfg.apiTokenFile)}";
         Restart = "on-failure";
         RestartSec = "5s";
       };

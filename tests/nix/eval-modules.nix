@@ -10,6 +10,7 @@ let
   inherit (lib) mkOption types;
 
   storePath = name: "/nix/store/00000000000000000000000000000000-${name}";
+  systemdServices = import ./systemd-services.nix { inherit lib storePath; };
   fakeDrv = name: { type = "derivation"; outPath = storePath name; inherit name; };
   pkgs = {
     writeText = name: _: storePath name;
@@ -34,24 +35,7 @@ let
         logRefusedConnections = bool true;
       };
       networking.hosts = mkOption { type = types.attrsOf (types.listOf types.str); default = { }; };
-      systemd.services = mkOption {
-        type = types.attrsOf (types.submodule {
-          options = {
-            description = mkOption { type = types.str; default = ""; };
-            wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
-            after = mkOption { type = types.listOf types.str; default = [ ]; };
-            wants = mkOption { type = types.listOf types.str; default = [ ]; };
-            requires = mkOption { type = types.listOf types.str; default = [ ]; };
-            before = mkOption { type = types.listOf types.str; default = [ ]; };
-            requiredBy = mkOption { type = types.listOf types.str; default = [ ]; };
-            path = mkOption { type = types.listOf (types.either types.package types.str); default = [ ]; };
-            environment = mkOption { type = types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ])); default = { }; };
-            script = mkOption { type = types.lines; default = ""; };
-            serviceConfig = mkOption { type = types.attrsOf types.anything; default = { }; };
-          };
-        });
-        default = { };
-      };
+      systemd.services = mkOption { type = systemdServices.type; default = { }; };
       services.postgresql = {
         enable = bool false;
         ensureDatabases = mkOption { type = types.listOf types.str; default = [ ]; };
@@ -169,7 +153,19 @@ let
   ];
 
   safe = service { apiTokenFile = "/run/secrets/devsecops-api-token"; };
-  unsafe = service { databaseUrl = "postgres://app:hunter2@db/app"; };
+  # Literal percent signs everywhere a user's value reaches the unit: a percent-encoded URL (%2F is
+  # no systemd specifier, %C and %A are), an IPv6 zone, a file name.
+  percentSettings = {
+    apiTokenFile = "/run/secrets/token-100%d";
+    databaseUrl = "postgres:///caf%C3%A9?host=%2Frun%2Fpostgresql&user=devsecops-app";
+    host = "fe80::1%eth0";
+    extraEnvironment.CONFIG_FILE = "/etc/devsecops/50%.toml";
+  };
+  percent = service percentSettings;
+  unsafe = service {
+    databaseUrl = "postgres://app:hunter2@db/app";
+    extraEnvironment = { API_TOKEN = "in-the-store"; "BAD NAME" = "x"; };
+  };
   port80 = service { apiTokenFile = "/run/secrets/t"; port = 80; };
 
   # The VM tests' machines, evaluated like the modules.
@@ -183,14 +179,32 @@ let
     {
       devsecops.appliance = {
         enable = true;
+        apiTokenFile = "/run/secrets/api-token-100%";
         chart = fakeDrv "devsecops-app-chart.tgz";
         image = fakeDrv "devsecops-app-image.tar";
         imageTag = "0.1.0";
       };
     }
   ];
+
+  # The unit files NixOS would write for the services a configuration defines, except those that
+  # only add settings to a unit nixpkgs' own module defines (rendered whole only with nixpkgs).
+  overridesOfNixpkgsUnits = [ "alloy" ];
+  unitFiles = config: lib.mapAttrs (_: systemdServices.toUnitText) (removeAttrs config.systemd.services overridesOfNixpkgsUnits);
 in
 {
+  units = {
+    service = unitFiles safe;
+    percent = {
+      files = unitFiles percent;
+      settings = percentSettings;
+    };
+    appliance = {
+      files = unitFiles appliance;
+      apiTokenFile = appliance.devsecops.appliance.apiTokenFile;
+    };
+    vmService = lib.mapAttrs (_: module: unitFiles (node module)) serviceTest.nodes;
+  };
   service = {
     unit = safe.systemd.services.devsecops-app;
     failedAssertions = failedAssertions safe;
@@ -204,6 +218,7 @@ in
           let config = node module; in {
             failedAssertions = failedAssertions config;
             environment = config.systemd.services.devsecops-app.environment;
+            inherit (config.services.devsecops-app) databaseUrl;
             tokenBeforeService = config.systemd.services.devsecops-test-token.before;
           })
         serviceTest.nodes;

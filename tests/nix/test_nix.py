@@ -15,6 +15,8 @@ import tomllib
 import pytest
 import yaml
 
+import systemd_units
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 ADVISORY_DB = os.environ.get("DEVSECOPS_ADVISORY_DB", os.path.join(SHARED, "advisory-db"))
@@ -176,20 +178,7 @@ def test_the_vm_test_scripts_are_python_that_drives_their_machines(test):
     assert driven - loop_vars <= set(vm_test["nodes"]), driven
 
 
-# Module evaluation with nixpkgs' lib: only where a copy is at hand (never vendored; the project's
-# Nix users have it through the flake). scripts/check-nix.sh finds or prepares one.
-NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
-
-
-@pytest.fixture(scope="module")
-def modules():
-    if not NIXPKGS_LIB:
-        pytest.skip("NIXPKGS_LIB is not set: no copy of nixpkgs' lib to evaluate the modules with")
-    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--show-trace",
-                          "--argstr", "nixpkgsLib", NIXPKGS_LIB, os.path.join(ROOT, "tests", "nix", "eval-modules.nix")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(out.stdout)
+# Module evaluation with nixpkgs' lib: the `modules` fixture (conftest.py).
 
 
 def test_the_service_unit_is_sandboxed_and_gets_secrets_as_credentials(modules):
@@ -213,6 +202,8 @@ def test_the_service_module_refuses_unsafe_settings(modules):
     failed = modules["serviceUnsafe"]["failedAssertions"]
     assert any("production needs apiTokenFile" in m for m in failed)
     assert any("carries a password" in m for m in failed)
+    assert any("extraEnvironment.API_TOKEN" in m for m in failed)
+    assert any("extraEnvironment names" in m for m in failed)
     privileged_port = modules["servicePort80"]["serviceConfig"]
     assert privileged_port["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
     assert privileged_port["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
@@ -239,7 +230,11 @@ def test_the_appliance_declares_k3s_the_chart_and_the_observability_stack(module
 def test_the_service_vm_test_runs_both_databases_with_a_token_made_before_the_service(modules):
     nodes = modules["vmTests"]["service"]["nodes"]
     assert set(nodes) == {"sqlite", "postgres"}
-    assert nodes["postgres"]["environment"]["DATABASE_URL"].startswith("postgres:///devsecops-app?host=/run/postgresql")
+    # Percent-encoded in the VM test, so a running systemd shows what tests/nix/test_systemd_units
+    # checks here: the URL reaches the service as written.
+    assert nodes["postgres"]["databaseUrl"] == "postgres:///devsecops-app?host=%2Frun%2Fpostgresql&user=devsecops-app"
+    unit = modules["units"]["vmService"]["postgres"]["devsecops-app"]
+    assert systemd_units.literal_values(unit, "Environment")["DATABASE_URL"] == nodes["postgres"]["databaseUrl"]
     assert nodes["sqlite"]["environment"]["DATABASE_URL"].startswith("sqlite:///var/lib/devsecops-app/")
     for node in nodes.values():
         assert node["tokenBeforeService"] == ["devsecops-app.service"]

@@ -1,0 +1,115 @@
+"""The modules' systemd units as NixOS would write them, loaded by this machine's systemd:
+`systemd-analyze verify` must have nothing to say about any of them, the service's sandbox must rate
+below 2.0 in `systemd-analyze security --offline`, and a user's value containing `%` must reach the
+service unchanged. The negative tests show each check failing on the fault it exists for.
+"""
+
+import re
+
+import pytest
+
+import systemd_units
+
+
+def unit_files(modules):
+    units = modules["units"]
+    yield "service", units["service"]
+    yield "percent", units["percent"]["files"]
+    yield "appliance", units["appliance"]["files"]
+    for node, files in units["vmService"].items():
+        yield f"vm-tests/service.nix {node}", files
+
+
+def test_every_unit_the_modules_define_is_rendered(modules):
+    names = {group: set(files) for group, files in unit_files(modules)}
+    assert names["service"] == {"devsecops-app"}
+    # alloy only adds settings to nixpkgs' unit; the others are the project's own.
+    assert names["appliance"] == {"devsecops-app-secret", "grafana-secret-key"}
+    assert names["vm-tests/service.nix postgres"] == {"devsecops-app", "devsecops-test-token"}
+
+
+def test_systemd_loads_every_unit_without_a_diagnostic(modules, tmp_path):
+    findings = {}
+    for group, files in unit_files(modules):
+        for name, text in files.items():
+            directory = tmp_path / re.sub(r"\W+", "-", group)
+            directory.mkdir(exist_ok=True)
+            found = systemd_units.verify(systemd_units.install(str(directory), name, text))
+            if found:
+                findings[f"{group}: {name}.service"] = found
+    assert findings == {}
+
+
+def test_the_service_sandbox_rates_below_2_offline(modules, tmp_path):
+    for group, files in unit_files(modules):
+        if "devsecops-app" in files:
+            directory = tmp_path / re.sub(r"\W+", "-", group)
+            directory.mkdir()
+            rating, within = systemd_units.exposure(systemd_units.install(str(directory), "devsecops-app", files["devsecops-app"]))
+            assert within, f"{group}: exposure {rating}"
+
+
+def test_the_exposure_bound_is_the_vm_tests(modules):
+    """One bound for the running unit (VM test) and the rendered one (here)."""
+    with open(f"{systemd_units.__file__.rsplit('/tests/', 1)[0]}/vm-tests/service.nix") as f:
+        vm_test = f.read()
+    assert "assert exposure < 2.0" in vm_test
+    assert systemd_units.MAX_EXPOSURE_TENTHS == 19
+
+
+def test_percent_signs_in_user_values_reach_the_service_literally(modules, tmp_path):
+    percent = modules["units"]["percent"]
+    text = percent["files"]["devsecops-app"]
+    settings = percent["settings"]
+    assert systemd_units.verify(systemd_units.install(str(tmp_path), "devsecops-app", text)) == []
+    env = systemd_units.literal_values(text, "Environment")
+    assert env["DATABASE_URL"] == settings["databaseUrl"]
+    assert env["HOST"] == settings["host"]
+    assert env["CONFIG_FILE"] == settings["extraEnvironment"]["CONFIG_FILE"]
+    # The module's own specifier still names the credentials directory.
+    assert env["API_TOKEN_FILE"] == "${CREDENTIALS_DIRECTORY}/api-token"
+    assert systemd_units.literal_values(text, "LoadCredential") == {"api-token": settings["apiTokenFile"]}
+
+    appliance = modules["units"]["appliance"]
+    credentials = systemd_units.literal_values(appliance["files"]["devsecops-app-secret"], "LoadCredential")
+    assert credentials == {"api-token": appliance["apiTokenFile"]}
+
+
+# Negative tests: each check fails on the fault it exists for.
+
+def unescaped(text):
+    """The unit as the module wrote it before user values were escaped."""
+    return text.replace("%%", "%")
+
+
+def test_verify_reports_the_lines_systemd_drops_for_unescaped_percent_signs(modules, tmp_path):
+    text = unescaped(modules["units"]["percent"]["files"]["devsecops-app"])
+    findings = systemd_units.verify(systemd_units.install(str(tmp_path), "devsecops-app", text))
+    assert any("Failed to resolve specifiers in DATABASE_URL=" in f for f in findings), findings
+    assert any("Failed to resolve specifiers in HOST=" in f for f in findings), findings
+
+
+def test_a_specifier_systemd_resolves_silently_is_caught_by_the_literal_check(modules):
+    # %C3%A9 (é) holds %C and %A, which systemd expands without a word (cache directory, OS image
+    # version), and %d in a file name becomes the credentials directory: verify cannot see
+    # either, the literal comparison must.
+    with pytest.raises(ValueError, match="specifier %C"):
+        systemd_units.literal_values('Environment="DATABASE_URL=postgres:///caf%C3%A9"\n', "Environment")
+    text = unescaped(modules["units"]["percent"]["files"]["devsecops-app"])
+    settings = modules["units"]["percent"]["settings"]
+    assert systemd_units.literal_values(text, "LoadCredential") != {"api-token": settings["apiTokenFile"]}
+
+
+def test_verify_reports_a_dependency_on_a_unit_nobody_defines(modules, tmp_path):
+    text = modules["units"]["service"]["devsecops-app"].replace("[Unit]\n", "[Unit]\nRequires=postgresql.servce\n")
+    findings = systemd_units.verify(systemd_units.install(str(tmp_path), "devsecops-app", text))
+    assert any("postgresql.servce" in f for f in findings), findings
+
+
+def test_the_exposure_check_fails_on_an_unsandboxed_unit(modules, tmp_path):
+    text = modules["units"]["service"]["devsecops-app"]
+    bare = "\n".join(line for line in text.splitlines()
+                     if not line.startswith(("Protect", "Private", "Restrict", "SystemCall", "Capability",
+                                             "NoNewPrivileges", "DynamicUser", "MemoryDeny", "LockPersonality")))
+    rating, within = systemd_units.exposure(systemd_units.install(str(tmp_path), "devsecops-app", bare))
+    assert not within and rating > 1.9, rating
