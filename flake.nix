@@ -42,6 +42,12 @@
             program = "${project.devsecops}/bin/devsecops";
             meta.description = "The security pipeline CLI";
           };
+          # Needs crates.io: run outside the sandbox, after `nix flake check` (docs/nix.md).
+          check-yanked = {
+            type = "app";
+            program = "${project.check-yanked}/bin/check-yanked";
+            meta.description = "Yanked crates in Cargo.lock, checked against crates.io's index (deny.toml: yanked = \"deny\")";
+          };
         });
 
       checks = forAllSystems (pkgs:

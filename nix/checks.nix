@@ -4,6 +4,9 @@
 
 let
   inherit (project) craneLib common cargoArtifacts;
+  # The checks that take no `common` still name themselves: without pname and version crane reads
+  # the workspace's Cargo.toml, finds no package name and warns on every evaluation.
+  named = { inherit (common) pname version; };
 in
 {
   inherit (project) devsecops-app devsecops image chart;
@@ -13,7 +16,7 @@ in
     cargoClippyExtraArgs = "--all-targets -- --deny warnings";
   });
 
-  fmt = craneLib.cargoFmt { src = project.rustSrc; };
+  fmt = craneLib.cargoFmt (named // { src = project.rustSrc; });
 
   # Every integration test runs on SQLite and on a real PostgreSQL, started here on loopback with
   # a throwaway cluster (the test role may create a database per test).
@@ -33,9 +36,11 @@ in
     '';
   });
 
-  # Both advisory checks read the pinned advisory-db input, offline.
-  audit = craneLib.cargoAudit { src = project.rustSrc; inherit advisory-db; };
-  deny = craneLib.cargoDeny {
+  # Both advisory checks read the pinned advisory-db input, offline. Without a crates.io index in
+  # the sandbox cargo-deny cannot see yanked crates (it only warns): `nix run .#check-yanked`
+  # enforces deny.toml's `yanked = "deny"` where the index is reachable (docs/nix.md).
+  audit = craneLib.cargoAudit (named // { src = project.rustSrc; inherit advisory-db; });
+  deny = craneLib.cargoDeny (named // {
     src = project.rustSrc;
     cargoDenyChecks = "advisories bans licenses sources";
     cargoDenyExtraArgs = "--offline";
@@ -48,7 +53,7 @@ in
       git -C "$db" init -q -b main && git -C "$db" add -A
       git -C "$db" -c user.name=snapshot -c user.email=snapshot@localhost commit -q -m snapshot
     '';
-  };
+  });
 
   # The project's own gate on its source, with the scanners that need no network.
   devsecops-gate = pkgs.runCommand "devsecops-gate"

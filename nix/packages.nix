@@ -47,16 +47,27 @@ let
 
   # The image's binary: statically linked against glibc like the Dockerfile's, with its dependency
   # list embedded (cargo auditable) so `cargo audit bin` can check it without the sources.
-  devsecops-app-static = craneLib.buildPackage (common // {
-    inherit cargoArtifacts;
+  # The static glibc reaches the target's link only, through target-specific rustflags: with a
+  # target set, cargo gives build scripts and proc macros none of them (cargo
+  # build_context/target_info.rs, extra_args). In buildInputs its lib/ would come before glibc's own
+  # for every link of the derivation (bintools-wrapper: setup-hook.sh adds the inputs' -L,
+  # add-flags.sh glibc's after them), and a dynamic host link would take libc.a and crash
+  # (nixpkgs issue #59267).
+  rust = pkgs.stdenv.hostPlatform.rust;
+  staticArgs = common // {
     pname = "devsecops-app-static";
-    doCheck = false;
-    nativeBuildInputs = [ pkgs.cargo-auditable ];
-    buildInputs = [ pkgs.glibc.static ];
-    CARGO_BUILD_TARGET = pkgs.stdenv.hostPlatform.rust.rustcTarget;
-    CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
-    cargoBuildCommand = "cargo auditable build --release";
     cargoExtraArgs = "--locked -p devsecops-app";
+    CARGO_BUILD_TARGET = rust.rustcTarget;
+    "CARGO_TARGET_${rust.cargoEnvVarTarget}_RUSTFLAGS" = "-C target-feature=+crt-static -L native=${pkgs.glibc.static}/lib";
+    nativeBuildInputs = [ pkgs.cargo-auditable ];
+    cargoBuildCommand = "cargo auditable build --release";
+    doCheck = false;
+  };
+
+  devsecops-app-static = craneLib.buildPackage (staticArgs // {
+    # Its own dependency build: the shared one is for another target and other flags, so cargo
+    # would compile every dependency again inside this derivation.
+    cargoArtifacts = craneLib.buildDepsOnly staticArgs;
     meta.mainProgram = "devsecops-app";
   });
 
@@ -119,4 +130,5 @@ in
 {
   inherit craneLib common cargoArtifacts rustSrc advisory-db;
   inherit devsecops-app devsecops devsecops-app-static image image-tarball chart;
+  check-yanked = import ./check-yanked.nix { inherit pkgs src advisory-db; };
 }

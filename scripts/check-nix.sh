@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The Nix side without a Nix build (none can run on the test machines): every .nix file parses,
-# nixpkgs-fmt and deadnix are clean, and tests/nix checks the lock, the image description, the
-# appliance's data and, with a copy of nixpkgs' lib, the modules' evaluation.
+# nixpkgs-fmt, deadnix and shellcheck are clean, and tests/nix checks the lock, the image
+# description, the appliance's data, the VM tests' shell commands as the test driver runs them, the
+# yanked crates `nix flake check` cannot see (crates.io must be reachable) and, with a copy of
+# nixpkgs' lib, the modules' evaluation, their systemd units loaded by systemd-analyze, and the
+# arguments every derivation of the flake would be built with.
 #
 # nixpkgs' lib is looked up in NIXPKGS_LIB, then ../shared/nixpkgs-lib, then fetched at the pinned
 # revision below (its NAR hash checked) when GitHub is reachable. It is never committed.
@@ -21,6 +24,7 @@ done
 echo "parsed ${#files[@]} Nix files"
 nixpkgs-fmt --check "${files[@]}" || status=1
 deadnix --fail "${files[@]}" || status=1
+shellcheck -x nix/*.sh || status=1
 
 find_nixpkgs_lib() {
   local cache="target/nixpkgs-lib-$NIXPKGS_LIB_REV"
