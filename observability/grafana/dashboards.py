@@ -139,9 +139,9 @@ def application():
           [prom('max by (instance) (process_open_fds{job="$job"} / process_max_fds{job="$job"})', "{{instance}}")],
           width=8)
     b.add("stat", "Availability errors (1h, SLO 0.1 %)", "percentunit",
-          [prom('sum(job:slo_availability_errors:ratio_rate1h{job="$job"})', "1h")], width=6, height=5)
+          [prom('sum(namespace_job:slo_availability_errors:ratio_rate1h{job="$job"})', "1h")], width=6, height=5)
     b.add("stat", "Slow requests > 250 ms (1h, SLO 1 %)", "percentunit",
-          [prom('sum(job:slo_latency_slow:ratio_rate1h{job="$job"})', "1h")], width=6, height=5)
+          [prom('sum(namespace_job:slo_latency_slow:ratio_rate1h{job="$job"})', "1h")], width=6, height=5)
     b.add("stat", "Database reachable", "bool_yes_no",
           [prom('min(app_db_up{job="$job"})', "up")], width=6, height=5)
     b.add("stat", "Versions running", "short",

@@ -250,7 +250,7 @@ def test_alerts_follow_traffic_and_every_expression_evaluates(stack):
     assert vector(stack, 'app_db_up{job="devsecops-app"}')[0]["value"][1] == "1"
     assert vector(stack, 'app_db_pool_connections{job="devsecops-app", state="idle"}')
     assert vector(stack, 'process_resident_memory_bytes{job="devsecops-app"}')
-    ratio = vector(stack, "job:slo_availability_errors:ratio_rate5m")
+    ratio = vector(stack, "namespace_job:slo_availability_errors:ratio_rate5m")
     assert ratio and float(ratio[0]["value"][1]) == 0.0, ratio
     labels = {tuple(sorted(s["metric"])) for s in vector(stack, 'http_requests_total{job="devsecops-app"}')}
     assert labels == {("__name__", "endpoint", "instance", "job", "method", "status")}, labels
