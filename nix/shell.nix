@@ -41,9 +41,11 @@ pkgs.mkShell {
     prometheus-alertmanager
     grafana-alloy
     grafana-loki
-    # Nix
+    # Nix (tests/nix: systemd-analyze on the rendered units, shfmt to parse the VM tests' commands)
     nixpkgs-fmt
     deadnix
+    systemd
+    shfmt
     # CI definitions (tests/ci parses the Jenkinsfile with Groovy)
     groovy
   ];

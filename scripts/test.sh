@@ -183,7 +183,7 @@ run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
-run_step "Nix: parse, nixpkgs-fmt, deadnix, lock pins, image and appliance data, module evaluation" scripts/check-nix.sh
+run_step "Nix: parse, lint, lock pins, image and appliance data, modules and their systemd units, VM test commands, flake derivations, yanked crates" scripts/check-nix.sh
 run_step "devsecops scan: the project gates itself" gate_self
 run_step "image: size, labels, private network, compose, SBOM, offline image scan" check_image
 run_step "CI/CD: workflows, Jenkinsfile, Jenkins values, Sonar, deploy dry runs" check_cicd

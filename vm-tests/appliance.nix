@@ -58,6 +58,8 @@ pkgs.testers.runNixOSTest {
     environment.systemPackages = [ project.devsecops pkgs.cargo-audit pkgs.trivy pkgs.git pkgs.nix ];
   };
 
+  # Commands run as `set -euo pipefail; <command>` (the driver's execute()); tests/nix checks
+  # each with shellcheck and for pipelines whose outcome pipefail would decide.
   testScript = ''
     import json
     import uuid
@@ -76,9 +78,11 @@ pkgs.testers.runNixOSTest {
         appliance.wait_until_succeeds(f"{kubectl} rollout status deployment/devsecops-app --timeout=10s", timeout=900)
 
     with subtest("Pod Security restricted is enforced"):
-        appliance.succeed(
-            f"{kubectl} run psa-probe --image=${project.image-tarball.imageName}:${project.common.version} --restart=Never --privileged 2>&1 | grep -q 'violates PodSecurity \"restricted'"
+        # kubectl exits 1 on the refusal: fail() expects that, the message says why.
+        refusal = appliance.fail(
+            f"{kubectl} run psa-probe --image=${project.image-tarball.imageName}:${project.common.version} --restart=Never --privileged 2>&1"
         )
+        assert 'violates PodSecurity "restricted' in refusal, refusal
 
     with subtest("/health and /ready through the ingress"):
         appliance.wait_until_succeeds(f"curl -fsS http://{host}/health", timeout=120)
@@ -89,7 +93,7 @@ pkgs.testers.runNixOSTest {
         pid = json.loads(appliance.succeed(f"k3s crictl inspect {container}"))["info"]["pid"]
         appliance.succeed(f"kill -KILL {pid}")
         appliance.wait_until_succeeds(
-            f"test $({kubectl} get pods -l app.kubernetes.io/name=devsecops-app -o jsonpath='{{.items[0].status.containerStatuses[0].restartCount}}') -ge 1",
+            f"test \"$({kubectl} get pods -l app.kubernetes.io/name=devsecops-app -o jsonpath='{{.items[0].status.containerStatuses[0].restartCount}}')\" -ge 1",
             timeout=120,
         )
         appliance.wait_until_succeeds(f"curl -fsS http://{host}/ready", timeout=120)
