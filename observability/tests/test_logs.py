@@ -167,3 +167,44 @@ def test_appliance_alloy_writes_to_the_local_loki(appliance_alloy):
     port = load_yaml(LOKI)["server"]["http_listen_port"]
     write = labelled(appliance_alloy, "loki.write", "default")
     assert attr(blocks(write, "endpoint")[0]["body"], "url") == f"http://127.0.0.1:{port}/loki/api/v1/push"
+
+
+# Labels each source adds to every line by itself, before any stage runs (Grafana Alloy's component
+# reference: loki.source.kubernetes sets `job` (namespace/container) and `instance` (one per pod),
+# loki.source.file sets `filename`, stage.cri sets `stream`; loki.source.docker adds none beyond the
+# relabelled targets).
+SOURCE_LABELS = {
+    "loki.source.kubernetes": {"job", "instance"},
+    "loki.source.file": {"filename"},
+    "loki.source.docker": set(),
+}
+STAGE_LABELS = {"stage.cri": {"stream"}}
+
+
+def final_labels(config):
+    """The stream labels a line ends with: relabelled target labels and what the source adds, then
+    each loki.process in the chain: stage labels added, label_drop removed."""
+    labels = set()
+    for relabel in blocks(config, "discovery.relabel"):
+        labels |= {attr(r["body"], "target_label") for r in blocks(relabel["body"], "rule")} - {None}
+    sources = [b for b in config if b.get("block", "").startswith("loki.source.")]
+    assert len(sources) == 1, [b["block"] for b in sources]
+    assert sources[0]["block"] in SOURCE_LABELS, f"labels of {sources[0]['block']} are not listed here"
+    labels |= SOURCE_LABELS[sources[0]["block"]]
+    for process in blocks(config, "loki.process"):
+        for stage in process["body"]:
+            labels |= STAGE_LABELS.get(stage.get("block"), set())
+            if stage.get("block") == "stage.labels":
+                labels |= set(attr(stage["body"], "values"))
+    for process in blocks(config, "loki.process"):
+        for stage in blocks(process["body"], "stage.label_drop"):
+            labels -= set(attr(stage["body"], "values"))
+    return labels
+
+
+@pytest.mark.parametrize("name", ["config.alloy", "appliance.alloy", "compose.alloy"])
+def test_lines_reach_loki_with_the_documented_labels_only(name):
+    with open(os.path.join(OBS, "alloy", name)) as f:
+        config = parse(f.read())
+    labels = final_labels(config)
+    assert labels == ALLOWED_LABELS, f"{name}: {sorted(labels)}"
