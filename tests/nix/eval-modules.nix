@@ -11,6 +11,7 @@ let
 
   storePath = name: "/nix/store/00000000000000000000000000000000-${name}";
   systemdServices = import ./systemd-services.nix { inherit lib storePath; };
+  prometheusTypes = import ./prometheus-types.nix { inherit lib; };
   fakeDrv = name: { type = "derivation"; outPath = storePath name; inherit name; };
   pkgs = {
     writeText = name: _: storePath name;
@@ -103,7 +104,7 @@ let
         port = mkOption { type = types.port; default = 9090; };
         globalConfig = attrsAny;
         ruleFiles = mkOption { type = types.listOf types.path; default = [ ]; };
-        scrapeConfigs = mkOption { type = types.listOf types.attrs; default = [ ]; };
+        inherit (prometheusTypes) scrapeConfigs checkConfig;
         alertmanagers = mkOption { type = types.listOf types.attrs; default = [ ]; };
         alertmanager = {
           enable = bool false;
@@ -235,6 +236,8 @@ in
       namespaceLabels = appliance.services.k3s.manifests.devsecops-namespace.content.metadata.labels;
     };
     prometheusRules = map toString appliance.services.prometheus.ruleFiles;
+    # As written to prometheus.yml.
+    prometheusScrapeConfigs = prometheusTypes.withoutNulls appliance.services.prometheus.scrapeConfigs;
     alloyConfig = toString appliance.services.alloy.configPath;
     lokiConfig = toString appliance.services.loki.configFile;
     grafanaDashboardProvider = toString appliance.services.grafana.provision.dashboards.path;

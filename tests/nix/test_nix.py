@@ -124,17 +124,39 @@ def test_the_appliance_enforces_pod_security_restricted_everywhere_but_kube_syst
     assert "admission-control-config-file=${admissionConfig}" in module
 
 
-def test_the_appliance_prometheus_config_passes_promtool_and_feeds_the_rules(tmp_path):
-    scrape = nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix {{ hostName = "a.internal"; }}')
-    rules = os.path.join(ROOT, "observability", "prometheus", "rules", "devsecops-app.rules.yml")
-    config = {"global": {"scrape_interval": "15s"}, "rule_files": [rules], "scrape_configs": scrape}
+PROMETHEUS_RULES = os.path.join(ROOT, "observability", "prometheus", "rules", "devsecops-app.rules.yml")
+
+
+def promtool_check_config(scrape, tmp_path):
+    config = {"global": {"scrape_interval": "15s"}, "rule_files": [PROMETHEUS_RULES], "scrape_configs": scrape}
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    with open(rules) as f:
+
+
+def test_the_appliance_prometheus_config_passes_promtool_and_feeds_the_rules(tmp_path):
+    scrape = nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix {{ hostName = "a.internal"; }}')
+    promtool_check_config(scrape, tmp_path)
+    with open(PROMETHEUS_RULES) as f:
         selected = set(re.findall(r'job="([^"]+)"', f.read()))
     assert selected and selected <= {job["job_name"] for job in scrape}
+
+
+def test_the_appliance_prometheus_yml_as_nixos_writes_it_passes_promtool(modules, tmp_path):
+    """The scrape configuration after nixpkgs' typed options (unknown keys refused, unset ones
+    dropped): what the appliance's Prometheus reads."""
+    promtool_check_config(modules["appliance"]["prometheusScrapeConfigs"], tmp_path)
+
+
+def test_a_scrape_config_key_nixpkgs_does_not_declare_fails_the_evaluation():
+    if not os.environ.get("NIXPKGS_LIB"):
+        pytest.skip("NIXPKGS_LIB is not set")
+    expr = (f'let lib = import {os.environ["NIXPKGS_LIB"]}/lib; t = import {ROOT}/tests/nix/prometheus-types.nix {{ inherit lib; }}; '
+            'in (lib.evalModules { modules = [ { options.scrapeConfigs = t.scrapeConfigs; } '
+            '{ scrapeConfigs = [ { job_name = "x"; static_config = [ ]; } ]; } ]; }).config.scrapeConfigs')
+    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr], capture_output=True, text=True)
+    assert out.returncode != 0 and "static_config' does not exist" in out.stderr, out.stderr
 
 
 def test_the_nix_gate_applies_the_same_policy_as_devsecops_toml():
