@@ -23,9 +23,9 @@ RUST_TOOLCHAIN="${RUST_TOOLCHAIN:-1.95.0}"
 BASE_IMAGE="${CI_DEBIAN_IMAGE:-debian:12}"
 # What the scripts assume beyond a minimal Debian: a C compiler (cc crates), python3 with venv and
 # pip (scripts/lib.sh virtualenvs), git, curl, the Docker client (the engine is the host's, through
-# the mounted socket), sudo-free apt as root, xz and ps. The test command's own packages come from
-# scripts/lib.sh install_tools at run time.
-BASE_PACKAGES="ca-certificates curl git gcc libc6-dev make pkg-config python3 python3-venv python3-pip docker.io xz-utils procps"
+# the mounted socket), the distribution's PostgreSQL (scripts/coverage.sh), xz and ps; apt runs as
+# root. The test command's other packages come from scripts/lib.sh install_tools at run time.
+BASE_PACKAGES="ca-certificates curl git gcc libc6-dev make pkg-config python3 python3-venv python3-pip docker.io xz-utils procps postgresql postgresql-client"
 # Variables a stage hands to its command: CI settings, the SonarQube server and token that
 # withSonarQubeEnv sets, the scanner Jenkins installed, registry and cluster credentials.
 PASSED_ENV="CI FAST STEPS DEVSECOPS_SCHEMAS DEVSECOPS_ADVISORY_DB BRANCH_NAME BUILD_NUMBER
@@ -62,6 +62,9 @@ if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
 if [ $# -eq 0 ]; then set -- .ci/run; fi
 
 # The prepared image's tag: the base image's id (its name when it is not here yet) and the packages.
+if [ "$dry_run" != 1 ] && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  docker pull -q "$BASE_IMAGE" >&2
+fi
 base_id=$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || echo "$BASE_IMAGE")
 key=$(printf '%s\n%s\n' "$base_id" "$BASE_PACKAGES" | sha256sum | cut -c1-16)
 image="devsecops-ci:$key"
