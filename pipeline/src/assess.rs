@@ -8,7 +8,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::baseline::{Baseline, Entry, State};
 use crate::config::{Config, Mode};
-use crate::model::Finding;
+use crate::model::{AdvisoryDb, Category, Finding};
+use crate::store::ScannerError;
 use crate::suppress::Suppression;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,8 +25,39 @@ pub struct Assessed {
     pub age_days: i64,
     pub sla_days: Option<u32>,
     pub sla_breached: bool,
+    /// A dependency finding with no known fix that the policy (`ignore_unfixed`) lets pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unfixed_ignored: bool,
     /// Whether this finding fails the build.
     pub fails: bool,
+}
+
+impl Assessed {
+    /// Whether a person has accepted it: suppressed, or already in the baseline. Consumers that
+    /// ignore SARIF suppressions and baseline states get findings without these.
+    pub fn is_accepted(&self) -> bool {
+        self.suppressed_by.is_some() || self.state == State::Unchanged
+    }
+}
+
+/// An advisory database with its age on the day of the assessment.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseStatus {
+    #[serde(flatten)]
+    pub database: AdvisoryDb,
+    /// Days since it was updated; absent when the tool does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<i64>,
+    pub stale: bool,
+}
+
+/// What the run itself produced besides findings: scanners without a readable result, results
+/// skipped as malformed, advisory databases used.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    pub scanner_errors: Vec<ScannerError>,
+    pub warnings: Vec<String>,
+    pub databases: Vec<AdvisoryDb>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,11 +79,18 @@ pub struct Assessment {
     /// Baseline findings no longer reported.
     pub fixed: Vec<(String, Entry)>,
     pub suppressions: Vec<SuppressionReport>,
-    /// Tools that were configured but did not run (optional and missing, failed or timed out).
-    pub skipped: Vec<(String, String)>,
+    /// Scanners that were configured but produced no readable result (missing, failed, timed out,
+    /// unreadable output).
+    pub scanner_errors: Vec<ScannerError>,
+    /// Results skipped as malformed while reading the reports, each naming file and index.
+    pub warnings: Vec<String>,
+    pub databases: Vec<DatabaseStatus>,
     pub failed: bool,
-    /// Why the build fails, one line per reason.
+    /// Why the build fails, one line per reason; scanner errors first.
     pub reasons: Vec<String>,
+    /// What a reader must know before trusting the result, though it does not fail the build:
+    /// optional scanners that did not run, skipped results, stale or undated advisory databases.
+    pub notices: Vec<String>,
     /// Recent runs from the history database, oldest first (for the dashboard's trend).
     #[serde(skip)]
     pub trend: Vec<crate::history::RunTotals>,
@@ -70,7 +109,7 @@ pub fn assess(
     suppressions: &[Suppression],
     first_seen: &HashMap<String, OffsetDateTime>,
     now: OffsetDateTime,
-    skipped: Vec<(String, String)>,
+    run: RunContext,
 ) -> Assessment {
     let today: Date = now.date();
     let mut matched = vec![0usize; suppressions.len()];
@@ -93,7 +132,12 @@ pub fn assess(
         let sla_days = config.policy.sla_days.get(&finding.severity).copied();
         let sla_breached = active.is_none() && sla_days.is_some_and(|d| age_days > i64::from(d));
         let severity_fails = config.fails(finding.category, finding.severity);
+        let unfixed_ignored = config.policy.ignore_unfixed
+            && matches!(finding.category, Category::Sca | Category::Container)
+            && finding.is_dependency()
+            && !finding.fix_available();
         let fails = active.is_none()
+            && !unfixed_ignored
             && ((severity_fails && (config.policy.mode == Mode::All || state == State::New))
                 || (sla_breached && config.policy.fail_on_sla_breach));
         assessed.push(Assessed {
@@ -104,6 +148,7 @@ pub fn assess(
             age_days,
             sla_days,
             sla_breached,
+            unfixed_ignored,
             fails,
         });
     }
@@ -135,6 +180,65 @@ pub fn assess(
         .collect();
 
     let mut reasons = Vec::new();
+    let mut notices = Vec::new();
+    for e in &run.scanner_errors {
+        let line = format!(
+            "scanner {} produced no readable result: {}",
+            e.scanner, e.reason
+        );
+        if e.optional || !config.policy.fail_on_scanner_error {
+            notices.push(line);
+        } else {
+            reasons.push(line);
+        }
+    }
+    if !run.warnings.is_empty() {
+        notices.push(format!(
+            "{} malformed result(s) skipped while reading the reports (listed under warnings)",
+            run.warnings.len()
+        ));
+    }
+    let databases: Vec<DatabaseStatus> = run
+        .databases
+        .into_iter()
+        .map(|database| {
+            let age_days = database
+                .updated
+                .as_deref()
+                .and_then(|u| u.get(..10))
+                .and_then(|d| {
+                    Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+                })
+                .map(|d| (today - d).whole_days());
+            let stale =
+                age_days.is_some_and(|d| d > i64::from(config.policy.max_advisory_db_age_days));
+            DatabaseStatus {
+                database,
+                age_days,
+                stale,
+            }
+        })
+        .collect();
+    for db in &databases {
+        let name = format!("{} of {}", db.database.name, db.database.tool);
+        match db.age_days {
+            Some(days) if db.stale => {
+                let line = format!(
+                    "advisory database {name} is {days} days old (policy: at most {})",
+                    config.policy.max_advisory_db_age_days
+                );
+                if config.policy.fail_on_stale_advisory_db {
+                    reasons.push(line);
+                } else {
+                    notices.push(line);
+                }
+            }
+            Some(_) => {}
+            None => notices.push(format!(
+                "advisory database {name} does not say when it was updated"
+            )),
+        }
+    }
     let failing = assessed.iter().filter(|a| a.fails).count();
     if failing > 0 {
         let breached = assessed
@@ -171,8 +275,11 @@ pub fn assess(
         findings: assessed,
         fixed,
         suppressions,
-        skipped,
+        scanner_errors: run.scanner_errors,
+        warnings: run.warnings,
+        databases,
         reasons,
+        notices,
         trend: Vec::new(),
     }
 }
@@ -208,7 +315,7 @@ mod tests {
             &[],
             &young,
             now,
-            vec![],
+            RunContext::default(),
         );
         assert!(!a.failed, "medium, unchanged, 10 of 90 days");
         assert_eq!(a.findings[0].age_days, 10);
@@ -220,7 +327,7 @@ mod tests {
             &[],
             &old,
             now,
-            vec![],
+            RunContext::default(),
         );
         assert!(
             a.failed && a.findings[0].sla_breached,
@@ -229,7 +336,15 @@ mod tests {
         assert!(a.reasons[0].contains("past their SLA"), "{:?}", a.reasons);
         let mut lenient = Config::default();
         lenient.policy.fail_on_sla_breach = false;
-        let a = assess(&lenient, vec![f], Some(&baseline), &[], &old, now, vec![]);
+        let a = assess(
+            &lenient,
+            vec![f],
+            Some(&baseline),
+            &[],
+            &old,
+            now,
+            RunContext::default(),
+        );
         assert!(
             !a.failed && a.findings[0].sla_breached,
             "reported, not failing"
@@ -253,7 +368,7 @@ mod tests {
             &[],
             &HashMap::new(),
             now,
-            vec![],
+            RunContext::default(),
         );
         assert!(
             !a.failed,
@@ -266,7 +381,7 @@ mod tests {
             &[],
             &HashMap::new(),
             now,
-            vec![],
+            RunContext::default(),
         );
         assert!(a.failed);
     }

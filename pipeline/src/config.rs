@@ -45,6 +45,21 @@ pub struct Policy {
     /// Whether an expired suppression fails the build (its finding counts again either way).
     #[serde(default)]
     pub fail_on_expired_suppression: bool,
+    /// Whether a scanner that is not optional and produced no readable result (missing output,
+    /// unreadable output, bad exit code, timeout) fails the build. Its findings are unknown, so
+    /// passing would pass on findings nobody read.
+    #[serde(default = "yes")]
+    pub fail_on_scanner_error: bool,
+    /// Dependency findings with no known fix do not fail the build (they are still reported):
+    /// what trivy's `--ignore-unfixed` and grype's `--only-fixed` do.
+    #[serde(default)]
+    pub ignore_unfixed: bool,
+    /// Age in days beyond which an advisory database counts as stale: reported as a warning, or
+    /// failing the build with `fail_on_stale_advisory_db`.
+    #[serde(default = "default_db_age")]
+    pub max_advisory_db_age_days: u32,
+    #[serde(default)]
+    pub fail_on_stale_advisory_db: bool,
     #[serde(default)]
     pub categories: BTreeMap<Category, CategoryPolicy>,
 }
@@ -96,6 +111,9 @@ pub struct Scanner {
 fn yes() -> bool {
     true
 }
+fn default_db_age() -> u32 {
+    7
+}
 fn default_fail_on() -> Vec<Severity> {
     vec![Severity::Critical, Severity::High]
 }
@@ -143,6 +161,10 @@ impl Default for Policy {
             sla_days: default_sla(),
             fail_on_sla_breach: true,
             fail_on_expired_suppression: false,
+            fail_on_scanner_error: true,
+            ignore_unfixed: false,
+            max_advisory_db_age_days: default_db_age(),
+            fail_on_stale_advisory_db: false,
             categories: BTreeMap::new(),
         }
     }

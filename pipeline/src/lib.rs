@@ -4,10 +4,10 @@
 pub mod assess;
 pub mod baseline;
 pub mod config;
-pub mod cvss;
 pub mod error;
 pub mod history;
 pub mod ingest;
+pub mod locate;
 pub mod model;
 pub mod report;
 pub mod sbom;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use devsecops::assess::{assess, Assessment};
+use devsecops::assess::{assess, Assessment, RunContext};
 use devsecops::baseline::Baseline;
 use devsecops::config::Config;
 use devsecops::error::{Error, Result};
@@ -13,6 +13,9 @@ use devsecops::history::History;
 use devsecops::model::{deduplicate, fingerprint_all};
 use devsecops::store::Store;
 use devsecops::{ingest, report, scan, suppress};
+
+/// Every report format; `report`, `gate` and `scan` write them all unless told otherwise.
+const DEFAULT_FORMATS: &str = "sarif,sarif-open,junit,json,markdown,metrics,html";
 
 #[derive(Parser)]
 #[command(
@@ -40,13 +43,14 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics,html"
+            default_value = DEFAULT_FORMATS
         )]
         format: Vec<String>,
     },
     /// Add a tool's report to the findings (for CI systems that run the tools themselves).
     Ingest {
-        /// The report's format: sarif, clippy, cargo-audit, cargo-deny, trivy, gitleaks, checkov, hadolint, cyclonedx.
+        /// The report's format: sarif, clippy, cargo-audit, cargo-deny, trivy, gitleaks, checkov,
+        /// hadolint, cyclonedx, shellcheck, semgrep, osv-scanner, grype, kics.
         #[arg(long)]
         tool: String,
         /// Start from an empty findings file instead of adding to it.
@@ -60,7 +64,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics,html"
+            default_value = DEFAULT_FORMATS
         )]
         format: Vec<String>,
     },
@@ -69,7 +73,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "sarif,junit,json,markdown,metrics,html"
+            default_value = DEFAULT_FORMATS
         )]
         format: Vec<String>,
         /// Directory for the reports (default: paths.reports of the config).
@@ -136,29 +140,38 @@ fn run(cli: Cli) -> Result<u8> {
             // ordinals, while the same finding in two reports (or one report ingested twice) merges.
             let mut added = 0;
             let mut fresh = Vec::new();
+            let mut warnings = Vec::new();
+            let mut databases = Vec::new();
             for file in &files {
-                let raw = ingest::parse(&tool, file)?;
-                added += raw.len();
-                fresh.extend(fingerprint_all(raw));
+                let parsed = ingest::parse(&tool, file)?;
+                added += parsed.findings.len();
+                for w in parsed.warnings {
+                    eprintln!("devsecops: warning: {}: {w}", file.display());
+                    warnings.push(format!("{}: {w}", file.display()));
+                }
+                databases.extend(parsed.databases);
+                fresh.extend(fingerprint_all(parsed.findings));
             }
             let mut store = if replace {
-                Store {
-                    version: 1,
-                    ..Store::default()
-                }
+                Store::default()
             } else {
                 Store::load(&config.paths.findings)?
             };
             let mut findings = std::mem::take(&mut store.findings);
             findings.extend(fresh);
             store.findings = deduplicate(findings);
-            store.version = 1;
+            store.warnings.extend(warnings.iter().cloned());
+            store.add_databases(databases);
             store.save(&config.paths.findings)?;
             println!(
-                "ingested {added} finding(s) from {} file(s) as {tool}; {} unique in {}",
+                "ingested {added} finding(s) from {} file(s) as {tool}; {} unique in {}{}",
                 files.len(),
                 store.findings.len(),
-                config.paths.findings.display()
+                config.paths.findings.display(),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!("; {n} malformed result(s) skipped"),
+                }
             );
             Ok(0)
         }
@@ -205,7 +218,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Report { format, out } => {
-            let assessment = evaluate(&config, false)?;
+            let assessment = evaluate(&config, &root, false)?;
             let dir = out.unwrap_or_else(|| config.paths.reports.clone());
             for path in report::write(&assessment, &dir, &format)? {
                 println!("wrote {}", path.display());
@@ -213,7 +226,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Gate { format } => {
-            let assessment = evaluate(&config, true)?;
+            let assessment = evaluate(&config, &root, true)?;
             finish(&config, &assessment, &format)
         }
         Command::Scan { parallel, format } => {
@@ -235,31 +248,37 @@ fn run(cli: Cli) -> Result<u8> {
                     .unwrap_or(1)
             });
             let started = std::time::Instant::now();
-            let outcome = scan::run(&config.scanners, &root, &work, parallel)?;
-            for (name, seconds, n) in &outcome.timings {
-                eprintln!("  {name}: {n} finding(s) in {seconds:.1} s");
-            }
-            for (name, why) in &outcome.skipped {
-                eprintln!("  {name}: SKIPPED ({why})");
-            }
+            eprintln!(
+                "scanning with {} scanner(s), {parallel} at once",
+                config.scanners.len()
+            );
+            let outcome = scan::run(
+                &config.scanners,
+                &root,
+                &work,
+                parallel,
+                scan::Progress::for_stderr(),
+            )?;
             eprintln!(
                 "scanned in {:.1} s with {parallel} at once",
                 started.elapsed().as_secs_f64()
             );
-            let store = Store {
-                version: 1,
+            let mut store = Store {
                 findings: deduplicate(outcome.findings),
-                skipped: outcome.skipped,
+                scanner_errors: outcome.scanner_errors,
+                warnings: outcome.warnings,
+                ..Store::default()
             };
+            store.add_databases(outcome.databases);
             store.save(&config.paths.findings)?;
-            let assessment = evaluate(&config, true)?;
+            let assessment = evaluate(&config, &root, true)?;
             finish(&config, &assessment, &format)
         }
     }
 }
 
 /// Assesses the stored findings; `record` adds the run to the history.
-fn evaluate(config: &Config, record: bool) -> Result<Assessment> {
+fn evaluate(config: &Config, root: &Path, record: bool) -> Result<Assessment> {
     let store = Store::load(&config.paths.findings)?;
     let baseline = Baseline::load(&config.paths.baseline)?;
     let suppressions = suppress::load(&config.paths.suppressions)?;
@@ -294,14 +313,20 @@ fn evaluate(config: &Config, record: bool) -> Result<Assessment> {
     } else {
         history.lookup(&store.findings)?
     };
+    let mut findings = store.findings;
+    devsecops::locate::in_lock_files(root, &mut findings);
     let mut assessment = assess(
         config,
-        store.findings,
+        findings,
         baseline.as_ref(),
         &suppressions,
         &first_seen,
         now,
-        store.skipped,
+        RunContext {
+            scanner_errors: store.scanner_errors,
+            warnings: store.warnings,
+            databases: store.databases,
+        },
     );
     assessment.trend = history.trend(60)?;
     Ok(assessment)

@@ -60,6 +60,21 @@ impl Severity {
         }
     }
 
+    /// The severity of a CVSS vector (v2 `AV:N/...`, `CVSS:3.0/`, `CVSS:3.1/` or `CVSS:4.0/`), by the
+    /// qualitative rating of that CVSS version, scored by the RustSec `cvss` crate. `None` for
+    /// anything that is not a valid vector.
+    pub fn from_cvss_vector(vector: &str) -> Option<Severity> {
+        let vector = vector.trim().trim_start_matches('(').trim_end_matches(')');
+        let parsed: cvss::Cvss = vector.parse().ok()?;
+        Some(match parsed.severity() {
+            cvss::Severity::None => Severity::Info,
+            cvss::Severity::Low => Severity::Low,
+            cvss::Severity::Medium => Severity::Medium,
+            cvss::Severity::High => Severity::High,
+            cvss::Severity::Critical => Severity::Critical,
+        })
+    }
+
     /// The `security-severity` GitHub code scanning reads (a CVSS-like score).
     pub fn security_severity(self) -> &'static str {
         match self {
@@ -148,19 +163,70 @@ pub struct Finding {
     pub title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The primary location.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// Every further location: a result's other locations, or where a merged duplicate was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_locations: Vec<Location>,
+    /// The affected package (the first one reported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<Component>,
-    /// CVE, GHSA, RUSTSEC and CWE identifiers, sorted.
+    /// Every further affected version or package merged into this finding (one advisory, two
+    /// versions of one crate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_components: Vec<Component>,
+    /// Advisory and weakness ids (CVE, GHSA, RUSTSEC, OSV, PYSEC, GO, CWE, ...), sorted.
     pub identifiers: BTreeSet<String>,
     /// Every tool that reported it, sorted.
     pub tools: BTreeSet<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help_uri: Option<String>,
+    /// Versions (or version requirements) that fix it, as the tools state them; empty when no
+    /// tool knows a fix.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub fixed_versions: BTreeSet<String>,
 }
 
 impl Finding {
+    /// Whether a tool reported a version that fixes it.
+    pub fn fix_available(&self) -> bool {
+        !self.fixed_versions.is_empty()
+    }
+
+    /// "fix: 1.2.3, 1.3.0" or "no fix known" for dependency findings; empty for the rest.
+    pub fn fix_text(&self) -> String {
+        if self.fix_available() {
+            format!(
+                "fix available: {}",
+                self.fixed_versions
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else if self.is_dependency() {
+            "no fix known".into()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Whether it is about a dependency (a package with a name).
+    pub fn is_dependency(&self) -> bool {
+        self.component.as_ref().is_some_and(|c| !c.name.is_empty())
+    }
+
+    /// Every affected version, primary first.
+    pub fn components(&self) -> impl Iterator<Item = &Component> {
+        self.component.iter().chain(&self.other_components)
+    }
+
+    /// Every location, primary first.
+    pub fn locations(&self) -> impl Iterator<Item = &Location> {
+        self.location.iter().chain(&self.other_locations)
+    }
+
     /// Where to look, for people: `path:line`, else `package version`, else empty.
     pub fn place(&self) -> String {
         if let Some(l) = &self.location {
@@ -190,9 +256,11 @@ pub struct RawFinding {
     pub title: String,
     pub description: Option<String>,
     pub location: Option<Location>,
+    pub other_locations: Vec<Location>,
     pub component: Option<Component>,
     pub identifiers: BTreeSet<String>,
     pub help_uri: Option<String>,
+    pub fixed_versions: BTreeSet<String>,
     /// Stable text that tells two findings of one rule in one file apart (a code snippet, a hashed
     /// secret); never line numbers. Empty when the tool gives nothing stable.
     pub context: String,
@@ -214,11 +282,50 @@ impl RawFinding {
             title: title.to_string(),
             description: None,
             location: None,
+            other_locations: Vec::new(),
             component: None,
             identifiers: BTreeSet::new(),
             help_uri: None,
+            fixed_versions: BTreeSet::new(),
             context: String::new(),
         }
+    }
+
+    /// Adds a further location (a SARIF result's second location, ...).
+    pub fn also_at(mut self, path: &str, start: Option<u32>, end: Option<u32>) -> Self {
+        self.other_locations.push(Location {
+            path: normalize_path(path),
+            start_line: start,
+            end_line: end.or(start),
+        });
+        self
+    }
+
+    /// Records the versions that fix it; blank entries are ignored.
+    pub fn fixed_by<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, versions: I) -> Self {
+        for v in versions {
+            let v = v.as_ref().trim();
+            if !v.is_empty() {
+                self.fixed_versions.insert(v.to_string());
+            }
+        }
+        self
+    }
+
+    /// Sets the package with the purl a tool gave (kept as given), else one built from the
+    /// ecosystem.
+    pub fn in_package(
+        self,
+        name: &str,
+        version: Option<&str>,
+        ecosystem: &str,
+        purl: Option<&str>,
+    ) -> Self {
+        let mut f = self.in_component(name, version, ecosystem);
+        if let (Some(c), Some(p)) = (f.component.as_mut(), purl.filter(|p| p.starts_with("pkg:"))) {
+            c.purl = Some(p.to_string());
+        }
+        f
     }
 
     pub fn at(mut self, path: &str, start: Option<u32>, end: Option<u32>) -> Self {
@@ -231,7 +338,10 @@ impl RawFinding {
     }
 
     pub fn in_component(mut self, name: &str, version: Option<&str>, ecosystem: &str) -> Self {
-        let purl = version.map(|v| format!("pkg:{ecosystem}/{name}@{v}"));
+        let version = version.map(str::trim).filter(|v| !v.is_empty());
+        let purl = version
+            .filter(|_| !name.is_empty())
+            .map(|v| purl(ecosystem, name, v));
         self.component = Some(Component {
             name: name.to_string(),
             version: version.map(str::to_string),
@@ -240,31 +350,109 @@ impl RawFinding {
         self
     }
 
+    /// Adds every identifier found in the given strings (ids, aliases, tags, rule ids).
     pub fn with_ids<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, ids: I) -> Self {
         for id in ids {
-            if let Some(id) = normalize_identifier(id.as_ref()) {
-                self.identifiers.insert(id);
-            }
+            self.identifiers.extend(identifiers_in(id.as_ref()));
         }
         self
     }
 }
 
-/// Upper-cases known identifier schemes and drops anything that is not one.
+/// A package URL (purl spec): `pkg:type/name@version`, with the characters the spec reserves
+/// percent-encoded in the name and version; a scoped npm name keeps its `/` as namespace.
+pub fn purl(ecosystem: &str, name: &str, version: &str) -> String {
+    fn encode(text: &str, keep_slash: bool) -> String {
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => {
+                    out.push(b as char)
+                }
+                b'/' if keep_slash => out.push('/'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    let ecosystem = ecosystem.to_ascii_lowercase();
+    let keep_slash = matches!(ecosystem.as_str(), "npm" | "golang" | "maven" | "github");
+    format!(
+        "pkg:{}/{}@{}",
+        encode(&ecosystem, false),
+        encode(name, keep_slash),
+        encode(version, false)
+    )
+}
+
+/// An advisory database a scanner used, as its report states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvisoryDb {
+    pub tool: String,
+    /// What the database is (e.g. "RustSec advisory-db", "grype vulnerability db v5").
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When it was last updated or built (RFC 3339), if the tool says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+}
+
+/// The documented shapes of advisory and weakness identifiers, each matched as a whole word:
+/// CVE (cve.org: `CVE-YYYY-NNNN...`), GHSA (GitHub: three groups of four characters from
+/// `23456789cfghjmpqrvwx`), RUSTSEC (`RUSTSEC-YYYY-NNNN`), OSV-native ids (PYSEC, GO, OSV, GSD,
+/// MAL), distribution advisories (DSA, DLA, USN, RHSA, ALSA) and CWE. Anything around them (a
+/// grype rule id `CVE-2019-12419-cxf-xjc-runtime`, a tag `CWE-79: ...`) is not part of the id.
+static ID_PATTERNS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(concat!(
+        r"(?:^|[^A-Za-z0-9])(",
+        r"CVE-[0-9]{4}-[0-9]{4,}",
+        r"|GHSA(?:-[23456789CFGHJMPQRVWX]{4}){3}",
+        r"|RUSTSEC-[0-9]{4}-[0-9]{4}",
+        r"|PYSEC-[0-9]{4}-[0-9]+",
+        r"|GO-[0-9]{4}-[0-9]{4,}",
+        r"|OSV-[0-9]{4}-[0-9]+",
+        r"|GSD-[0-9]{4}-[0-9]{4,}",
+        r"|MAL-[0-9]{4}-[0-9]+",
+        r"|DSA-[0-9]+-[0-9]+|DLA-[0-9]+-[0-9]+|USN-[0-9]+-[0-9]+",
+        r"|RHSA-[0-9]{4}:[0-9]+|ALSA-[0-9]{4}:[0-9]+",
+        r"|CWE-[0-9]+",
+        r")(?:$|[^A-Za-z0-9])"
+    ))
+    .unwrap_or_else(|e| unreachable!("identifier pattern: {e}"))
+});
+
+/// Every identifier in `text`, normalized (upper-case scheme; GHSA bodies lower-case). Schemes
+/// are matched without regard to case (on an ASCII upper-case copy, which keeps every offset).
+pub fn identifiers_in(text: &str) -> Vec<String> {
+    let text = text.to_ascii_uppercase();
+    let text = text.as_str();
+    let mut out = Vec::new();
+    let mut at = 0;
+    // Matches share their delimiters, so search again from the end of each id.
+    while let Some(caps) = ID_PATTERNS.captures_at(text, at) {
+        let Some(id) = caps.get(1) else { break };
+        out.push(normalize_id(id.as_str()));
+        at = id.end();
+    }
+    out
+}
+
+fn normalize_id(id: &str) -> String {
+    if id.len() > 5 && id[..5].eq_ignore_ascii_case("GHSA-") {
+        format!("GHSA-{}", id[5..].to_ascii_lowercase())
+    } else {
+        id.to_ascii_uppercase()
+    }
+}
+
+/// The identifier `id` is, when the whole string is one; `None` otherwise.
 pub fn normalize_identifier(id: &str) -> Option<String> {
     let id = id.trim();
-    let upper = id.to_ascii_uppercase();
-    for prefix in ["CVE-", "GHSA-", "RUSTSEC-", "CWE-", "OSV-", "GO-", "PYSEC-"] {
-        if upper.starts_with(prefix) && id.len() > prefix.len() {
-            // GHSA ids are lower-case after the prefix by convention.
-            return Some(if prefix == "GHSA-" {
-                format!("GHSA-{}", id[5..].to_ascii_lowercase())
-            } else {
-                upper
-            });
-        }
+    match identifiers_in(id).as_slice() {
+        [only] if only.len() == id.len() => Some(only.clone()),
+        _ => None,
     }
-    None
 }
 
 /// Repository-relative, forward slashes, no leading `./`.
@@ -278,9 +466,12 @@ pub fn normalize_path(path: &str) -> String {
     path
 }
 
-/// The identifier two tools most likely both use for one advisory: a CVE, else a GHSA, else RUSTSEC.
+/// The identifier two tools most likely both use for one advisory: a CVE, else a GHSA, else
+/// RUSTSEC, then the OSV-native schemes.
 fn canonical_advisory(ids: &BTreeSet<String>, rule: &str) -> String {
-    for prefix in ["CVE-", "GHSA-", "RUSTSEC-", "OSV-", "PYSEC-", "GO-"] {
+    for prefix in [
+        "CVE-", "GHSA-", "RUSTSEC-", "PYSEC-", "GO-", "OSV-", "GSD-", "MAL-",
+    ] {
         if let Some(id) = ids.iter().find(|id| id.starts_with(prefix)) {
             return id.clone();
         }
@@ -329,7 +520,10 @@ pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
     raw.into_iter()
         .map(|r| {
             let fingerprint = match (&r.component, r.category) {
-                (Some(component), Category::Sca | Category::Container | Category::License) => {
+                // A nameless package (a license of a loose file) is identified by its path below.
+                (Some(component), Category::Sca | Category::Container | Category::License)
+                    if !component.name.is_empty() =>
+                {
                     let advisory = canonical_advisory(&r.identifiers, &r.rule);
                     hex_digest(&[
                         r.category.as_str(),
@@ -361,37 +555,66 @@ pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
                 title: r.title,
                 description: r.description,
                 location: r.location,
+                other_locations: r.other_locations,
                 component: r.component,
+                other_components: Vec::new(),
                 identifiers: r.identifiers,
                 tools,
                 help_uri: r.help_uri,
+                fixed_versions: r.fixed_versions,
             }
         })
         .collect()
 }
 
-/// Merges findings with the same fingerprint: tools and identifiers are united, the highest
-/// severity wins, the first report's text and location are kept. Output is sorted by severity
-/// (highest first), then fingerprint, so reports are deterministic.
+/// Folds `other` (same fingerprint) into `into`: tools, identifiers, fixes, every location and
+/// every affected version are kept; the highest severity wins.
+fn merge(into: &mut Finding, other: Finding) {
+    into.tools.extend(other.tools);
+    into.identifiers.extend(other.identifiers);
+    into.fixed_versions.extend(other.fixed_versions);
+    if other.severity > into.severity {
+        into.severity = other.severity;
+    }
+    for location in other.location.into_iter().chain(other.other_locations) {
+        if into.location.is_none() {
+            into.location = Some(location);
+        } else if into.location.as_ref() != Some(&location)
+            && !into.other_locations.contains(&location)
+        {
+            into.other_locations.push(location);
+        }
+    }
+    let same = |a: &Component, b: &Component| a.name == b.name && a.version == b.version;
+    for component in other.component.into_iter().chain(other.other_components) {
+        match &into.component {
+            None => into.component = Some(component),
+            Some(primary) if same(primary, &component) => {}
+            Some(_) => {
+                if !into.other_components.iter().any(|c| same(c, &component)) {
+                    into.other_components.push(component);
+                }
+            }
+        }
+    }
+    if into.description.is_none() {
+        into.description = other.description;
+    }
+    if into.help_uri.is_none() {
+        into.help_uri = other.help_uri;
+    }
+}
+
+/// Merges findings with the same fingerprint (see [`merge`]); the first report's text and primary
+/// location are kept. Output is sorted by severity (highest first), then fingerprint, so reports
+/// are deterministic.
 pub fn deduplicate(findings: Vec<Finding>) -> Vec<Finding> {
     let mut merged: std::collections::HashMap<String, Finding> =
         std::collections::HashMap::with_capacity(findings.len());
     let mut order: Vec<String> = Vec::new();
     for finding in findings {
         match merged.get_mut(&finding.fingerprint) {
-            Some(existing) => {
-                existing.tools.extend(finding.tools);
-                existing.identifiers.extend(finding.identifiers);
-                if finding.severity > existing.severity {
-                    existing.severity = finding.severity;
-                }
-                if existing.location.is_none() {
-                    existing.location = finding.location;
-                }
-                if existing.description.is_none() {
-                    existing.description = finding.description;
-                }
-            }
+            Some(existing) => merge(existing, finding),
             None => {
                 order.push(finding.fingerprint.clone());
                 merged.insert(finding.fingerprint.clone(), finding);
@@ -499,12 +722,12 @@ mod tests {
     #[test]
     fn identifiers_are_normalized() {
         assert_eq!(
-            normalize_identifier("cve-2021-1"),
-            Some("CVE-2021-1".into())
+            normalize_identifier("cve-2021-1234"),
+            Some("CVE-2021-1234".into())
         );
         assert_eq!(
-            normalize_identifier("GHSA-ABCD-efgh-1234"),
-            Some("GHSA-abcd-efgh-1234".into())
+            normalize_identifier("GHSA-43W2-9j62-HQ99"),
+            Some("GHSA-43w2-9j62-hq99".into())
         );
         assert_eq!(normalize_identifier("cwe-79"), Some("CWE-79".into()));
         assert_eq!(normalize_identifier("not-an-id"), None);

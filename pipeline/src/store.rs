@@ -1,36 +1,65 @@
-//! The findings file between `ingest`/`scan` and `gate`/`report`: deduplicated findings plus the
-//! scanners that did not run.
+//! The findings file between `ingest`/`scan` and `gate`/`report`: deduplicated findings, the
+//! scanners that did not produce a readable result, the warnings of parsing (results skipped) and
+//! the advisory databases the tools used.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::Finding;
+use crate::model::{AdvisoryDb, Finding};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+pub const FORMAT_VERSION: u32 = 2;
+
+/// A configured scanner that produced no readable result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannerError {
+    pub scanner: String,
+    pub reason: String,
+    /// Optional scanners (devsecops.toml `optional = true`) never fail the gate by failing.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Store {
     pub version: u32,
     pub findings: Vec<Finding>,
-    /// (tool, reason) for scanners that were skipped, failed or timed out.
     #[serde(default)]
-    pub skipped: Vec<(String, String)>,
+    pub scanner_errors: Vec<ScannerError>,
+    /// "<file>: <what was skipped and why>", one per malformed result.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub databases: Vec<AdvisoryDb>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            version: FORMAT_VERSION,
+            findings: Vec::new(),
+            scanner_errors: Vec::new(),
+            warnings: Vec::new(),
+            databases: Vec::new(),
+        }
+    }
 }
 
 impl Store {
     pub fn load(path: &Path) -> Result<Store> {
         if !path.exists() {
-            return Ok(Store {
-                version: 1,
-                ..Store::default()
-            });
+            return Ok(Store::default());
         }
         let bytes = crate::ingest::read_limited(path)?;
         let store: Store = crate::ingest::json(path, &bytes)?;
-        if store.version != 1 {
+        if store.version != FORMAT_VERSION {
             return Err(Error::input(
                 path,
-                format!("findings file format {} is not supported", store.version),
+                format!(
+                    "findings file format {} is not supported ({FORMAT_VERSION} is): run ingest --replace or scan again",
+                    store.version
+                ),
             ));
         }
         Ok(store)
@@ -42,5 +71,14 @@ impl Store {
             message: e.to_string(),
         })?;
         crate::report::write_atomic(path, &bytes)
+    }
+
+    /// Adds advisory databases, once each.
+    pub fn add_databases(&mut self, databases: Vec<AdvisoryDb>) {
+        for db in databases {
+            if !self.databases.contains(&db) {
+                self.databases.push(db);
+            }
+        }
     }
 }

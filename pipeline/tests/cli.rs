@@ -134,7 +134,7 @@ fn suppressions_suppress_expire_and_report_unmatched() {
     assert_eq!(gate.status.code(), Some(0), "{}", text(&gate));
     let summary = text(&gate);
     assert!(
-        summary.contains("#4 (rule CKV_NOTHING) matches nothing"),
+        summary.contains("\\#4 (rule CKV\\_NOTHING) matches nothing"),
         "{summary}"
     );
     let sarif: serde_json::Value = serde_json::from_slice(
@@ -163,7 +163,7 @@ fn suppressions_suppress_expire_and_report_unmatched() {
         text(&expired)
     );
     assert!(
-        text(&expired).contains("#1 (rule RUSTSEC-2021-0003) expired on 2020-01-01"),
+        text(&expired).contains("\\#1 (rule RUSTSEC-2021-0003) expired on 2020-01-01"),
         "{}",
         text(&expired)
     );
@@ -276,29 +276,78 @@ install = "pip install no-such-scanner"
     let started = std::time::Instant::now();
     let out = devsecops(dir.path(), &["scan"]);
     let output = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two required scanners gave no result: the gate fails closed: {output}"
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "the timeout was not enforced"
     );
-    assert!(output.contains("hadolint: 7 finding(s)"), "{output}");
+    // Without a terminal: a plain line when each scanner starts and when it ends.
+    for line in [
+        "hadolint: started",
+        "hadolint: 7 finding(s)",
+        "slow: started",
+        "slow: FAILED (timed out after 1 s)",
+        "broken: FAILED (exited with 3: boom)",
+        "absent: SKIPPED (no-such-scanner-here not found (install: pip install no-such-scanner))",
+    ] {
+        assert!(output.contains(line), "{line:?} missing: {output}");
+    }
     assert!(
-        output.contains("slow: SKIPPED (timed out after 1 s)"),
+        output.find("slow: started") < output.find("slow: FAILED"),
         "{output}"
     );
-    assert!(
-        output.contains("broken: SKIPPED (exited with 3: boom)"),
-        "{output}"
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/devsecops.json")).expect("json"),
+    )
+    .expect("parses");
+    let reasons: Vec<&str> = json["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "scanner slow produced no readable result: timed out after 1 s",
+            "scanner broken produced no readable result: exited with 3: boom"
+        ],
+        "scanner errors are the reasons, first; the optional one is only a notice"
     );
-    assert!(output.contains("absent: SKIPPED (no-such-scanner-here not found (install: pip install no-such-scanner))"), "{output}");
+    assert_eq!(
+        json["findings"].as_array().map(Vec::len),
+        Some(7),
+        "hadolint's results are kept"
+    );
     let junit =
         std::fs::read_to_string(dir.path().join("reports/devsecops-junit.xml")).expect("junit");
     assert!(
-        junit.contains("<testsuite name=\"scanners\" tests=\"3\""),
-        "skipped scanners are visible"
+        junit.contains(
+            "<testsuite name=\"run\" tests=\"3\" failures=\"0\" errors=\"2\" skipped=\"1\">"
+        ),
+        "scanner errors are visible: {junit}"
     );
     let sarif = std::fs::read_to_string(dir.path().join("reports/devsecops.sarif")).expect("sarif");
-    assert!(sarif.contains("slow skipped: timed out"));
+    assert!(sarif.contains("scanner slow produced no readable result: timed out"));
+    let summary =
+        std::fs::read_to_string(dir.path().join("reports/devsecops-summary.md")).expect("md");
+    let first_item = summary.lines().find(|l| l.starts_with("- ")).unwrap_or("");
+    assert!(first_item.contains("scanner slow"), "said first: {summary}");
+
+    // The policy can let scanner errors pass (they stay visible as notices).
+    let config = std::fs::read_to_string(dir.path().join("devsecops.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        config.replace("[policy]\n", "[policy]\nfail_on_scanner_error = false\n"),
+    )
+    .expect("config");
+    let lenient = devsecops(dir.path(), &["scan"]);
+    assert_eq!(lenient.status.code(), Some(0), "{}", text(&lenient));
+    assert!(text(&lenient).contains("scanner broken produced no readable result"));
 
     // A required scanner that is missing stops the scan and says how to install it.
     std::fs::write(

@@ -13,7 +13,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn parsed(tool: &str, name: &str) -> Vec<RawFinding> {
-    parse(tool, &fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    parse(tool, &fixture(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .findings
 }
 
 fn rules(findings: &[RawFinding]) -> Vec<String> {
@@ -183,7 +185,8 @@ fn hostile_inputs_fail_with_file_and_position() {
         ("sarif", "truncated.sarif", br#"{"version": "2.1.0", "runs": [{"tool""#.to_vec(), "line 1, column"),
         ("sarif", "wrong-version.sarif", br#"{"version": "1.0.0", "runs": []}"#.to_vec(), "not supported"),
         ("cargo-audit", "not-utf8.json", vec![b'{', 0xff, 0xfe, b'}'], "line 1, column"),
-        ("gitleaks", "wrong-shape.json", br#"{"RuleID": 1}"#.to_vec(), "unexpected content"),
+        ("gitleaks", "wrong-shape.json", br#"{"RuleID": 1}"#.to_vec(), "not a gitleaks JSON report: expected an array"),
+        ("hadolint", "wrong-element.json", br#"[{"code": 1}]"#.to_vec(), "line 1, column"),
         ("sarif", "nested.sarif", format!(r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"x"}}}},"results":[{{"message":{{"text":"m"}},"properties":{}{}}}]}}]}}"#, "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "recursion limit"),
         ("clippy", "bad-line.ndjson", b"{\"reason\":\"compiler-message\"}\n{bad\n".to_vec(), "line 2"),
         ("cyclonedx", "not-cyclonedx.json", br#"{"bomFormat": "SPDX"}"#.to_vec(), "not CycloneDX"),
@@ -229,7 +232,7 @@ fn cyclonedx_vulnerabilities_name_their_components() {
             "vulnerabilities":[{"id":"CVE-2020-26235","ratings":[{"severity":"medium"},{"score":8.1}],"affects":[{"ref":"c1"}],"cwes":[362]}]}"#,
     )
     .expect("write");
-    let f = parse("cyclonedx", &path).expect("parses");
+    let f = parse("cyclonedx", &path).expect("parses").findings;
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].severity,
@@ -300,7 +303,7 @@ fn trivy_vulnerabilities_and_licenses_merge_with_cargo_audit() {
             {"Severity":"HIGH","Category":"restricted","PkgName":"some-gpl-crate","Name":"GPL-3.0","FilePath":""}]}]}"#,
     )
     .expect("write");
-    let trivy = parse("trivy", &path).expect("parses");
+    let trivy = parse("trivy", &path).expect("parses").findings;
     assert_eq!(trivy.len(), 3);
     let os = trivy
         .iter()

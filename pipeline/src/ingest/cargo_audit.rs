@@ -1,26 +1,40 @@
-//! `cargo audit --json`. Vulnerabilities take their severity from the CVSS vector (CVSS v3 ratings;
-//! medium when the advisory has none); warnings: unsound medium, unmaintained/yanked/notice low.
+//! `cargo audit --json`. Vulnerabilities take their severity from the CVSS vector (v3.x or v4.0
+//! ratings; medium when the advisory has none); warnings: unsound medium, unmaintained/yanked/notice
+//! low. The patched version requirements are the fix; the advisory database (commit and date) is
+//! recorded.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::{json, RustsecAdvisory};
+use super::{each, json_borrowed, not_a_report, Parsed, RustsecAdvisory, RustsecVersions};
 use crate::error::Result;
-use crate::model::{Category, RawFinding, Severity};
+use crate::model::{AdvisoryDb, Category, RawFinding, Severity};
 
 #[derive(Deserialize)]
-struct Report {
-    vulnerabilities: Vulnerabilities,
+struct Report<'a> {
+    #[serde(borrow)]
+    vulnerabilities: Vulnerabilities<'a>,
+    #[serde(default, borrow)]
+    warnings: BTreeMap<String, Vec<&'a RawValue>>,
     #[serde(default)]
-    warnings: BTreeMap<String, Vec<Entry>>,
+    database: Option<Database>,
 }
 
 #[derive(Deserialize)]
-struct Vulnerabilities {
-    #[serde(default)]
-    list: Vec<Entry>,
+struct Vulnerabilities<'a> {
+    #[serde(default, borrow)]
+    list: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Database {
+    #[serde(default, rename = "last-commit")]
+    last_commit: Option<String>,
+    #[serde(default, rename = "last-updated")]
+    last_updated: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +43,8 @@ struct Entry {
     package: Package,
     #[serde(default)]
     kind: Option<String>,
+    #[serde(default)]
+    versions: Option<RustsecVersions>,
 }
 
 #[derive(Deserialize)]
@@ -37,30 +53,53 @@ struct Package {
     version: String,
 }
 
-pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
-    let report: Report = json(file, bytes)?;
-    let mut out = Vec::new();
-    for entry in report.vulnerabilities.list {
-        if let Some(finding) = convert(entry, None) {
-            out.push(finding);
-        }
+pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
+    if super::first_byte(bytes) != Some(b'{') {
+        let _: serde_json::Value = super::json(file, bytes)?;
+        return Err(not_a_report(
+            file,
+            "cargo-audit JSON",
+            "an object with \"vulnerabilities\"",
+        ));
     }
-    for (kind, entries) in report.warnings {
-        for entry in entries {
+    let report: Report = json_borrowed(file, bytes)?;
+    let mut parsed = Parsed::default();
+    if let Some(db) = report.database {
+        parsed.databases.push(AdvisoryDb {
+            tool: "cargo-audit".into(),
+            name: "RustSec advisory-db".into(),
+            commit: db.last_commit,
+            updated: db.last_updated,
+        });
+    }
+    for (_, entry) in each::<Entry>(
+        bytes,
+        &report.vulnerabilities.list,
+        "vulnerability",
+        &mut parsed.warnings,
+    ) {
+        parsed.findings.push(convert(entry, None));
+    }
+    for (kind, entries) in &report.warnings {
+        for (_, entry) in each::<Entry>(
+            bytes,
+            entries,
+            &format!("{kind} warning"),
+            &mut parsed.warnings,
+        ) {
             let kind = entry.kind.clone().unwrap_or_else(|| kind.clone());
-            if let Some(finding) = convert(entry, Some(&kind)) {
-                out.push(finding);
-            }
+            parsed.findings.push(convert(entry, Some(&kind)));
         }
     }
-    Ok(out)
+    Ok(parsed)
 }
 
-fn convert(entry: Entry, warning: Option<&str>) -> Option<RawFinding> {
+fn convert(entry: Entry, warning: Option<&str>) -> RawFinding {
     let package = entry.package;
+    let patched = entry.versions.unwrap_or_default().patched;
     let Some(advisory) = entry.advisory else {
         // A yanked crate has no advisory.
-        let finding = RawFinding::new(
+        return RawFinding::new(
             "cargo-audit",
             Category::Sca,
             Severity::Low,
@@ -73,11 +112,10 @@ fn convert(entry: Entry, warning: Option<&str>) -> Option<RawFinding> {
             ),
         )
         .in_component(&package.name, Some(&package.version), "cargo");
-        return Some(finding);
     };
     // cargo-audit puts the kind of a warning beside the advisory; vulnerabilities have none.
-    let finding = advisory
+    advisory
         .finding("cargo-audit", warning, "advisory")
-        .in_component(&package.name, Some(&package.version), "cargo");
-    Some(finding)
+        .in_component(&package.name, Some(&package.version), "cargo")
+        .fixed_by(patched)
 }

@@ -1,13 +1,14 @@
 //! `cargo deny --format json check` (NDJSON on stderr). Diagnostics with an advisory are sca
 //! findings (severity from CVSS; medium without one; unmaintained/unsound/yanked low); license
 //! diagnostics are license findings; bans and sources are quality. `error` diagnostics without an
-//! advisory are high, warnings low. Log and summary records are skipped.
+//! advisory are high, warnings low. Log and summary records are skipped. The fix is the upgrade
+//! cargo-deny names in its "Solution: Upgrade to ..." note.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ndjson, title, RustsecAdvisory};
+use super::{ndjson, not_a_report, title, Parsed, RustsecAdvisory};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -31,6 +32,8 @@ struct Fields {
     advisory: Option<RustsecAdvisory>,
     #[serde(default)]
     graphs: Vec<Graph>,
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,10 +48,35 @@ struct Krate {
     version: String,
 }
 
-pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
-    let records: Vec<Record> = ndjson(file, bytes)?;
-    let mut out = Vec::new();
-    for record in records {
+/// "Solution: Upgrade to >=0.6.14, <1.0.0 OR >=1.6.1 (try `cargo update -p smallvec`)" -> the
+/// requirements; "No safe upgrade is available!" -> none.
+fn upgrades(notes: &[String]) -> Vec<String> {
+    notes
+        .iter()
+        .filter_map(|n| n.strip_prefix("Solution: Upgrade to "))
+        .flat_map(|s| {
+            s.split(" (try")
+                .next()
+                .unwrap_or("")
+                .split(" OR ")
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
+    let _: &Path = file;
+    let mut parsed = Parsed::default();
+    let records: Vec<(usize, Record)> = ndjson(bytes, &mut parsed.warnings);
+    if records.is_empty() {
+        return Err(not_a_report(
+            file,
+            "cargo-deny JSON",
+            "lines of JSON objects with \"type\" (cargo deny --format json check, on stderr)",
+        ));
+    }
+    for (_, record) in records {
         if record.kind != "diagnostic" {
             continue;
         }
@@ -62,7 +90,9 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
             .map(|g| (g.krate.name.clone(), g.krate.version.clone()));
         let message = fields.message.clone().unwrap_or_default();
         let finding = if let Some(advisory) = fields.advisory {
-            advisory.finding("cargo-deny", None, &message)
+            advisory
+                .finding("cargo-deny", None, &message)
+                .fixed_by(upgrades(&fields.notes))
         } else {
             let category =
                 if code.starts_with("license") || code == "rejected" || code == "unlicensed" {
@@ -81,7 +111,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
             Some((name, version)) => finding.in_component(&name, Some(&version), "cargo"),
             None => finding,
         };
-        out.push(finding);
+        parsed.findings.push(finding);
     }
-    Ok(out)
+    Ok(parsed)
 }

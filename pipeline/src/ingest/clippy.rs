@@ -1,13 +1,17 @@
 //! `cargo clippy --message-format=json`: compiler messages with a lint code become quality findings.
 //! Severity: `error` (a denied lint) medium, `warning` low, anything else info. The primary span gives
 //! the location; the code of that span (trimmed) is the stable context.
+//!
+//! The stream must hold cargo's JSON messages (objects with `reason`); anything else is not cargo
+//! output and is an error. A build that failed without a single diagnostic with a code (cargo's
+//! `build-finished` with `success: false`) is an error too: clippy did not check the code.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ndjson, title};
-use crate::error::Result;
+use super::{ndjson, not_a_report, title, Parsed};
+use crate::error::{Error, Result};
 use crate::model::{Category, RawFinding, Severity};
 
 #[derive(Deserialize)]
@@ -15,6 +19,8 @@ struct Record {
     reason: String,
     #[serde(default)]
     message: Option<Message>,
+    #[serde(default)]
+    success: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -47,10 +53,21 @@ struct SpanText {
     text: String,
 }
 
-pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
-    let records: Vec<Record> = ndjson(file, bytes)?;
-    let mut out = Vec::new();
-    for record in records {
+pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
+    let mut parsed = Parsed::default();
+    let records: Vec<(usize, Record)> = ndjson(bytes, &mut parsed.warnings);
+    if records.is_empty() {
+        return Err(not_a_report(
+            file,
+            "cargo JSON messages",
+            "lines of JSON objects with \"reason\" (cargo clippy --message-format=json)",
+        ));
+    }
+    let mut failed_build = false;
+    for (_, record) in records {
+        if record.reason == "build-finished" && record.success == Some(false) {
+            failed_build = true;
+        }
         if record.reason != "compiler-message" {
             continue;
         }
@@ -84,7 +101,13 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
                 "https://rust-lang.github.io/rust-clippy/master/index.html#{lint}"
             ));
         }
-        out.push(finding);
+        parsed.findings.push(finding);
     }
-    Ok(out)
+    if failed_build && parsed.findings.is_empty() {
+        return Err(Error::input(
+            file,
+            "the build failed before clippy reported anything (build-finished: success false)",
+        ));
+    }
+    Ok(parsed)
 }

@@ -1,7 +1,10 @@
 //! Scanner outputs in, raw findings out. One module per format; `parse` picks by tool name.
 //!
 //! Inputs are untrusted: files are size-limited, JSON is parsed with serde's recursion limit, and
-//! every error names the file and the line and column where parsing stopped.
+//! every error names the file and the line and column where parsing stopped. Parsers fail closed:
+//! a document whose envelope is not the tool's documented shape is an error naming what was
+//! expected, never zero findings; one malformed result inside a good envelope is skipped with a
+//! warning naming its index, so it costs neither the file nor the other results.
 
 mod cargo_audit;
 mod cargo_deny;
@@ -9,17 +12,22 @@ mod checkov;
 mod clippy;
 mod cyclonedx;
 mod gitleaks;
+mod grype;
 mod hadolint;
+mod kics;
+mod osv;
 mod sarif;
+mod semgrep;
 mod shellcheck;
 mod trivy;
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::model::RawFinding;
+use crate::model::{AdvisoryDb, RawFinding};
 
 /// Largest input accepted; larger files are refused before reading, so memory stays bounded.
 pub const MAX_INPUT_BYTES: u64 = 512 * 1024 * 1024;
@@ -38,17 +46,42 @@ pub const TOOLS: &[(&str, &str)] = &[
     ),
     (
         "trivy",
-        "trivy ... --format json (vulnerabilities, misconfigurations, secrets, licenses)",
+        "trivy image|fs|repo|config|sbom|k8s --format json (every report shape since 0.19)",
     ),
-    ("gitleaks", "gitleaks ... --report-format json"),
-    ("checkov", "checkov -o json"),
+    (
+        "gitleaks",
+        "gitleaks ... --report-format json (v8, v7, or null)",
+    ),
+    (
+        "checkov",
+        "checkov -o json (one report, a list of reports, or the empty summary)",
+    ),
     ("hadolint", "hadolint -f json"),
-    ("cyclonedx", "CycloneDX JSON with vulnerabilities"),
+    (
+        "cyclonedx",
+        "CycloneDX 1.2-1.6 with vulnerabilities, JSON or XML",
+    ),
     ("shellcheck", "shellcheck -f json1"),
+    (
+        "semgrep",
+        "semgrep scan --json (code and dependency findings)",
+    ),
+    ("osv-scanner", "osv-scanner --format json"),
+    ("grype", "grype -o json"),
+    ("kics", "kics scan --report-formats json"),
 ];
 
+/// What one report held: its findings, the results that had to be skipped (with why and where),
+/// and the advisory databases the tool says it used.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub findings: Vec<RawFinding>,
+    pub warnings: Vec<String>,
+    pub databases: Vec<AdvisoryDb>,
+}
+
 /// Parses `file` as the output of `tool`.
-pub fn parse(tool: &str, file: &Path) -> Result<Vec<RawFinding>> {
+pub fn parse(tool: &str, file: &Path) -> Result<Parsed> {
     if !TOOLS.iter().any(|(t, _)| *t == tool) {
         return Err(Error::Usage(format!(
             "unknown tool {tool:?}; known: {}",
@@ -61,7 +94,7 @@ pub fn parse(tool: &str, file: &Path) -> Result<Vec<RawFinding>> {
 
 /// Parses `bytes` (read from `file`, which errors name) as the output of `tool`. The fuzz targets
 /// call this directly.
-pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Vec<RawFinding>> {
+pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Parsed> {
     match tool {
         "sarif" => sarif::parse(file, bytes),
         "clippy" => clippy::parse(file, bytes),
@@ -73,6 +106,10 @@ pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Vec<RawFindi
         "hadolint" => hadolint::parse(file, bytes),
         "cyclonedx" => cyclonedx::parse(file, bytes),
         "shellcheck" => shellcheck::parse(file, bytes),
+        "semgrep" => semgrep::parse(file, bytes),
+        "osv-scanner" => osv::parse(file, bytes),
+        "grype" => grype::parse(file, bytes),
+        "kics" => kics::parse(file, bytes),
         other => Err(Error::Usage(format!("unknown tool {other:?}"))),
     }
 }
@@ -95,29 +132,118 @@ pub(crate) fn json<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> 
     serde_json::from_slice(bytes).map_err(|e| Error::json(file, &e))
 }
 
-/// Parses newline-delimited JSON, naming the line of a bad record.
-pub(crate) fn ndjson<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<Vec<T>> {
+/// Like [`json`] for types that borrow from the input (raw results parsed one by one later).
+pub(crate) fn json_borrowed<'a, T: serde::Deserialize<'a>>(
+    file: &Path,
+    bytes: &'a [u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::json(file, &e))
+}
+
+/// The error for a document that is valid JSON but not the tool's report.
+pub(crate) fn not_a_report(file: &Path, tool: &str, expected: &str) -> Error {
+    Error::input(file, format!("not a {tool} report: expected {expected}"))
+}
+
+/// The first byte that is not whitespace: `{`, `[`, `n`(ull), `<`, ...
+pub(crate) fn first_byte(bytes: &[u8]) -> Option<u8> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// Line and column (1-based) of byte `offset` in `bytes`.
+fn position(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = offset
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    (line, column)
+}
+
+/// Parses each raw element on its own. A malformed one is skipped with a warning naming `what`
+/// and its index (0-based, as in the file) and the line and column in the file.
+pub(crate) fn each<'a, T: serde::Deserialize<'a>>(
+    bytes: &[u8],
+    items: &[&'a RawValue],
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, T)> {
+    let mut out = Vec::with_capacity(items.len());
+    for (index, raw) in items.iter().enumerate() {
+        match serde_json::from_str::<T>(raw.get()) {
+            Ok(item) => out.push((index, item)),
+            Err(e) => warnings.push(element_warning(bytes, raw, what, index, &e)),
+        }
+    }
+    out
+}
+
+/// The error for a list of `total` results none of which could be read: the envelope was probably
+/// another format, and zero findings would be a lie.
+pub(crate) fn none_readable(
+    file: &Path,
+    tool: &str,
+    what: &str,
+    total: usize,
+    warnings: &[String],
+) -> Error {
+    Error::input(
+        file,
+        format!(
+            "not a {tool} report: none of its {total} {what}(s) has the expected shape ({})",
+            warnings.first().map(String::as_str).unwrap_or("")
+        ),
+    )
+}
+
+pub(crate) fn element_warning(
+    bytes: &[u8],
+    raw: &RawValue,
+    what: &str,
+    index: usize,
+    e: &serde_json::Error,
+) -> String {
+    // The raw slice borrows from `bytes`: its address gives its offset in the file.
+    let offset = (raw.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+    let (line, column) = position(bytes, offset);
+    let (line, column) = if e.line() <= 1 {
+        (line, column + e.column().saturating_sub(1))
+    } else {
+        (line + e.line() - 1, e.column())
+    };
+    format!(
+        "{what} #{index} skipped: line {line}, column {column}: {}",
+        short(&e.to_string())
+    )
+}
+
+/// Parses newline-delimited JSON. A record that is not JSON is skipped with a warning naming its
+/// line; lines that are not JSON objects at all (cargo's progress text) are ignored.
+pub(crate) fn ndjson<T: DeserializeOwned>(
+    bytes: &[u8],
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, T)> {
     let mut out = Vec::new();
     for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() || trimmed[0] != b'{' {
-            // cargo and cargo-deny mix plain progress lines into the stream.
             continue;
         }
-        let record = serde_json::from_slice(trimmed).map_err(|e| {
-            Error::input(
-                file,
-                format!(
-                    "line {}, column {}: {}",
-                    index + 1,
-                    e.column(),
-                    short(&e.to_string())
-                ),
-            )
-        })?;
-        out.push(record);
+        match serde_json::from_slice(trimmed) {
+            Ok(record) => out.push((index + 1, record)),
+            Err(e) => warnings.push(format!(
+                "line {} skipped: column {}: {}",
+                index + 1,
+                e.column(),
+                short(&e.to_string())
+            )),
+        }
     }
-    Ok(out)
+    out
 }
 
 fn short(message: &str) -> String {
@@ -163,6 +289,13 @@ pub(crate) struct RustsecAdvisory {
     pub url: Option<String>,
 }
 
+/// The `versions` beside a RustSec advisory: requirements that are patched.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct RustsecVersions {
+    #[serde(default)]
+    pub patched: Vec<String>,
+}
+
 impl RustsecAdvisory {
     /// The sca finding for this advisory; `kind` overrides `informational` (cargo-audit reports the
     /// warning kind beside the advisory), `fallback` titles advisories that carry none.
@@ -187,15 +320,71 @@ impl RustsecAdvisory {
 }
 
 /// Severity of a RustSec advisory (cargo-audit and cargo-deny agree on it): informational kinds
-/// unsound medium, others low; vulnerabilities from their CVSS v3 vector, medium without one.
+/// unsound medium, others low; vulnerabilities from their CVSS vector (v3.x or v4.0), medium
+/// without one.
 fn rustsec_severity(informational: Option<&str>, cvss: Option<&str>) -> crate::model::Severity {
     use crate::model::Severity;
     match informational {
         Some("unsound") => Severity::Medium,
         Some(_) => Severity::Low,
         None => cvss
-            .and_then(crate::cvss::base_score)
-            .map(Severity::from_cvss)
+            .and_then(Severity::from_cvss_vector)
             .unwrap_or(Severity::Medium),
     }
+}
+
+/// The ecosystem (purl type) of a package manager or language name as tools spell them.
+pub(crate) fn purl_type(kind: &str) -> String {
+    match kind.to_ascii_lowercase().as_str() {
+        "cargo" | "rust-binary" | "rustbinary" | "rust-crate" | "crates.io" | "rust" => "cargo",
+        "npm" | "yarn" | "pnpm" | "node-pkg" | "javascript" | "bun" => "npm",
+        "pip" | "pipenv" | "poetry" | "python-pkg" | "pypi" | "python" | "uv" => "pypi",
+        "gomod" | "gobinary" | "go" | "go-module" => "golang",
+        "debian" | "ubuntu" | "deb" => "deb",
+        "alpine" | "apk" | "wolfi" | "chainguard" => "apk",
+        "redhat" | "centos" | "rocky" | "alma" | "rpm" | "amazon" | "oracle" | "photon"
+        | "fedora" | "suse" | "opensuse" | "sles" => "rpm",
+        "jar" | "pom" | "gradle" | "maven" | "java-archive" | "sbt" | "java" => "maven",
+        "gemspec" | "bundler" | "gem" | "rubygems" | "ruby" => "gem",
+        "composer" | "php-composer" | "packagist" | "php" => "composer",
+        "nuget" | "dotnet-core" | "dotnet-deps" | "packages-props" | "dotnet" => "nuget",
+        "hex" | "erlang-otp" => "hex",
+        "pub" | "dart" => "pub",
+        "swift" | "cocoapods" => "swift",
+        "" => "generic",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// Parses a `pkg:` URL's type, name and version (enough to merge with other tools' findings).
+pub(crate) fn purl_parts(purl: &str) -> Option<(String, String, Option<String>)> {
+    let rest = purl.strip_prefix("pkg:")?;
+    let rest = rest.split(['?', '#']).next()?;
+    let (kind, path) = rest.split_once('/')?;
+    let (path, version) = match path.rsplit_once('@') {
+        Some((p, v)) => (p, Some(percent_decode(v))),
+        None => (path, None),
+    };
+    let name = percent_decode(path);
+    Some((kind.to_ascii_lowercase(), name, version))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

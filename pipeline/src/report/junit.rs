@@ -1,5 +1,8 @@
 //! JUnit XML for Jenkins: one test suite per category, one test case per finding. Failing findings
-//! are failures, suppressed ones skipped, the rest pass; skipped scanners are skipped test cases.
+//! are failures, suppressed ones skipped, the rest pass. A suite `run` comes first with what the run
+//! itself tells: scanners without a readable result (errors when they fail the gate, skipped when
+//! optional), results skipped as malformed, and the advisory databases used. Every string is
+//! escaped (attributes and text), so no file name or message can add elements.
 
 use std::fmt::Write;
 
@@ -10,11 +13,64 @@ use crate::model::Category;
 pub fn render(a: &Assessment) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let failures = a.count(|f| f.fails);
+    let failing_scanners: Vec<_> = a
+        .scanner_errors
+        .iter()
+        .filter(|e| {
+            a.reasons
+                .iter()
+                .any(|r| r.starts_with(&format!("scanner {} ", e.scanner)))
+        })
+        .collect();
+    let run_cases = a.scanner_errors.len() + a.warnings.len() + a.databases.len();
     let _ = writeln!(
         out,
-        "<testsuites name=\"devsecops\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
-        a.findings.len() + a.skipped.len()
+        "<testsuites name=\"devsecops\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\">",
+        a.findings.len() + run_cases,
+        failing_scanners.len()
     );
+    if run_cases > 0 {
+        let skipped = run_cases - failing_scanners.len() - a.databases.len();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"run\" tests=\"{run_cases}\" failures=\"0\" errors=\"{}\" skipped=\"{skipped}\">",
+            failing_scanners.len()
+        );
+        for e in &a.scanner_errors {
+            let failing = failing_scanners.iter().any(|f| f.scanner == e.scanner);
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"devsecops.scanners\" name=\"{}\">\n      <{} message=\"{}\"/>\n    </testcase>",
+                escape(&e.scanner),
+                if failing { "error" } else { "skipped" },
+                escape(&format!("no readable result: {}", e.reason))
+            );
+        }
+        for (i, w) in a.warnings.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"devsecops.warnings\" name=\"warning {}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                i + 1,
+                escape(w)
+            );
+        }
+        for db in &a.databases {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"devsecops.advisory-databases\" name=\"{} ({}): {}\"/>",
+                escape(&db.database.name),
+                escape(&db.database.tool),
+                escape(&match (&db.database.updated, db.age_days) {
+                    (Some(u), Some(d)) => format!(
+                        "updated {u}, {d} days old{}",
+                        if db.stale { ", stale" } else { "" }
+                    ),
+                    _ => "update date unknown".to_string(),
+                })
+            );
+        }
+        out.push_str("  </testsuite>\n");
+    }
     for category in Category::ALL {
         let items: Vec<_> = a
             .findings
@@ -25,7 +81,10 @@ pub fn render(a: &Assessment) -> String {
             continue;
         }
         let failed = items.iter().filter(|f| f.fails).count();
-        let skipped = items.iter().filter(|f| f.suppressed_by.is_some()).count();
+        let skipped = items
+            .iter()
+            .filter(|f| !f.fails && f.suppressed_by.is_some())
+            .count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{category}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\">",
@@ -33,48 +92,49 @@ pub fn render(a: &Assessment) -> String {
         );
         for item in items {
             let f = &item.finding;
-            let place = f.place();
+            let fix = f.fix_text();
             let _ = write!(
                 out,
-                "    <testcase classname=\"devsecops.{category}.{}\" name=\"{} {}: {} ({place})\" file=\"{}\"",
+                "    <testcase classname=\"devsecops.{category}.{}\" name=\"{}\" file=\"{}\"",
                 escape(&f.tools.iter().cloned().collect::<Vec<_>>().join("+")),
-                escape(f.severity.as_str()),
-                escape(&f.rule),
-                escape(&f.title),
+                escape(&format!(
+                    "{} {}: {} ({}){}",
+                    f.severity.as_str(),
+                    f.rule,
+                    f.title,
+                    f.place(),
+                    if fix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {fix}")
+                    }
+                )),
                 escape(f.location.as_ref().map(|l| l.path.as_str()).unwrap_or(""))
             );
             if item.fails {
-                let _ = writeln!(
+                let _ =
+                    writeln!(
                     out,
-                    ">\n      <failure type=\"{}\" message=\"{} {} finding ({}){}\">{}</failure>\n    </testcase>",
+                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
                     escape(f.severity.as_str()),
-                    item.state.as_str(),
-                    escape(f.severity.as_str()),
-                    escape(&f.fingerprint),
-                    if item.sla_breached { ", past its SLA" } else { "" },
+                    escape(&format!(
+                        "{} {} finding ({}){}",
+                        item.state.as_str(),
+                        f.severity.as_str(),
+                        f.fingerprint,
+                        if item.sla_breached { ", past its SLA" } else { "" }
+                    )),
                     escape(f.description.as_deref().unwrap_or(&f.title))
                 );
             } else if let Some(why) = &item.suppression_justification {
                 let _ = writeln!(
                     out,
-                    ">\n      <skipped message=\"suppressed: {}\"/>\n    </testcase>",
-                    escape(why)
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    escape(&format!("suppressed: {why}"))
                 );
             } else {
                 out.push_str("/>\n");
             }
-        }
-        out.push_str("  </testsuite>\n");
-    }
-    if !a.skipped.is_empty() {
-        let _ = writeln!(out, "  <testsuite name=\"scanners\" tests=\"{0}\" failures=\"0\" errors=\"0\" skipped=\"{0}\">", a.skipped.len());
-        for (tool, why) in &a.skipped {
-            let _ = writeln!(
-                out,
-                "    <testcase classname=\"devsecops.scanners\" name=\"{}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                escape(tool),
-                escape(why)
-            );
         }
         out.push_str("  </testsuite>\n");
     }

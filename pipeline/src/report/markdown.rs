@@ -1,19 +1,49 @@
-//! A Markdown summary for pull requests and `$GITHUB_STEP_SUMMARY`.
+//! A Markdown summary for pull requests and `$GITHUB_STEP_SUMMARY`. What could make the result
+//! untrustworthy comes first (why it fails, scanners without a readable result, stale advisory
+//! databases, skipped results). Every string from a scanner is escaped (`markdown_text`) or put in
+//! a code span fenced longer than any backtick run inside it, so no rule, file name or message can
+//! add markup, HTML or links to the comment CI posts.
 
 use std::fmt::Write;
 
+use super::markdown_text as md;
 use crate::assess::Assessment;
 use crate::baseline::State;
 use crate::model::Severity;
+
+/// A CommonMark code span holding `text` literally (on one line).
+fn code(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| {
+            if c == '\n' || c == '\r' || c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.trim().is_empty() {
+        return md(&text);
+    }
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A space on both sides keeps a leading or trailing backtick out of the fence; CommonMark
+    // strips one such space.
+    format!("{fence} {text} {fence}")
+}
 
 pub fn render(a: &Assessment) -> String {
     let mut out = String::new();
     let verdict = if a.failed { "❌ failed" } else { "✅ passed" };
     let _ = writeln!(out, "## devsecops: {verdict}\n");
     for reason in &a.reasons {
-        let _ = writeln!(out, "- {reason}");
+        let _ = writeln!(out, "- {}", md(reason));
     }
-    if !a.reasons.is_empty() {
+    for notice in &a.notices {
+        let _ = writeln!(out, "- ⚠️ {}", md(notice));
+    }
+    if !a.reasons.is_empty() || !a.notices.is_empty() {
         out.push('\n');
     }
     out.push_str(
@@ -45,15 +75,21 @@ pub fn render(a: &Assessment) -> String {
             let f = &item.finding;
             let place = match f.place() {
                 p if p.is_empty() => p,
-                p => format!("`{p}`"),
+                p => code(&p),
             };
+            let fix = f.fix_text();
             let _ = writeln!(
                 out,
-                "- **{}** `{}` {} {place} ({}){}",
+                "- **{}** {} {} {place} ({}){}{}",
                 f.severity,
-                f.rule,
-                f.title.replace('|', "\\|"),
-                f.tools.iter().cloned().collect::<Vec<_>>().join(", "),
+                code(&f.rule),
+                md(&f.title),
+                md(&f.tools.iter().cloned().collect::<Vec<_>>().join(", ")),
+                if fix.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", md(&fix))
+                },
                 if item.sla_breached {
                     format!(", open {} days, past its SLA", item.age_days)
                 } else {
@@ -76,22 +112,58 @@ pub fn render(a: &Assessment) -> String {
         for s in expired {
             let _ = writeln!(
                 out,
-                "- #{} ({}) expired on {}, owner {}: its findings count again",
-                s.index, s.matches, s.expires, s.owner
+                "- \\#{} ({}) expired on {}, owner {}: its findings count again",
+                s.index,
+                md(&s.matches),
+                md(&s.expires),
+                md(&s.owner)
             );
         }
         for s in unused {
             let _ = writeln!(
                 out,
-                "- #{} ({}) matches nothing: remove it",
-                s.index, s.matches
+                "- \\#{} ({}) matches nothing: remove it",
+                s.index,
+                md(&s.matches)
             );
         }
     }
-    if !a.skipped.is_empty() {
-        out.push_str("\n### Scanners that did not run\n\n");
-        for (tool, why) in &a.skipped {
-            let _ = writeln!(out, "- {tool}: {why}");
+    if !a.databases.is_empty() {
+        out.push_str("\n### Advisory databases\n\n");
+        for db in &a.databases {
+            let _ = writeln!(
+                out,
+                "- {} ({}): {}",
+                md(&db.database.name),
+                md(&db.database.tool),
+                md(
+                    &match (&db.database.commit, &db.database.updated, db.age_days) {
+                        (commit, Some(updated), Some(days)) => format!(
+                            "{}updated {updated}, {days} days old{}",
+                            commit
+                                .as_ref()
+                                .map(|c| format!("commit {c}, "))
+                                .unwrap_or_default(),
+                            if db.stale { ", stale" } else { "" }
+                        ),
+                        (Some(commit), _, _) => format!("commit {commit}, update date unknown"),
+                        _ => "commit and date unknown".to_string(),
+                    }
+                )
+            );
+        }
+    }
+    if !a.warnings.is_empty() {
+        let _ = writeln!(out, "\n### Warnings ({})\n", a.warnings.len());
+        for w in a.warnings.iter().take(20) {
+            let _ = writeln!(out, "- {}", md(w));
+        }
+        if a.warnings.len() > 20 {
+            let _ = writeln!(
+                out,
+                "- … and {} more (see the JSON report)",
+                a.warnings.len() - 20
+            );
         }
     }
     out

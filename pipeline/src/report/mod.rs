@@ -1,5 +1,8 @@
-//! Reports of an assessment: SARIF 2.1.0, JUnit XML, JSON, Markdown and Prometheus metrics. Every file
-//! is written to a temporary name and renamed into place, so no reader ever sees half a report.
+//! Reports of an assessment: SARIF 2.1.0 (all results, and the open ones only), JUnit XML, JSON,
+//! Markdown, Prometheus metrics and the HTML dashboard (with its stylesheet and script beside it).
+//! Every file is written to a temporary name and renamed into place, so no reader ever sees half a
+//! report. Every string a scanner or a pull request controls is escaped for the format it goes
+//! into (XML attribute and text, Markdown, HTML, Prometheus label values; JSON by serde).
 
 mod html;
 mod junit;
@@ -15,6 +18,9 @@ use crate::error::{Error, Result};
 
 pub const FORMATS: &[(&str, &str)] = &[
     ("sarif", "devsecops.sarif"),
+    // Without accepted results (suppressed or baselined), for consumers that ignore SARIF
+    // suppressions and baseline states (Jenkins warnings-ng, SonarQube).
+    ("sarif-open", "devsecops-open.sarif"),
     ("junit", "devsecops-junit.xml"),
     ("json", "devsecops.json"),
     ("markdown", "devsecops-summary.md"),
@@ -41,6 +47,12 @@ pub fn write(assessment: &Assessment, dir: &Path, formats: &[String]) -> Result<
             )));
         };
         jobs.push((format.as_str(), dir.join(file)));
+        if format == "html" {
+            // The dashboard's stylesheet and script are files beside it, so it works under a CSP
+            // that forbids inline styles and scripts (Jenkins serves reports with one).
+            jobs.push(("html-css", dir.join(html::STYLESHEET)));
+            jobs.push(("html-js", dir.join(html::SCRIPT_FILE)));
+        }
     }
     // Formats render independently: use the cores.
     let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
@@ -72,7 +84,10 @@ pub fn render_to(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     match format {
-        "sarif" => sarif::write(assessment, out),
+        "sarif" => sarif::write(assessment, out, sarif::Results::All),
+        "sarif-open" => sarif::write(assessment, out, sarif::Results::Open),
+        "html-css" => out.write_all(html::STYLE.as_bytes()),
+        "html-js" => out.write_all(html::SCRIPT.as_bytes()),
         "json" => {
             serde_json::to_writer_pretty(&mut *out, assessment)?;
             out.write_all(b"\n")
@@ -87,7 +102,8 @@ pub fn render_to(
 
 pub fn render(assessment: &Assessment, format: &str) -> Result<String> {
     Ok(match format {
-        "sarif" => sarif::render(assessment),
+        "sarif" => sarif::render(assessment, sarif::Results::All),
+        "sarif-open" => sarif::render(assessment, sarif::Results::Open),
         "junit" => junit::render(assessment),
         "json" => {
             serde_json::to_string_pretty(assessment).map_err(|e| Error::Usage(e.to_string()))?
@@ -141,7 +157,9 @@ pub fn write_atomic_with(
     })
 }
 
-/// Escapes text for XML and HTML.
+/// Escapes text for XML and HTML text and attribute values. Characters XML 1.0 forbids even
+/// escaped (most C0 controls, U+FFFE, U+FFFF) become U+FFFD; line breaks and tabs inside
+/// attribute values are written as character references so parsers keep them.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -151,8 +169,30 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // XML 1.0 forbids most control characters even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{fffd}'),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for Markdown (CommonMark, GitHub's tables, strikethrough and math): every
+/// character that can open inline markup, a link, an image, HTML, an entity, a table cell or math
+/// is backslash-escaped (CommonMark allows escaping any ASCII punctuation); line breaks become
+/// spaces and `#` is escaped, so it cannot start a block either.
+pub(crate) fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '!' | '&' | '|' | '~' | '#' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }

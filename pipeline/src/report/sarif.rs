@@ -1,7 +1,18 @@
 //! Merged SARIF 2.1.0 for GitHub code scanning: one run, tool `devsecops`, one rule per rule id,
-//! `partialFingerprints` with the stable fingerprint, `security-severity`, `baselineState`, and
-//! suppressions with their justification. Serialized from borrowed structures straight into the
-//! output, so 100,000 findings cost tens of megabytes, not a JSON tree per result.
+//! `security-severity`, `baselineState`, suppressions with their justification, every location of
+//! a finding, its fixed versions, and the run's scanner errors, warnings and advisory databases as
+//! notifications and run properties. Serialized from borrowed structures straight into the output,
+//! so 100,000 findings cost tens of megabytes, not a JSON tree per result.
+//!
+//! Identity on GitHub: code scanning reads only `partialFingerprints.primaryLocationLineHash` and
+//! computes that one itself when it is missing, from the text of the primary line
+//! (github/codeql-action src/fingerprints.ts), so two dependency results pointing at one line of
+//! Cargo.lock would become one alert. The stable fingerprint is therefore put there (as
+//! `<fingerprint>:1`, the hash:occurrence form) as well as under `devsecops/v1`, and every result
+//! has a region.
+//!
+//! `Results::Open` leaves out what a person accepted (suppressed or baselined) for consumers that
+//! import suppressed results as open issues (Jenkins warnings-ng, SonarQube).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -33,6 +44,23 @@ struct Run<'a> {
     tool: Tool<'a>,
     invocations: [Invocation; 1],
     results: Vec<SarifResult<'a>>,
+    properties: RunProperties<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunProperties<'a> {
+    advisory_databases: &'a [crate::assess::DatabaseStatus],
+    /// Results left out of this file because they are accepted (`Results::Open` only).
+    accepted_results_omitted: usize,
+}
+
+/// Which results a SARIF file carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Results {
+    All,
+    /// Without suppressed or baselined results.
+    Open,
 }
 
 #[derive(Serialize)]
@@ -91,6 +119,14 @@ struct Notification {
 }
 
 #[derive(Serialize)]
+struct Fingerprints<'a> {
+    #[serde(rename = "devsecops/v1")]
+    v1: &'a str,
+    #[serde(rename = "primaryLocationLineHash")]
+    primary_location_line_hash: String,
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SarifResult<'a> {
     rule_id: &'a str,
@@ -133,12 +169,6 @@ struct Region {
 }
 
 #[derive(Serialize)]
-struct Fingerprints<'a> {
-    #[serde(rename = "devsecops/v1")]
-    v1: &'a str,
-}
-
-#[derive(Serialize)]
 struct Suppression<'a> {
     kind: &'static str,
     status: &'static str,
@@ -156,18 +186,38 @@ struct ResultProperties<'a> {
     identifiers: &'a BTreeSet<String>,
     age_days: i64,
     sla_breached: bool,
+    fix_available: bool,
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    fixed_versions: &'a BTreeSet<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    affected_versions: Vec<String>,
 }
 
-pub fn render(a: &Assessment) -> String {
+pub fn render(a: &Assessment, which: Results) -> String {
     let mut out = Vec::new();
-    let _ = write(a, &mut out);
+    let _ = write(a, &mut out, which);
     String::from_utf8(out).unwrap_or_default()
 }
 
-pub fn write(a: &Assessment, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+fn location(path: &str, start: Option<u32>, end: Option<u32>) -> Location<'_> {
+    // Every result gets a region: line 1 when the tool gave none.
+    let start = start.filter(|s| *s > 0).unwrap_or(1);
+    Location {
+        physical_location: PhysicalLocation {
+            artifact_location: Artifact { uri: path },
+            region: Some(Region {
+                start_line: start,
+                end_line: end.unwrap_or(start).max(start),
+            }),
+        },
+    }
+}
+
+pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> std::io::Result<()> {
+    let included = |item: &&crate::assess::Assessed| which == Results::All || !item.is_accepted();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut rules = Vec::new();
-    for item in &a.findings {
+    for item in a.findings.iter().filter(included) {
         let f = &item.finding;
         if !index.contains_key(f.rule.as_str()) {
             index.insert(f.rule.as_str(), rules.len());
@@ -187,54 +237,55 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write) -> std::io::Result<()
             });
         }
     }
+    let omitted = a.findings.len() - a.findings.iter().filter(included).count();
     let results = a
         .findings
         .iter()
+        .filter(included)
         .map(|item| {
             let f = &item.finding;
             let mut text = f.title.clone();
-            if let Some(c) = &f.component {
-                text.push_str(&format!(
-                    " ({} {})",
-                    c.name,
-                    c.version.as_deref().unwrap_or("")
-                ));
+            let versions: Vec<String> = f
+                .components()
+                .map(|c| {
+                    format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
+                        .trim_end()
+                        .to_string()
+                })
+                .collect();
+            if !versions.is_empty() {
+                text.push_str(&format!(" ({})", versions.join(", ")));
+            }
+            let fix = f.fix_text();
+            if !fix.is_empty() {
+                text.push_str(&format!("; {fix}"));
             }
             text.push_str(" [");
             text.push_str(&f.tools.iter().cloned().collect::<Vec<_>>().join(", "));
             text.push(']');
-            let location = match (&f.location, &f.component) {
-                (Some(l), _) => Some(Location {
-                    physical_location: PhysicalLocation {
-                        artifact_location: Artifact { uri: &l.path },
-                        region: l.start_line.filter(|s| *s > 0).map(|start| Region {
-                            start_line: start,
-                            end_line: l.end_line.unwrap_or(start).max(start),
-                        }),
-                    },
-                }),
+            let mut locations: Vec<Location> = f
+                .locations()
+                .map(|l| location(&l.path, l.start_line, l.end_line))
+                .collect();
+            if locations.is_empty()
+                && f.component
+                    .as_ref()
+                    .and_then(|c| c.purl.as_deref())
+                    .is_some_and(|p| p.starts_with("pkg:cargo/"))
+            {
                 // GitHub needs a file; Rust dependency findings point at the lock file.
-                (None, Some(c))
-                    if c.purl
-                        .as_deref()
-                        .is_some_and(|p| p.starts_with("pkg:cargo/")) =>
-                {
-                    Some(Location {
-                        physical_location: PhysicalLocation {
-                            artifact_location: Artifact { uri: "Cargo.lock" },
-                            region: None,
-                        },
-                    })
-                }
-                _ => None,
-            };
+                locations.push(location("Cargo.lock", None, None));
+            }
             SarifResult {
                 rule_id: &f.rule,
                 rule_index: index[f.rule.as_str()],
                 level: level(f.severity),
                 message: Message { text: text.into() },
-                locations: location.into_iter().collect(),
-                partial_fingerprints: Fingerprints { v1: &f.fingerprint },
+                locations,
+                partial_fingerprints: Fingerprints {
+                    v1: &f.fingerprint,
+                    primary_location_line_hash: format!("{}:1", f.fingerprint),
+                },
                 baseline_state: match item.state {
                     State::New => "new",
                     State::Unchanged => "unchanged",
@@ -258,6 +309,13 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write) -> std::io::Result<()
                     identifiers: &f.identifiers,
                     age_days: item.age_days,
                     sla_breached: item.sla_breached,
+                    fix_available: f.fix_available(),
+                    fixed_versions: &f.fixed_versions,
+                    affected_versions: if f.other_components.is_empty() {
+                        Vec::new()
+                    } else {
+                        versions
+                    },
                 },
             }
         })
@@ -275,19 +333,26 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write) -> std::io::Result<()
                 },
             },
             invocations: [Invocation {
-                execution_successful: true,
+                execution_successful: a.scanner_errors.iter().all(|e| e.optional),
                 tool_execution_notifications: a
-                    .skipped
+                    .reasons
                     .iter()
-                    .map(|(tool, why)| Notification {
-                        level: "warning",
+                    .map(|r| ("error", r))
+                    .chain(a.notices.iter().map(|n| ("warning", n)))
+                    .chain(a.warnings.iter().map(|w| ("note", w)))
+                    .map(|(level, text)| Notification {
+                        level,
                         message: Message {
-                            text: format!("{tool} skipped: {why}").into(),
+                            text: text.clone().into(),
                         },
                     })
                     .collect(),
             }],
             results,
+            properties: RunProperties {
+                advisory_databases: &a.databases,
+                accepted_results_omitted: omitted,
+            },
         }],
     };
     serde_json::to_writer(&mut *out, &log)?;
