@@ -57,6 +57,8 @@ pub struct Settings {
     pub environment: Environment,
     pub debug: bool,
     pub log_level: slog::Level,
+    /// How log lines are written (`LOG_WRITE`): group commit per worker turn, or one write each.
+    pub log_write: crate::telemetry::LogWrite,
     pub workers: usize,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
@@ -281,6 +283,7 @@ impl Settings {
             environment,
             debug: src.bool("DEBUG", false)?,
             log_level,
+            log_write: src.parse("LOG_WRITE", crate::telemetry::LogWrite::default())?,
             workers: src.parse("WORKERS", default_workers)?,
             max_body_bytes: src.parse("MAX_BODY_BYTES", 64 * 1024)?,
             max_header_bytes: src.parse("MAX_HEADER_BYTES", 16 * 1024)?,
@@ -476,6 +479,7 @@ mod tests {
             ("PORT", "70000", "PORT: invalid value"),
             ("DEBUG", "maybe", "DEBUG: expected true or false"),
             ("LOG_LEVEL", "loud", "LOG_LEVEL: expected"),
+            ("LOG_WRITE", "later", "LOG_WRITE: invalid value"),
             ("APP_ENV", "staging", "APP_ENV: expected"),
             ("DATABASE_URL", "mysql://x", "DATABASE_URL: expected"),
             ("WORKERS", "0", "WORKERS: must be greater than 0"),

@@ -28,10 +28,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logger = telemetry::logger(Box::new(std::io::stdout()), settings.log_level);
+    let logger = telemetry::logger_with(
+        Box::new(std::io::stdout()),
+        settings.log_level,
+        settings.log_write,
+    );
     info!(logger, "starting";
         "environment" => settings.environment.as_str(),
-        "workers" => settings.workers);
+        "workers" => settings.workers,
+        "log_write" => settings.log_write.as_str());
 
     let runtime = actix_web::rt::System::new();
     let result = runtime.block_on(async {

@@ -327,6 +327,8 @@ fn add_headers(
 }
 
 fn access_log(logger: &Logger, info: &RequestInfo, status: StatusCode, elapsed: Duration) {
+    // Group commit of this worker's log lines (LOG_WRITE=batched); a no-op after the first request.
+    crate::telemetry::batch_on_this_worker();
     macro_rules! log_at {
         ($level:ident) => {
             $level!(logger, "request completed";

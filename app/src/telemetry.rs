@@ -1,31 +1,92 @@
-//! Structured JSON logging with slog + slog-json.
+//! Structured JSON logging with slog + slog-json, and how lines reach the sink without losing any.
 //!
-//! The drain is synchronous: every record is written before the call returns, so no line is dropped
-//! under load (an async drain with a bounded channel would drop or block unpredictably). Each record
-//! is serialized into a per-thread buffer first and then written to the sink with one `write_all`
-//! under a mutex, so lines never interleave and workers contend only for the write itself.
+//! Each record is serialized into a per-thread buffer, then written to the sink in one of two modes
+//! ([`LogWrite`], setting `LOG_WRITE`):
+//!
+//! - `batched` (default), group commit: on an HTTP worker, a line is appended to that worker's own
+//!   pending buffer (a lock no other thread takes while it works), and a flush task on the worker's
+//!   event loop writes the whole buffer with one `write(2)` once the worker has run the tasks that
+//!   were ready before it, i.e. just before its event loop would wait for I/O again. actix-server
+//!   builds each worker's Tokio runtime itself, so `Builder::on_thread_park` is out of reach; a task
+//!   woken by the first pending line lands at the back of the worker's FIFO run queue, which is the
+//!   same moment (see docs in ARCHITECTURE.md, "Logs"). Pending lines are also written when they
+//!   pass [`MAX_PENDING_BYTES`], when the worker's event loop stops, when its thread exits (also by
+//!   unwinding), on panic, and before any line written synchronously, so the output keeps the order
+//!   in which lines were logged on each thread. Lines logged outside a worker (start, shutdown,
+//!   errors on the main thread) are written at once. What a SIGKILL can lose is the last, unflushed
+//!   batch of each worker: the lines of responses already sent in that event-loop turn.
+//! - `sync`: every line is written with one `write_all` under the sink's mutex before the call
+//!   returns, so no line can be lost once its response is sent, at the cost of one system call per
+//!   line contended by all workers.
+//!
+//! Lines never interleave: each write holds the sink's mutex and carries whole lines.
 //! Each line carries `timestamp` (RFC 3339, UTC), `level`, `message`, `service` and `version`;
 //! request handlers get a child logger that adds `request_id`.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use slog::{o, Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 pub const SERVICE_NAME: &str = "devsecops-app";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A worker's pending lines are written at once when they reach this size, bounding both memory
+/// and what a crash can lose even if its event loop never yields.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024;
+
 /// Where log lines go. Standard output in production, a shared buffer in tests.
 pub type LogSink = Box<dyn Write + Send>;
 
-/// Builds the root logger writing JSON lines at `level` and above to `sink`.
+/// How lines are written; see the module documentation for the trade-off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogWrite {
+    /// Group commit per worker event-loop turn.
+    #[default]
+    Batched,
+    /// One write per line, before the logging call returns.
+    Sync,
+}
+
+impl LogWrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogWrite::Batched => "batched",
+            LogWrite::Sync => "sync",
+        }
+    }
+}
+
+impl std::str::FromStr for LogWrite {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "batched" => Ok(LogWrite::Batched),
+            "sync" => Ok(LogWrite::Sync),
+            other => Err(format!("expected batched or sync, got {other:?}")),
+        }
+    }
+}
+
+/// Builds the root logger writing JSON lines at `level` and above to `sink`, in the default mode.
 pub fn logger(sink: LogSink, level: slog::Level) -> Logger {
+    logger_with(sink, level, LogWrite::default())
+}
+
+/// Builds the root logger writing JSON lines at `level` and above to `sink` in `mode`.
+pub fn logger_with(sink: LogSink, level: slog::Level, mode: LogWrite) -> Logger {
+    if mode == LogWrite::Batched {
+        install_panic_flush();
+    }
     let drain = JsonLines {
-        sink: Mutex::new(sink),
+        sink: Arc::new(Sink(Mutex::new(sink))),
+        mode,
     };
     let drain = slog::LevelFilter::new(drain.fuse(), level).fuse();
     Logger::root(drain, o!("service" => SERVICE_NAME, "version" => VERSION))
@@ -75,8 +136,23 @@ thread_local! {
     };
 }
 
+/// The destination, shared by every thread's pending buffer.
+struct Sink(Mutex<LogSink>);
+
+impl Sink {
+    fn write_lines(&self, lines: &[u8]) -> std::io::Result<()> {
+        let mut out = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("log sink poisoned"))?;
+        out.write_all(lines)?;
+        out.flush()
+    }
+}
+
 struct JsonLines {
-    sink: Mutex<LogSink>,
+    sink: Arc<Sink>,
+    mode: LogWrite,
 }
 
 impl Drain for JsonLines {
@@ -88,14 +164,208 @@ impl Drain for JsonLines {
             buffer.0.borrow_mut().clear();
             json.log(record, values)?;
             let line = buffer.0.borrow();
-            let mut sink = self
-                .sink
-                .lock()
-                .map_err(|_| std::io::Error::other("log sink poisoned"))?;
-            sink.write_all(&line)?;
-            sink.flush()
+            if self.mode == LogWrite::Batched && append_on_worker(&self.sink, &line)? {
+                return Ok(());
+            }
+            // Written now: what workers logged to this sink before goes first, so no line
+            // overtakes another.
+            flush_pending(Some(&self.sink));
+            self.sink.write_lines(&line)
         })
     }
+}
+
+/// One thread's lines for one sink that are not written yet.
+struct Pending {
+    sink: Arc<Sink>,
+    /// Taken by its own thread for every line, and by others only to flush (shutdown, panic, a
+    /// synchronous line), so it is practically never contended.
+    lines: Mutex<Vec<u8>>,
+}
+
+impl Pending {
+    fn flush(&self) -> std::io::Result<()> {
+        let Ok(mut lines) = self.lines.lock() else {
+            return Err(std::io::Error::other("pending log lines poisoned"));
+        };
+        Self::write_out(&self.sink, &mut lines)
+    }
+
+    fn write_out(sink: &Sink, lines: &mut Vec<u8>) -> std::io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        // Cleared even when the write fails: a broken sink must not grow memory without bound.
+        let result = sink.write_lines(lines);
+        lines.clear();
+        result
+    }
+}
+
+/// Every thread's pending buffers, so a flush from anywhere (shutdown, panic, a synchronous line,
+/// a test reading its log) writes all of them.
+static PENDING: Mutex<Vec<Weak<Pending>>> = Mutex::new(Vec::new());
+
+/// The batching state of the current thread.
+#[derive(Default)]
+struct Worker {
+    /// Wakes this thread's flush task; present while one runs on the thread's event loop.
+    flusher: Option<Rc<Notify>>,
+    /// This thread's pending buffers, one per sink it has written to (one in practice).
+    pending: Vec<Arc<Pending>>,
+}
+
+impl Drop for Worker {
+    /// The thread is ending (also by unwinding): nothing it logged may stay behind.
+    fn drop(&mut self) {
+        for pending in &self.pending {
+            let _ = pending.flush();
+        }
+    }
+}
+
+thread_local! {
+    static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
+}
+
+/// Appends `line` to this thread's pending buffer when a flush task runs here; `false` when the
+/// line must be written synchronously instead.
+fn append_on_worker(sink: &Arc<Sink>, line: &[u8]) -> std::io::Result<bool> {
+    let appended = WORKER.try_with(|worker| {
+        let Ok(mut worker) = worker.try_borrow_mut() else {
+            return Ok(false);
+        };
+        let Some(flusher) = worker.flusher.clone() else {
+            return Ok(false);
+        };
+        let pending = match worker.pending.iter().find(|p| Arc::ptr_eq(&p.sink, sink)) {
+            Some(pending) => pending.clone(),
+            None => {
+                let pending = Arc::new(Pending {
+                    sink: sink.clone(),
+                    lines: Mutex::new(Vec::with_capacity(MAX_PENDING_BYTES)),
+                });
+                if let Ok(mut all) = PENDING.lock() {
+                    all.retain(|p| p.strong_count() > 0);
+                    all.push(Arc::downgrade(&pending));
+                }
+                worker.pending.push(pending.clone());
+                pending
+            }
+        };
+        drop(worker);
+        let Ok(mut lines) = pending.lines.lock() else {
+            return Err(std::io::Error::other("pending log lines poisoned"));
+        };
+        let first = lines.is_empty();
+        lines.extend_from_slice(line);
+        if lines.len() >= MAX_PENDING_BYTES {
+            Pending::write_out(sink, &mut lines)?;
+        } else if first {
+            flusher.notify_one();
+        }
+        Ok(true)
+    });
+    // During the thread's own teardown the line is written directly.
+    appended.unwrap_or(Ok(false))
+}
+
+/// Starts group commit on the current HTTP worker: spawns its flush task on the worker's event
+/// loop, once per thread. Call it only from code an actix worker runs (the request middleware);
+/// it needs the worker's local task set.
+pub fn batch_on_this_worker() {
+    let started = WORKER.try_with(|worker| {
+        let Ok(mut worker) = worker.try_borrow_mut() else {
+            return;
+        };
+        if worker.flusher.is_some() {
+            return;
+        }
+        let notify = Rc::new(Notify::new());
+        worker.flusher = Some(notify.clone());
+        drop(worker);
+        actix_web::rt::spawn(flush_task(notify));
+    });
+    let _ = started;
+}
+
+/// Writes this thread's pending lines each time the first of a batch wakes it; by then the tasks
+/// that were ready before have run.
+async fn flush_task(notify: Rc<Notify>) {
+    struct Stopped;
+    impl Drop for Stopped {
+        // The event loop is stopping: later lines on this thread are written directly.
+        fn drop(&mut self) {
+            let _ = WORKER.try_with(|worker| {
+                if let Ok(mut worker) = worker.try_borrow_mut() {
+                    worker.flusher = None;
+                }
+            });
+            flush_this_thread();
+        }
+    }
+    let _stopped = Stopped;
+    loop {
+        notify.notified().await;
+        flush_this_thread();
+    }
+}
+
+fn flush_this_thread() {
+    let pending: Vec<Arc<Pending>> = WORKER
+        .try_with(|worker| {
+            worker
+                .try_borrow()
+                .map(|w| w.pending.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    for p in pending {
+        let _ = p.flush();
+    }
+}
+
+/// Writes every thread's pending lines now. The logger does it before each synchronous line;
+/// call it before the process exits outside the normal shutdown (which writes them anyway).
+pub fn flush_all() {
+    flush_pending(None);
+}
+
+/// Writes the pending lines of every thread for `sink`, or for every sink.
+fn flush_pending(sink: Option<&Arc<Sink>>) {
+    let all: Vec<Arc<Pending>> = match PENDING.lock() {
+        Ok(all) => all
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|p| sink.is_none_or(|sink| Arc::ptr_eq(&p.sink, sink)))
+            .collect(),
+        Err(_) => return,
+    };
+    for pending in all {
+        let _ = pending.flush();
+    }
+}
+
+/// On panic, write what is pending before the process may abort. Only `try_lock`: the panic may
+/// have happened while this thread held one of the locks.
+fn install_panic_flush() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(all) = PENDING.try_lock() {
+                for pending in all.iter().filter_map(Weak::upgrade) {
+                    if let (Ok(mut lines), Ok(mut out)) =
+                        (pending.lines.try_lock(), pending.sink.0.try_lock())
+                    {
+                        let _ = out.write_all(&lines).and_then(|()| out.flush());
+                        lines.clear();
+                    }
+                }
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// An in-memory sink whose contents can be read while the logger keeps writing (tests, benchmarks).
@@ -103,7 +373,9 @@ impl Drain for JsonLines {
 pub struct SharedBuffer(pub Arc<Mutex<Vec<u8>>>);
 
 impl SharedBuffer {
+    /// The lines written so far, after every worker's pending lines were written.
     pub fn lines(&self) -> Vec<serde_json::Value> {
+        flush_all();
         let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes)
             .lines()
@@ -112,6 +384,7 @@ impl SharedBuffer {
     }
 
     pub fn text(&self) -> String {
+        flush_all();
         let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
     }
@@ -151,5 +424,163 @@ mod tests {
         assert_eq!(line["version"], VERSION);
         let ts = line["timestamp"].as_str().expect("timestamp is a string");
         OffsetDateTime::parse(ts, &Rfc3339).expect("timestamp is RFC 3339");
+    }
+
+    /// Counts the writes that reach the sink: one `flush` ends each `write_lines`.
+    #[derive(Clone, Default)]
+    struct CountingSink {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        batches: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl CountingSink {
+        fn batches(&self) -> usize {
+            self.batches.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn messages(&self) -> Vec<String> {
+            let bytes = self.bytes.lock().expect("bytes").clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).expect("a whole JSON line");
+                    v["message"].as_str().unwrap_or_default().to_string()
+                })
+                .collect()
+        }
+    }
+
+    impl Write for CountingSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes.lock().expect("bytes").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.batches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_write_setting_parses() {
+        assert_eq!("batched".parse(), Ok(LogWrite::Batched));
+        assert_eq!("SYNC".parse(), Ok(LogWrite::Sync));
+        assert!("async".parse::<LogWrite>().is_err());
+        assert_eq!(LogWrite::default(), LogWrite::Batched);
+    }
+
+    #[test]
+    fn sync_mode_writes_each_line_before_the_call_returns() {
+        let sink = CountingSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Sync);
+        actix_web::rt::System::new().block_on(async {
+            batch_on_this_worker();
+            for i in 0..5 {
+                info!(log, "line"; "n" => i);
+                assert_eq!(sink.batches(), i + 1, "written at once");
+            }
+        });
+    }
+
+    #[test]
+    fn a_worker_writes_the_lines_of_one_turn_together_after_its_ready_tasks() {
+        let sink = CountingSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Batched);
+        actix_web::rt::System::new().block_on(async {
+            batch_on_this_worker();
+            // Ten requests ready in the same turn, each logging one line, then an observer that
+            // was ready before the first line woke the flush task.
+            for i in 0..10 {
+                let log = log.clone();
+                actix_web::rt::spawn(async move { info!(log, "request {}", i) });
+            }
+            let observer = {
+                let sink = sink.clone();
+                actix_web::rt::spawn(async move { sink.batches() })
+            };
+            assert_eq!(
+                observer.await.expect("observer"),
+                0,
+                "nothing written while tasks were ready"
+            );
+            tokio::task::yield_now().await;
+            assert_eq!(sink.batches(), 1, "one write for the turn");
+            let expected: Vec<String> = (0..10).map(|i| format!("request {i}")).collect();
+            assert_eq!(sink.messages(), expected);
+
+            // The next turn is a batch of its own.
+            info!(log, "later");
+            tokio::task::yield_now().await;
+            assert_eq!(sink.batches(), 2);
+        });
+    }
+
+    #[test]
+    fn a_line_written_directly_goes_after_what_workers_logged_before() {
+        let sink = CountingSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Batched);
+        let worker_log = log.clone();
+        let (logged_tx, logged_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                batch_on_this_worker();
+                info!(worker_log, "from the worker");
+                logged_tx.send(()).expect("send");
+                // Blocks the worker's event loop: its flush task cannot run meanwhile.
+                done_rx.recv().expect("recv");
+            })
+        });
+        logged_rx.recv().expect("worker logged");
+        assert!(sink.messages().is_empty(), "still pending on the worker");
+        info!(log, "from the main thread");
+        assert_eq!(sink.messages(), ["from the worker", "from the main thread"]);
+        done_tx.send(()).expect("send");
+        worker.join().expect("worker");
+    }
+
+    #[test]
+    fn pending_lines_survive_a_worker_that_panics_or_stops() {
+        let sink = CountingSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Batched);
+        let worker_log = log.clone();
+        let panicked = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                batch_on_this_worker();
+                info!(worker_log, "before the panic");
+                panic!("handler bug");
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(sink.messages(), ["before the panic"]);
+
+        let worker_log = log.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                batch_on_this_worker();
+                info!(worker_log, "last line before the event loop ends");
+            })
+        })
+        .join()
+        .expect("worker");
+        assert_eq!(
+            sink.messages(),
+            ["before the panic", "last line before the event loop ends"]
+        );
+    }
+
+    #[test]
+    fn a_worker_that_never_yields_still_writes_past_the_size_bound() {
+        let sink = CountingSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Batched);
+        actix_web::rt::System::new().block_on(async {
+            batch_on_this_worker();
+            let filler = "x".repeat(1_000);
+            for _ in 0..(MAX_PENDING_BYTES / 1_000 + 1) {
+                info!(log, "big"; "filler" => &filler);
+            }
+            assert_eq!(sink.batches(), 1, "written at the bound, without yielding");
+        });
     }
 }
