@@ -169,6 +169,24 @@ check_observability() {
     python3 -m pytest -q -p no:cacheprovider observability/tests
 }
 
+# The load test as a user runs it (cargo run -p loadtest): a few seconds against the service it
+# starts itself, every scenario run, zero errors. A smoke, not a speed: no latency rule.
+smoke_loadtest() {
+  local dir
+  dir=$(mktemp -d)
+  cargo run --locked -q -p loadtest -- --users 5 --ramp-up 1s --duration 3s --think-time 20ms..100ms \
+    --p95 off --max-error-rate 0 --reports "$dir"
+  test -s "$dir/report.html"
+  python3 - "$dir/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["requests"] > 0 and s["failed"] == 0, s
+assert {x["name"] for x in s["by_scenario"] if x["iterations"] > 0} == {"browse", "signup", "health"}, s["by_scenario"]
+print(f"load test smoke: {s['requests']} requests, 0 errors")
+PY
+  rm -rf "$dir"
+}
+
 log "installing what the tests need"
 install_tools
 ensure_postgres
@@ -179,6 +197,7 @@ run_step "clippy (deny warnings)" check_clippy
 run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_chain
 run_step "image: static auditable binary, distroless image" build_image
 run_step "unit and integration tests (SQLite, PostgreSQL, the image in Docker)" run_tests
+run_step "load test: goose users against the service, zero errors" smoke_loadtest
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
