@@ -10,70 +10,15 @@ import glob
 import json
 import os
 import re
-import subprocess
-import tempfile
 
 import jsonschema
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHART = os.path.join(ROOT, "k8s", "chart")
-OVERLAYS = os.path.join(ROOT, "k8s", "overlays")
-SHIM = os.path.join(ROOT, "k8s", "scripts", "helm-for-kustomize.sh")
+from renders import CHART, ENVIRONMENTS, OVERLAYS, ROOT, VALUE_SETS, documents, helm_template, kustomize, run
+
 SNAPSHOTS = os.path.join(ROOT, "k8s", "tests", "snapshots")
 SCHEMAS = os.environ.get("DEVSECOPS_SCHEMAS", os.path.join(os.path.dirname(ROOT), "shared", "schemas"))
-ENVIRONMENTS = ["development", "staging", "production"]
-
-# Value sets that between them turn every template and branch on.
-VALUE_SETS = {
-    "default": [],
-    "sqlite-persistent-ingress": ["--set", "database.sqlite.persistence.enabled=true", "--set", "ingress.enabled=true",
-                                  "--set", "namespace.create=true"],
-    "postgres-external-monitoring": ["--set", "database.type=postgres", "--set", "database.postgres.existingSecret=db",
-                                     "--set", "database.postgres.cidr=10.0.0.0/8", "--set", "replicaCount=3",
-                                     "--set", "metrics.serviceMonitor.enabled=true",
-                                     "--set", "metrics.prometheusRule.enabled=true",
-                                     "--set", "metrics.dashboards.enabled=true"],
-    "cloudnativepg-canary-hpa": ["--set", "database.type=postgres", "--set", "database.cloudnativepg.enabled=true",
-                                 "--set", "rollouts.enabled=true", "--set", "autoscaling.enabled=true"],
-    "blue-green": ["--set", "database.type=postgres", "--set", "database.postgres.existingSecret=db",
-                   "--set", "rollouts.enabled=true", "--set", "rollouts.strategy=blueGreen", "--set", "replicaCount=2",
-                   "--set", "auth.existingSecret=token"],
-}
-for env in ENVIRONMENTS:
-    VALUE_SETS[env] = ["-f", os.path.join(OVERLAYS, env, "values.yaml")]
-
-
-def appliance_values():
-    """The values nixos-modules/appliance gives the chart: plain Nix data, evaluated without nixpkgs."""
-    expr = (f"import {ROOT}/nixos-modules/appliance/chart-values.nix {{ hostName = \"devsecops.appliance.internal\"; "
-            "imageRepository = \"127.0.0.1:5000/devsecops-app\"; imageTag = \"0.1.0\"; "
-            "authSecret = \"devsecops-app-auth\"; }")
-    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
-                         capture_output=True, text=True, check=True)
-    path = os.path.join(tempfile.mkdtemp(prefix="appliance-values-"), "values.json")
-    with open(path, "w") as f:
-        f.write(out.stdout)
-    return path
-
-
-# The k3s appliance (nixos-modules/appliance) renders the chart with these values.
-VALUE_SETS["appliance"] = ["-f", appliance_values()]
-
-
-def run(cmd, **kwargs):
-    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-
-
-def helm_template(args, release="devsecops-app"):
-    out = run(["helm", "template", release, CHART, "--namespace", "apps", "--set", "auth.token=t0ken-for-rendering",
-               *args])
-    return out
-
-
-def documents(text):
-    return [d for d in yaml.safe_load_all(text) if d]
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +33,7 @@ def rendered():
 
 @pytest.fixture(scope="module")
 def kustomized():
-    result = {}
-    for env in ENVIRONMENTS:
-        out = run(["kubectl", "kustomize", "--enable-helm", "--helm-command", SHIM, os.path.join(OVERLAYS, env)])
-        assert out.returncode == 0, f"{env}: {out.stderr}"
-        result[env] = documents(out.stdout)
-    return result
+    return {env: kustomize(env) for env in ENVIRONMENTS}
 
 
 def all_rendered(rendered, kustomized):
@@ -246,6 +186,62 @@ def test_values_schema_rejects_wrong_values():
         assert "schema" in out.stderr or "values don't meet" in out.stderr, f"{bad}: {out.stderr}"
 
 
+def integer_paths(schema, path=()):
+    """Every value the values schema types as an integer, with the largest value it allows."""
+    types = schema.get("type")
+    if types == "integer" or (isinstance(types, list) and "integer" in types):
+        yield path, schema.get("maximum", 31536000)
+    for key, sub in schema.get("properties", {}).items():
+        yield from integer_paths(sub, path + (key,))
+    for sub in schema.get("oneOf", []) + schema.get("anyOf", []):
+        yield from integer_paths(sub, path)
+
+
+def scientific_numbers(node, where=""):
+    """Numbers written as 3.1536e+07, or floats where an integer was given: Helm prints values from
+    files (float64 after sigs.k8s.io/yaml) with %v, which switches to exponent form at 1,000,000."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from scientific_numbers(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from scientific_numbers(value, f"{where}[{i}]")
+    elif isinstance(node, float) or (isinstance(node, str) and re.fullmatch(r"[0-9.]+e[+-]?[0-9]+", node)):
+        yield f"{where}: {node!r}"
+
+
+def test_integers_from_values_files_render_as_integers(tmp_path):
+    """helm/helm#12195: `quote` or `{{ }}` of an integer read from a values file prints 31536000 as
+    3.1536e+07, which the service refuses and the API server cannot decode as an integer. Every
+    integer of the schema gets a value of a million or more where the schema allows, from a file."""
+    with open(os.path.join(CHART, "values.schema.json")) as f:
+        schema = json.load(f)
+    values = {}
+    for path, value in integer_paths(schema):
+        node = values
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    values["replicaCount"] = 1
+    if "metricsPort" in values["app"]:
+        values["app"]["metricsPort"] = 65534
+    values.setdefault("podDisruptionBudget", {})["maxUnavailable"] = 2000000
+    seen = 0
+    for strategy in ("canary", "blueGreen"):
+        path = tmp_path / f"{strategy}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        out = helm_template(["-f", str(path), "--set", "database.type=postgres",
+                             "--set", "database.cloudnativepg.enabled=true", "--set", "rollouts.enabled=true",
+                             "--set", f"rollouts.strategy={strategy}", "--set", "autoscaling.enabled=true",
+                             "--set", "ingress.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"])
+        assert out.returncode == 0, out.stderr
+        for doc in documents(out.stdout):
+            bad = list(scientific_numbers(doc, f"{doc['kind']}/{doc['metadata']['name']}"))
+            assert not bad, bad
+            seen += 1
+    assert seen > 20
+
+
 def test_refuses_combinations_that_cannot_work():
     cases = {
         "supports one replica only": ["--set", "replicaCount=2"],
@@ -309,18 +305,6 @@ def test_monitoring_resources_come_from_observability(rendered):
     service = next(d for d in docs if d["kind"] == "Service")
     # The rules select job="devsecops-app": the ServiceMonitor takes the job from this label.
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "devsecops-app"
-
-
-def test_network_policies_deny_by_default_and_allow_only_what_is_needed(rendered):
-    docs = rendered["postgres-external-monitoring"]
-    policies = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
-    assert policies["deny"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policies["deny"]
-    ingress_from = policies["ingress"]["ingress"][0]["from"]
-    namespaces = [f["namespaceSelector"]["matchLabels"] for f in ingress_from if "namespaceSelector" in f]
-    assert {"kubernetes.io/metadata.name": "ingress-nginx"} in namespaces
-    assert {"kubernetes.io/metadata.name": "monitoring"} in namespaces
-    ports = {p["port"] for rule in policies["egress"]["egress"] for p in rule["ports"]}
-    assert ports == {53, 5432}
 
 
 def test_chart_version_follows_the_workspace():

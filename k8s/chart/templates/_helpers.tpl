@@ -26,6 +26,14 @@ app.kubernetes.io/name: {{ include "devsecops-app.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The helm test pod: its own name, so that neither the workload's selector nor its policies
+select it. */}}
+{{- define "devsecops-app.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "devsecops-app.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end -}}
+
 {{- define "devsecops-app.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "devsecops-app.fullname" .) .Values.serviceAccount.name -}}
@@ -68,6 +76,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Refuse value combinations that cannot work, with a message naming the values. */}}
 {{- define "devsecops-app.validate" -}}
+{{- if eq (int64 .Values.app.port) (int64 .Values.app.metricsPort) -}}
+{{- fail "app.port and app.metricsPort must differ: the metrics port is never routed by the ingress" -}}
+{{- end -}}
 {{- if eq .Values.database.type "sqlite" -}}
 {{- if or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled -}}
 {{- fail "database.type=sqlite supports one replica only: set replicaCount=1 and autoscaling.enabled=false, or use database.type=postgres" -}}
@@ -122,13 +133,13 @@ spec:
       type: RuntimeDefault
   {{- if .Values.topologySpread.enabled }}
   topologySpreadConstraints:
-    - maxSkew: {{ .Values.topologySpread.maxSkew }}
+    - maxSkew: {{ .Values.topologySpread.maxSkew | int64 }}
       topologyKey: topology.kubernetes.io/zone
       whenUnsatisfiable: ScheduleAnyway
       labelSelector:
         matchLabels:
           {{- include "devsecops-app.selectorLabels" . | nindent 10 }}
-    - maxSkew: {{ .Values.topologySpread.maxSkew }}
+    - maxSkew: {{ .Values.topologySpread.maxSkew | int64 }}
       topologyKey: kubernetes.io/hostname
       whenUnsatisfiable: ScheduleAnyway
       labelSelector:
@@ -153,7 +164,10 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       ports:
         - name: http
-          containerPort: {{ .Values.app.port }}
+          containerPort: {{ .Values.app.port | int64 }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ .Values.app.metricsPort | int64 }}
           protocol: TCP
       envFrom:
         - configMapRef:
@@ -191,7 +205,7 @@ spec:
       lifecycle:
         preStop:
           sleep:
-            seconds: {{ .Values.shutdown.preStopSleepSeconds }}
+            seconds: {{ .Values.shutdown.preStopSleepSeconds | int64 }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
       volumeMounts:

@@ -1,0 +1,131 @@
+"""What the rendered NetworkPolicies allow, evaluated (netpol.py) on a model cluster with the pods
+each target really has: the release's pods and its helm test pod as rendered, the ingress controller
+where each target runs it, Prometheus, DNS, the database, and strangers. Each allow is a case; so is
+the default deny around it."""
+
+import pytest
+
+from netpol import Cluster, Endpoint
+from renders import NAMESPACE, VALUE_SETS, documents, helm_template
+
+CONTROLLERS = {
+    # k3s (the appliance and the chart's default): Traefik from its HelmChart in kube-system
+    # (k3s-io/k3s manifests/traefik.yaml), labelled by the Traefik chart.
+    "k3s": Endpoint("traefik", "kube-system", {"app.kubernetes.io/name": "traefik",
+                                                "app.kubernetes.io/instance": "traefik-kube-system"}, "10.42.0.5"),
+    # MicroK8s' ingress addon: namespace `ingress` (canonical/microk8s-core-addons addons/ingress).
+    "microk8s": Endpoint("traefik", "ingress", {"app.kubernetes.io/name": "traefik",
+                                                 "app.kubernetes.io/instance": "traefik-ingress"}, "10.1.0.5"),
+}
+TARGET_OF = {"default": "k3s", "appliance": "k3s", "microk8s-development": "microk8s"}
+NAMESPACES = {NAMESPACE: {}, "kube-system": {}, "ingress": {}, "monitoring": {}, "other": {}}
+
+
+def render(name):
+    out = helm_template(VALUE_SETS[name])
+    assert out.returncode == 0, out.stderr
+    return documents(out.stdout)
+
+
+def pod(docs, kind):
+    """The pod a workload (or the helm test hook) makes, with its labels and named ports."""
+    for doc in docs:
+        if doc["kind"] == kind:
+            template = doc["spec"]["template"] if kind != "Pod" else doc
+            ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
+                     for c in template["spec"]["containers"] for p in c.get("ports", []) if "name" in p}
+            return Endpoint(f"{kind} pod", NAMESPACE, template["metadata"]["labels"], "10.42.1.10", ports)
+    raise AssertionError(f"no {kind}")
+
+
+@pytest.fixture(params=sorted(TARGET_OF), scope="module")
+def world(request):
+    docs = render(request.param)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    app = pod(docs, "Deployment")
+    return {
+        "name": request.param,
+        "cluster": Cluster(policies, NAMESPACES),
+        "app": app,
+        "test": pod(docs, "Pod"),
+        "controller": CONTROLLERS[TARGET_OF[request.param]],
+        "prometheus": Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, "10.42.2.2"),
+        "dns": Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, "10.42.0.2"),
+        "neighbour": Endpoint("neighbour", NAMESPACE, {"app": "other"}, "10.42.1.20", {"http": (8080, "TCP")}),
+        "stranger": Endpoint("stranger", "other", {"app.kubernetes.io/name": "traefik"}, "10.42.3.3"),
+        "internet": Endpoint("internet", None, {}, "203.0.113.9"),
+        "http": app.ports["http"][0],
+        "metrics": app.ports["metrics"][0],
+    }
+
+
+def test_default_deny_refuses_everything_not_listed(world):
+    c, app = world["cluster"], world["app"]
+    for who in ("neighbour", "stranger", "internet"):
+        for port in (world["http"], world["metrics"]):
+            assert not c.allows(world[who], app, port), f"{world['name']}: {who} -> app:{port}"
+    assert not c.allows(app, world["neighbour"], 8080), "egress to a neighbour"
+    assert not c.allows(app, world["internet"], 443), "egress to the internet"
+    assert not c.allows(app, world["prometheus"], 9090), "egress to Prometheus"
+
+
+def test_the_ingress_controller_reaches_the_http_port_and_never_the_metrics_port(world):
+    c, app, controller = world["cluster"], world["app"], world["controller"]
+    assert c.allows(controller, app, world["http"]), world["name"]
+    assert not c.allows(controller, app, world["metrics"]), world["name"]
+    other = CONTROLLERS["microk8s" if TARGET_OF[world["name"]] == "k3s" else "k3s"]
+    assert not c.allows(other, app, world["http"]), "the other target's controller"
+
+
+def test_prometheus_reaches_the_metrics_port_only(world):
+    c, app = world["cluster"], world["app"]
+    assert c.allows(world["prometheus"], app, world["metrics"])
+    assert not c.allows(world["prometheus"], app, world["http"])
+
+
+def test_the_app_resolves_names(world):
+    c, app, dns = world["cluster"], world["app"], world["dns"]
+    assert c.allows(app, dns, 53, "UDP") and c.allows(app, dns, 53, "TCP")
+    assert not c.allows(app, dns, 80)
+
+
+def test_helm_test_pod_reaches_the_app_and_nothing_else(world):
+    c, app, test = world["cluster"], world["app"], world["test"]
+    assert c.allows(test, app, world["http"]), "helm test cannot reach the service"
+    assert not c.allows(test, app, world["metrics"])
+    assert c.allows(test, world["dns"], 53, "UDP")
+    assert not c.allows(test, world["neighbour"], 8080)
+    assert not c.allows(test, world["internet"], 443)
+    assert not c.allows(world["neighbour"], test, 8080), "nothing connects to the test pod"
+
+
+def test_database_egress_goes_to_the_database_only():
+    external = Cluster([d for d in render("postgres-external-monitoring") if d["kind"] == "NetworkPolicy"], NAMESPACES)
+    app = pod(render("postgres-external-monitoring"), "Deployment")
+    assert external.allows(app, Endpoint("db", None, {}, "10.20.30.40"), 5432)
+    assert not external.allows(app, Endpoint("db", None, {}, "10.20.30.40"), 22)
+    assert not external.allows(app, Endpoint("elsewhere", None, {}, "192.168.1.1"), 5432)
+    docs = render("cloudnativepg-canary-hpa")
+    cnpg = Cluster([d for d in docs if d["kind"] == "NetworkPolicy"], NAMESPACES)
+    app = pod(docs, "Rollout")
+    primary = Endpoint("db-1", NAMESPACE, {"cnpg.io/cluster": "devsecops-app-db"}, "10.42.1.30")
+    assert cnpg.allows(app, primary, 5432)
+    assert not cnpg.allows(app, Endpoint("other-db", NAMESPACE, {"cnpg.io/cluster": "other-db"}, "10.42.1.31"), 5432)
+    sqlite = Cluster([d for d in render("default") if d["kind"] == "NetworkPolicy"], NAMESPACES)
+    assert not sqlite.allows(pod(render("default"), "Deployment"), primary, 5432), "SQLite needs no database egress"
+
+
+def test_the_evaluator_follows_the_api_semantics():
+    """The evaluator itself on the reference cases: no policy allows all, an empty ingress list
+    denies all, policies add up, a named port resolves on the destination."""
+    a = Endpoint("a", "ns", {"app": "a"}, "10.0.0.1", {"web": (8080, "TCP")})
+    b = Endpoint("b", "ns", {"app": "b"}, "10.0.0.2")
+    meta = {"namespace": "ns", "name": "p"}
+    assert Cluster([], {"ns": {}}).allows(b, a, 8080)
+    deny = {"metadata": meta, "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "ingress": []}}
+    assert not Cluster([deny], {"ns": {}}).allows(b, a, 8080)
+    allow = {"metadata": meta, "spec": {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}],
+                                                                          "ports": [{"port": "web"}]}]}}
+    both = Cluster([deny, allow], {"ns": {}})
+    assert both.allows(b, a, 8080) and not both.allows(b, a, 8081)
+    assert both.allows(a, b, 9999) is False, "b is selected by the allow policy and has no port named web"
