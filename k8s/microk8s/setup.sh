@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a single-node MicroK8s on Ubuntu with the platform: addons (dns, ingress, metrics-server,
-# hostpath storage, registry), then Prometheus, Loki, Alloy, Grafana (datasources and the project's
-# dashboards provisioned), Jenkins, SonarQube and devsecops-app itself, each with its values file
-# from k8s/platform/ and k8s/overlays/. Safe to run again: it skips what is already in place.
+# hostpath storage, registry), then Prometheus (with the project's rules and Alertmanager routes),
+# Loki, Alloy, Grafana (datasources and the project's dashboards, delivered once), Jenkins,
+# SonarQube, the operators the environment's chart needs (Argo Rollouts, CloudNativePG) and
+# devsecops-app itself, each with its values file from k8s/platform/ and k8s/overlays/. Safe to run
+# again: it skips what is already in place. On a fresh host the user joins the microk8s group (in
+# effect from the next login); until then this script reaches MicroK8s through sudo.
 #
 #   k8s/microk8s/setup.sh [--dry-run] [--env development|staging|production] [--skip-ci]
 #
@@ -18,7 +21,7 @@ MONITORING_NS=monitoring
 CI_NS=ci
 CHANNEL="${MICROK8S_CHANNEL:-1.32/stable}"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,8 +45,24 @@ run() {
   fi
 }
 
-kubectl_() { microk8s kubectl "$@"; }
-helm_() { microk8s helm3 "$@"; }
+# How MicroK8s is reached: directly when this user may (root, or a member of the microk8s group in
+# this session), else through sudo: `microk8s status` refuses with "Insufficient permissions".
+MICROK8S=(microk8s)
+kubectl_() { "${MICROK8S[@]}" kubectl "$@"; }
+helm_() { "${MICROK8S[@]}" helm3 "$@"; }
+
+ensure_access() {
+  if [ "$(id -u)" -eq 0 ] || id -nG | tr ' ' '\n' | grep -qx microk8s; then
+    return 0
+  fi
+  local user
+  user=$(id -un)
+  say "adding $user to the microk8s group (in effect from the next login); sudo until then"
+  if ! getent group microk8s | cut -d: -f4 | tr ',' '\n' | grep -qx "$user"; then
+    run sudo usermod -a -G microk8s "$user"
+  fi
+  MICROK8S=(sudo microk8s)
+}
 
 ensure_microk8s() {
   if command -v microk8s >/dev/null 2>&1; then
@@ -52,8 +71,9 @@ ensure_microk8s() {
     say "installing microk8s ($CHANNEL)"
     run sudo snap install microk8s --classic --channel="$CHANNEL"
   fi
+  ensure_access
   if [ "$DRY_RUN" -eq 0 ]; then
-    microk8s status --wait-ready >/dev/null
+    "${MICROK8S[@]}" status --wait-ready >/dev/null
   fi
 }
 
@@ -61,7 +81,7 @@ enabled_addons() {
   if [ "$DRY_RUN" -eq 1 ] && ! command -v microk8s >/dev/null 2>&1; then
     return 0
   fi
-  microk8s status --format short 2>/dev/null | awk -F': ' '$2 == "enabled" {sub(/^.*\//, "", $1); print $1}'
+  "${MICROK8S[@]}" status --format short 2>/dev/null | awk -F': ' '$2 == "enabled" {sub(/^.*\//, "", $1); print $1}'
 }
 
 ensure_addons() {
@@ -71,7 +91,7 @@ ensure_addons() {
     if grep -qx "$addon" <<<"$enabled"; then
       say "addon $addon already enabled"
     else
-      run microk8s enable "$addon"
+      run "${MICROK8S[@]}" enable "$addon"
     fi
   done
 }
@@ -113,14 +133,45 @@ release() {
   run helm_ upgrade --install "$name" "$chart" --namespace "$ns" --wait --timeout 10m "$@"
 }
 
+# The service's values on this path: the environment's own, then MicroK8s' facts.
+APP_VALUES=(-f "$ROOT/k8s/overlays/$ENVIRONMENT/values.yaml" -f "$ROOT/k8s/platform/devsecops-app-microk8s.yaml")
+
+# Kinds of the service's render for this environment: a Rollout needs Argo Rollouts, a Cluster
+# CloudNativePG. Rendered with the same chart and values the release uses.
+needed_kinds() {
+  local helm=(helm_)
+  if ! command -v microk8s >/dev/null 2>&1; then
+    command -v helm >/dev/null 2>&1 || { echo "neither microk8s nor helm: cannot render the chart" >&2; return 1; }
+    helm=(helm)
+  fi
+  "${helm[@]}" template devsecops-app "$ROOT/k8s/chart" "${APP_VALUES[@]}" | sed -n 's/^kind: //p' | sort -u
+}
+
+# The project's Alertmanager routes as the prometheus chart's alertmanager.config value.
+alertmanager_values() {
+  local file="$WORK/alertmanager-values.yaml"
+  { printf 'alertmanager:\n  config:\n'; sed 's/^/    /' "$ROOT/observability/alertmanager/alertmanager.yml"; } > "$file"
+  echo "$file"
+}
+
 main() {
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
   ensure_microk8s
   ensure_addons
+  local kinds
+  kinds=$(needed_kinds)
 
   ensure_repo prometheus-community https://prometheus-community.github.io/helm-charts
   ensure_repo grafana https://grafana.github.io/helm-charts
   ensure_repo jenkins https://charts.jenkins.io
   ensure_repo sonarqube https://SonarSource.github.io/helm-chart-sonarqube
+  if grep -qx Rollout <<<"$kinds"; then
+    ensure_repo argo https://argoproj.github.io/argo-helm
+  fi
+  if grep -qx Cluster <<<"$kinds"; then
+    ensure_repo cnpg https://cloudnative-pg.github.io/charts
+  fi
   run helm_ repo update
 
   # Observability: privileged agents (Alloy reads node logs) get baseline, everything else restricted.
@@ -128,11 +179,18 @@ main() {
   ensure_configmap_from_file "$MONITORING_NS" devsecops-app-rules \
     "$ROOT/observability/prometheus/rules/devsecops-app.rules.yml"
   release prometheus prometheus-community/prometheus "$MONITORING_NS" \
-    -f "$ROOT/k8s/platform/prometheus-values.yaml"
+    -f "$ROOT/k8s/platform/prometheus-values.yaml" -f "$(alertmanager_values)"
   release loki grafana/loki "$MONITORING_NS" -f "$ROOT/k8s/platform/loki-values.yaml"
   release alloy grafana/alloy "$MONITORING_NS" -f "$ROOT/k8s/platform/alloy-values.yaml" \
     --set-file "alloy.configMap.content=$ROOT/observability/alloy/config.alloy"
   release grafana grafana/grafana "$MONITORING_NS" -f "$ROOT/k8s/platform/grafana-values.yaml"
+  # The dashboards once, for every environment: ConfigMaps with fixed names in the shared namespace
+  # cannot belong to each environment's release.
+  if [ "$DRY_RUN" -eq 1 ]; then
+    run kubectl_ apply -k "$ROOT/observability/grafana" -n "$MONITORING_NS"
+  else
+    kubectl_ apply -k "$ROOT/observability/grafana" -n "$MONITORING_NS" >/dev/null
+  fi
 
   if [ "$SKIP_CI" -eq 0 ]; then
     ensure_namespace "$CI_NS" baseline
@@ -140,8 +198,16 @@ main() {
     release sonarqube sonarqube/sonarqube "$CI_NS" -f "$ROOT/k8s/platform/sonarqube-values.yaml"
   fi
 
-  # The service, with the environment's values, its dashboards for the Grafana sidecar and its
-  # ServiceMonitor-free scrape (annotations are read by the Prometheus chart).
+  # The operators the environment's custom resources need, with their CRDs.
+  if grep -qx Rollout <<<"$kinds"; then
+    release argo-rollouts argo/argo-rollouts argo-rollouts --create-namespace
+  fi
+  if grep -qx Cluster <<<"$kinds"; then
+    release cnpg cnpg/cloudnative-pg cnpg-system --create-namespace
+  fi
+
+  # The service, with the environment's values and MicroK8s' (ingress class and namespace, pod
+  # network, the Prometheus the analysis asks; k8s/platform/prometheus-values.yaml scrapes it).
   local app_ns="devsecops-$ENVIRONMENT"
   ensure_namespace "$app_ns" restricted
   if [ "$DRY_RUN" -eq 1 ] || ! kubectl_ -n "$app_ns" get secret devsecops-app-auth >/dev/null 2>&1; then
@@ -153,16 +219,7 @@ main() {
         --from-literal=api-token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     fi
   fi
-  release devsecops-app "$ROOT/k8s/chart" "$app_ns" \
-    -f "$ROOT/k8s/overlays/$ENVIRONMENT/values.yaml" \
-    --set auth.existingSecret=devsecops-app-auth \
-    --set metrics.serviceMonitor.enabled=false \
-    --set metrics.prometheusRule.enabled=false \
-    --set metrics.dashboards.enabled=true \
-    --set "metrics.dashboards.namespace=$MONITORING_NS" \
-    --set-string 'podAnnotations.prometheus\.io/scrape=true' \
-    --set-string 'podAnnotations.prometheus\.io/port=8080' \
-    --set networkPolicy.ingressController.namespaceSelector.kubernetes\\.io/metadata\\.name=ingress
+  release devsecops-app "$ROOT/k8s/chart" "$app_ns" "${APP_VALUES[@]}"
   run helm_ test devsecops-app --namespace "$app_ns"
   say "done: Grafana at http://grafana.local (see k8s/platform/grafana-values.yaml), the service in $app_ns"
 }
