@@ -160,6 +160,14 @@ check_kubernetes() {
     python3 -m pytest -q -p no:cacheprovider k8s/tests
 }
 
+# Every rendered configuration in the real Docker engine (tests/render): each pod spec of the chart's
+# value sets and overlays as the kubelet runs it, compose.yaml's app, the NixOS module's unit; probes,
+# preStop and SIGTERM within the grace period. Builds the image when this run has not.
+check_renders() {
+  docker image inspect "$DEVSECOPS_IMAGE" >/dev/null 2>&1 || build_image
+  NIXPKGS_LIB="${NIXPKGS_LIB:-$PWD/../shared/nixpkgs-lib}" python3 -m pytest -q -p no:cacheprovider tests/render
+}
+
 # Rules (promtool check and unit tests), Alertmanager routes (amtool), dashboards (schema, generator,
 # conventions), Loki and Alloy configs, and the end-to-end run against the real Prometheus server.
 check_observability() {
@@ -201,6 +209,7 @@ run_step "load test: goose users against the service, zero errors" smoke_loadtes
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
+run_step "every rendered configuration runs: chart value sets and overlays, compose, NixOS unit" check_renders
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "Nix: parse, lint, lock pins, image and appliance data, modules and their systemd units, VM test commands, flake derivations, yanked crates" scripts/check-nix.sh
 run_step "devsecops scan: the project gates itself" gate_self
