@@ -64,7 +64,8 @@ def test_compose_file_is_valid_and_keeps_its_promises():
     services = raw["services"]
     assert set(services) >= {"app", "db", "prometheus", "alertmanager", "loki", "alloy", "grafana"}
     for name, service in services.items():
-        assert "healthcheck" in service, f"{name}: no health check"
+        one_shot = service.get("restart") == "no"
+        assert "healthcheck" in service or one_shot, f"{name}: no health check"
         image = service["image"]
         assert not image.endswith(":latest") and ":" in image, f"{name}: unpinned image {image}"
         for port in service.get("ports", []):
@@ -77,3 +78,55 @@ def test_compose_file_is_valid_and_keeps_its_promises():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             assert source.startswith(("./", "/var/run/docker.sock")) or source in raw["volumes"], volume
+
+
+# What the images compose.yaml runs contain, read from their Dockerfiles (the tag compose pins):
+# the user they run as, the paths that user owns in the image (a new named volume mounted there
+# takes that ownership; anywhere else it is root's), and the programs a CMD health check can call.
+# grafana/loki cmd/loki/Dockerfile: distroless static:debug with busybox, USER 10001, owns /loki.
+# grafana/alloy Dockerfile: Ubuntu with ca-certificates, libsystemd0 and tzdata only (bash, grep,
+# head from the base; no wget or curl). prom/prometheus and prom/alertmanager: busybox base, USER
+# nobody, /prometheus and /alertmanager owned. grafana/grafana: Alpine, USER 472, owns
+# /var/lib/grafana. postgres: runs its entrypoint as root and hands its data directory over itself.
+IMAGE_FACTS = {
+    "grafana/loki": {"user": 10001, "owns": ["/loki"], "programs": {"wget", "sh", "chown", "/busybox/chown"}},
+    "grafana/alloy": {"user": 0, "owns": ["/"], "programs": {"bash", "grep", "head", "sh"}},
+    "prom/prometheus": {"user": 65534, "owns": ["/prometheus"], "programs": {"wget", "sh"}},
+    "prom/alertmanager": {"user": 65534, "owns": ["/alertmanager"], "programs": {"wget", "sh"}},
+    "grafana/grafana": {"user": 472, "owns": ["/var/lib/grafana"], "programs": {"wget", "sh"}},
+    "postgres": {"user": 0, "owns": ["/"], "programs": {"pg_isready", "sh"}},
+}
+
+
+def test_compose_services_can_start_with_their_images():
+    """Health checks call programs their image has, and a named volume mounted where a non-root
+    image's user does not own the path is handed over first by a one-shot step."""
+    import yaml
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "compose.yaml")) as f:
+        services = yaml.safe_load(f)["services"]
+    for name, service in services.items():
+        image = service["image"].rsplit(":", 1)[0]
+        if image.startswith("${"):
+            continue  # the service's own image: tests/render runs it
+        facts = IMAGE_FACTS.get(image)
+        assert facts, f"{name}: nothing is known here about {image}"
+        test = service.get("healthcheck", {}).get("test")
+        if test:
+            program = test[1].split()[0] if test[0] == "CMD-SHELL" else test[1]
+            assert program in facts["programs"], f"{name}: health check runs {program}, which {image} lacks"
+        if service.get("entrypoint"):
+            assert service["entrypoint"][0] in facts["programs"], f"{name}: {service['entrypoint'][0]} missing"
+        user = int(str(service.get("user", facts["user"])).split(":")[0])
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith(("./", "/")) or user == 0:
+                continue
+            if any(target == p or target.startswith(p.rstrip("/") + "/") for p in facts["owns"]):
+                continue
+            prepared = [n for n, dep in service.get("depends_on", {}).items()
+                        if dep.get("condition") == "service_completed_successfully"
+                        and any(v.split(":")[0] == source for v in services[n].get("volumes", []))
+                        and str(services[n].get("user")) == "0"
+                        and f"{user}:" in " ".join(services[n].get("entrypoint", []))]
+            assert prepared, f"{name}: volume {source} at {target} is root's, and {image} runs as {user}"
