@@ -8,6 +8,7 @@ jenkins-credentials Secret."""
 import base64
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -19,8 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "k8s" / "platform" / "sonarqube-webhook.sh"
-TOKEN = "squ_0123456789abcdef0123456789abcdef01234567"
-SECRET = "5f0c2b9d8e7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c"
+# Made per run: a literal would be a committed credential to every secret scanner.
+TOKEN = "squ_" + secrets.token_hex(20)
+SECRET = secrets.token_hex(32)
 JENKINS_URL = "http://jenkins.ci.svc.cluster.local:8080/sonarqube-webhook/"
 
 
