@@ -188,7 +188,6 @@ fn hostile_inputs_fail_with_file_and_position() {
         ("gitleaks", "wrong-shape.json", br#"{"RuleID": 1}"#.to_vec(), "not a gitleaks JSON report: expected an array"),
         ("hadolint", "wrong-element.json", br#"[{"code": 1}]"#.to_vec(), "line 1, column"),
         ("sarif", "nested.sarif", format!(r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"x"}}}},"results":[{{"message":{{"text":"m"}},"properties":{}{}}}]}}]}}"#, "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "recursion limit"),
-        ("clippy", "bad-line.ndjson", b"{\"reason\":\"compiler-message\"}\n{bad\n".to_vec(), "line 2"),
         ("cyclonedx", "not-cyclonedx.json", br#"{"bomFormat": "SPDX"}"#.to_vec(), "not CycloneDX"),
         ("checkov", "empty.json", b"".to_vec(), "truncated JSON"),
     ];
@@ -205,6 +204,18 @@ fn hostile_inputs_fail_with_file_and_position() {
         );
         assert!(text.contains(expect), "{name}: {text}");
     }
+    // One bad record of a stream costs only itself, with a warning naming its line.
+    let path = dir.path().join("bad-line.ndjson");
+    std::fs::write(&path, b"{\"reason\":\"compiler-message\"}\n{bad\n").expect("write");
+    let parsed = parse("clippy", &path).expect("the good record is read");
+    assert!(
+        parsed
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("line 2 skipped")),
+        "{:?}",
+        parsed.warnings
+    );
     let missing = parse("sarif", Path::new("/nonexistent/report.sarif")).expect_err("missing file");
     assert!(missing.to_string().contains("/nonexistent/report.sarif"));
     let unknown = parse("nessus", &fixture("hadolint.json")).expect_err("unknown tool");

@@ -62,7 +62,11 @@ def test_junit_is_well_formed_and_counts_match(tmp_path):
     assert int(root.get("tests")) == len(cases)
     assert int(root.get("failures")) == len(failures) > 0
     summary = json.loads((reports / "devsecops.json").read_text())
-    assert len(summary["findings"]) == len(cases)
+    finding_cases = [c for s in root.findall("testsuite") if s.get("name") != "run" for c in s.findall("testcase")]
+    assert len(summary["findings"]) == len(finding_cases)
+    # The run suite lists the advisory database cargo-audit used.
+    run = [s for s in root.findall("testsuite") if s.get("name") == "run"]
+    assert run and any("RustSec advisory-db" in c.get("name") for c in run[0].findall("testcase"))
     assert sum(1 for f in summary["findings"] if f["fails"]) == len(failures)
 
 
@@ -170,3 +174,210 @@ def test_nix_closure_sbom_from_a_real_store_path_is_valid_cyclonedx(tmp_path):
     # A broken BOM is rejected by the same validator: the check can fail.
     broken = dict(bom, specVersion="1.5", components=[{"type": "spaceship", "name": "x"}])
     assert list(cyclonedx_validator().iter_errors(broken))
+
+
+# The CSP Jenkins serves published reports with: jenkinsci/jenkins core/src/main/java/hudson/model/
+# DirectoryBrowserSupport.java, DEFAULT_CSP_VALUE (system property hudson.model.DirectoryBrowserSupport.CSP).
+JENKINS_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'self';"
+
+
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe: commands on
+    fd 3, events and answers on fd 4, each message JSON ended by a NUL byte). Used instead of a page
+    script because under the sandboxed CSP no script runs at all."""
+
+    def __init__(self):
+        import shutil
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        assert browser, "chromium is missing: scripts/test.sh installs it (apt-get install chromium)"
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def setup():
+            os.dup2(to_browser_r, 3)
+            os.dup2(from_browser_w, 4)
+
+        self.proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+                                      "--window-size=1400,1000", "about:blank"],
+                                     close_fds=False, preexec_fn=setup,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer = b""
+        self._next = 0
+        self.events = []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def _read(self, deadline):
+        import select
+        import time
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            assert left > 0, "no answer from chromium"
+            ready, _, _ = select.select([self._from_browser], [], [], left)
+            if ready:
+                chunk = os.read(self._from_browser, 1 << 20)
+                assert chunk, "chromium closed the pipe"
+                self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method, session=None, **params):
+        import time
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + 30
+        while True:
+            reply = self._read(deadline)
+            if reply.get("id") == self._next:
+                assert "error" not in reply, reply
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def page(self, method, **params):
+        return self.call(method, session=self.session, **params)
+
+    def wait_for(self, method, timeout=30):
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, event in enumerate(self.events):
+                if event.get("method") == method:
+                    return self.events.pop(i)
+            self.events.append(self._read(deadline))
+
+    def open(self, url):
+        for domain in ("Page", "DOM", "CSS", "Log", "Audits"):
+            self.page(f"{domain}.enable")
+        self.page("Page.navigate", url=url)
+        self.wait_for("Page.loadEventFired")
+        self.root = self.page("DOM.getDocument", depth=-1)["root"]["nodeId"]
+
+    def select(self, selector):
+        return self.page("DOM.querySelectorAll", nodeId=self.root, selector=selector)["nodeIds"]
+
+    def style(self, node, prop):
+        computed = self.page("CSS.getComputedStyleForNode", nodeId=node)["computedStyle"]
+        return next(p["value"] for p in computed if p["name"] == prop)
+
+    def click(self, selector):
+        (node,) = self.select(selector)
+        self.page("DOM.scrollIntoViewIfNeeded", nodeId=node)
+        quad = self.page("DOM.getBoxModel", nodeId=node)["model"]["content"]
+        x, y = sum(quad[0::2]) / 4, sum(quad[1::2]) / 4
+        for kind in ("mousePressed", "mouseReleased"):
+            self.page("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def csp_violations(self):
+        """CSP problems the page reported: DevTools issues and console/log entries about the CSP."""
+        out = []
+        for event in self.events:
+            params = event.get("params", {})
+            if event.get("method") == "Audits.issueAdded" and params["issue"]["code"] == "ContentSecurityPolicyIssue":
+                out.append(params["issue"]["details"])
+            if event.get("method") == "Log.entryAdded" and "Content Security Policy" in params["entry"].get("text", ""):
+                out.append(params["entry"]["text"])
+        return out
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+def serve_with_csp(directory, csp):
+    """A local HTTP server for `directory` that sends exactly `csp` as Content-Security-Policy."""
+    import functools
+    import http.server
+    import threading
+
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def end_headers(self):
+            self.send_header("Content-Security-Policy", csp)
+            super().end_headers()
+
+        def log_message(self, fmt, *args):
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, requested
+
+
+def test_dashboard_works_under_the_csp_jenkins_serves_reports_with(tmp_path):
+    reports = run_pipeline(tmp_path)
+    findings = json.loads((reports / "devsecops.json").read_text())["findings"]
+    # A page that breaks the CSP (an inline style) proves the violation check can fail.
+    (reports / "inline.html").write_text("<!DOCTYPE html><html><head><style>body{color:red}</style></head><body>x</body></html>")
+    server, requested = serve_with_csp(reports, JENKINS_CSP)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    chrome = DevTools()
+    try:
+        chrome.open(f"{base}/inline.html")
+        assert chrome.csp_violations(), "an inline style under the Jenkins CSP must be reported"
+        chrome.events.clear()
+
+        chrome.open(f"{base}/security-dashboard.html")
+        assert "/security-dashboard.css" in requested, requested
+        (body,) = chrome.select("body")
+        assert chrome.style(body, "background-color") == "rgb(15, 23, 42)", "the stylesheet applies"
+        ready = chrome.page("DOM.getAttributes", nodeId=body)["attributes"]
+        assert ready[ready.index("data-ready") + 1] == "false", "the sandbox runs no script: the filters must not need one"
+
+        rows = chrome.select("#findings tbody tr.f")
+        assert len(rows) == len(findings)
+
+        def shown():
+            return sum(1 for r in rows if chrome.style(r, "display") != "none")
+
+        assert shown() == len(findings)
+        chrome.click("label[for=sev-critical]")
+        critical = sum(1 for f in findings if f["severity"] == "critical")
+        assert 0 < critical < len(findings) and shown() == critical, "the severity filter works without script"
+        chrome.click("label[for=sev-any]")
+        chrome.click("label[for=cat-iac]")
+        chrome.click("label[for=state-new]")
+        new_iac = sum(1 for f in findings if f["state"] == "new" and f["category"] == "iac" and "suppressed_by" not in f)
+        assert 0 < new_iac < len(findings) and shown() == new_iac, "category and state filters combine"
+        assert not chrome.csp_violations(), chrome.csp_violations()
+    finally:
+        chrome.close()
+        server.shutdown()
+
+
+def test_open_sarif_leaves_out_accepted_results_and_is_valid(tmp_path):
+    reports = run_pipeline(tmp_path)
+    # Accept some: a baseline of everything, then one new finding appears; suppress one rule.
+    subprocess.run([BIN, "baseline"], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "devsecops.toml").write_text('[policy]\nmode = "all"\n')
+    suppressions = tmp_path / ".devsecops" / "suppressions.toml"
+    suppressions.write_text('[[suppression]]\nrule = "DL3007"\njustification = "pinned by digest in production builds"\n'
+                            'owner = "platform-team"\nexpires = 2099-01-01\n')
+    out = subprocess.run([BIN, "ingest", "--tool", "shellcheck", os.path.join(FIXTURES, "shellcheck.json")],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    subprocess.run([BIN, "report"], cwd=tmp_path, check=True, capture_output=True)
+    full = json.loads((reports / "devsecops.sarif").read_text())
+    open_ = json.loads((reports / "devsecops-open.sarif").read_text())
+    with open(os.path.join(SCHEMAS, "sarif", "sarif-schema-2.1.0.json")) as f:
+        schema = json.load(f)
+    for log in (full, open_):
+        errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(log)]
+        assert not errors, errors[:5]
+    all_results = full["runs"][0]["results"]
+    open_results = open_["runs"][0]["results"]
+    accepted = [r for r in all_results if r.get("suppressions") or r["baselineState"] == "unchanged"]
+    assert accepted and len(open_results) == len(all_results) - len(accepted) > 0
+    assert all(not r.get("suppressions") and r["baselineState"] == "new" for r in open_results)
+    assert {r["ruleId"] for r in open_results} == {"SC2012", "SC2035", "SC2086", "SC2164"}
+    assert open_["runs"][0]["properties"]["acceptedResultsOmitted"] == len(accepted)
+    rules = open_["runs"][0]["tool"]["driver"]["rules"]
+    for result in open_results:
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"]

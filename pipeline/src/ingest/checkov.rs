@@ -72,12 +72,14 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         let Some(results) = section.results else {
             match (section.passed, section.failed) {
                 (Some(_), Some(0)) => continue,
-                (Some(_), Some(n)) => return Err(Error::input(
-                    file,
-                    format!(
+                (Some(_), Some(n)) => {
+                    return Err(Error::input(
+                        file,
+                        format!(
                         "report #{index}: the summary counts {n} failed check(s) but lists none"
                     ),
-                )),
+                    ))
+                }
                 _ => return Err(not_a_report(file, "checkov JSON", EXPECTED)),
             }
         };

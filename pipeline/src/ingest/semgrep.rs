@@ -63,6 +63,8 @@ struct ScaInfo {
 #[derive(Deserialize)]
 struct DependencyMatch {
     found_dependency: FoundDependency,
+    #[serde(default)]
+    lockfile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +146,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         let end = m.end.as_ref().map(|e| e.line);
         let finding = match m.extra.sca_info {
             Some(sca) => {
+                let lockfile = sca.dependency_match.lockfile;
                 let dep = sca.dependency_match.found_dependency;
                 let advisory = strings(meta.get("sca-vuln-database-identifier"))
                     .into_iter()
@@ -166,7 +169,11 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
                             .collect::<Vec<_>>()
                     })
                     .collect();
-                let lockfile = dep.lockfile_path.clone().unwrap_or_else(|| m.path.clone());
+                let lockfile = dep
+                    .lockfile_path
+                    .clone()
+                    .or(lockfile)
+                    .unwrap_or_else(|| m.path.clone());
                 let mut f = RawFinding::new(
                     "semgrep",
                     Category::Sca,

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, not_a_report, purl_type, title, Parsed};
+use super::{each, json_borrowed, none_readable, not_a_report, purl_type, title, Parsed};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -177,7 +177,15 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         Some(b'[') => {
             // trivy before 0.20: the results themselves.
             let results: Vec<&RawValue> = json_borrowed(file, bytes)?;
-            results_of(bytes, &results, "", "result", &mut parsed);
+            if results_of(bytes, &results, "", "result", &mut parsed) == 0 && !results.is_empty() {
+                return Err(none_readable(
+                    file,
+                    "trivy",
+                    "result",
+                    results.len(),
+                    &parsed.warnings,
+                ));
+            }
             return Ok(parsed);
         }
         Some(b'{') => {}
@@ -221,7 +229,15 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         return Err(not_a_report(file, "trivy JSON", EXPECTED));
     }
     if let Some(results) = envelope.results {
-        results_of(bytes, &results, "", "result", &mut parsed);
+        if results_of(bytes, &results, "", "result", &mut parsed) == 0 && !results.is_empty() {
+            return Err(none_readable(
+                file,
+                "trivy",
+                "result",
+                results.len(),
+                &parsed.warnings,
+            ));
+        }
     }
     Ok(parsed)
 }
@@ -233,10 +249,13 @@ fn results_of(
     resource: &str,
     what: &str,
     parsed: &mut Parsed,
-) {
-    for (_, result) in each::<TrivyResult>(bytes, results, what, &mut parsed.warnings) {
+) -> usize {
+    let read = each::<TrivyResult>(bytes, results, what, &mut parsed.warnings);
+    let n = read.len();
+    for (_, result) in read {
         convert(result, resource, &mut parsed.findings);
     }
+    n
 }
 
 fn convert(result: TrivyResult, resource: &str, out: &mut Vec<RawFinding>) {
