@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Deploys devsecops-app to one environment with Helm: the chart in k8s/chart with that environment's
-# values (k8s/overlays/ENV/values.yaml) into namespace devsecops-ENV. --atomic makes Helm roll a
-# failed upgrade back by itself; `helm test` then checks the running release. While the deploy is
+# values (k8s/overlays/ENV/values.yaml) into namespace devsecops-ENV. Helm rolls a failed upgrade
+# back by itself (--rollback-on-failure; --atomic on Helm 3) and waits for what it can read: its
+# legacy readiness checks, which pass over custom resources, because Helm 4's default status
+# watcher cannot read an Argo Rollout (observedGeneration is a string: helm/helm#32615) and would
+# time out and roll back every deploy. A Rollout is then waited on through its own status
+# (k8s/scripts/rollout-status.py, as `kubectl argo rollouts status` does); `helm test` then checks
+# the running release. While the deploy is
 # unfinished the revision that was live before is recorded (reports/deploy/ENV.previous-revision), so
 # scripts/rollback.sh can return to it when the deploy fails after the upgrade (DEPLOY_STATE_DIR
 # moves that record elsewhere).
@@ -16,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RELEASE=devsecops-app
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 image=""
@@ -59,12 +64,29 @@ if ! command -v helm >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; th
   source scripts/lib.sh
   ensure_kube_tools "$TOOLS_CACHE"
 fi
+# Helm 4 renamed --atomic and made --wait a strategy; Helm 3's --wait is the legacy checks.
+if helm version --short 2>/dev/null | grep -q '^v3\.'; then
+  upgrade_flags=(--atomic --wait)
+else
+  upgrade_flags=(--rollback-on-failure --wait=legacy)
+fi
+# The Rollout to wait on, if this environment's render has one.
+rollout=$(helm template "${chart_args[@]}" 2>/dev/null | awk '
+  /^---/ { kind = ""; meta = 0 }
+  /^kind: / { kind = $2 }
+  /^metadata:/ { meta = 1 }
+  meta && kind == "Rollout" && /^  name: / { print $2; meta = 0 }')
+
 if [ "$dry_run" -eq 1 ]; then
   {
     printf 'would run: kubectl apply -f k8s/overlays/%s/namespace.yaml\n' "$env_name"
-    printf 'would run: helm upgrade --install --atomic --wait --timeout %s' "$timeout"
+    printf 'would run: helm upgrade --install %s --timeout %s' "${upgrade_flags[*]}" "$timeout"
     printf ' %q' "${chart_args[@]}"
-    printf '\nwould run: helm test %s --namespace %s\n' "$RELEASE" "$namespace"
+    printf '\n'
+    for name in $rollout; do
+      printf 'would run: k8s/scripts/rollout-status.py %s --namespace %s --timeout %s\n' "$name" "$namespace" "$timeout"
+    done
+    printf 'would run: helm test %s --namespace %s\n' "$RELEASE" "$namespace"
   } >&2
   helm template "${chart_args[@]}"
   exit 0
@@ -81,6 +103,9 @@ previous=$(helm list --namespace "$namespace" --filter "^${RELEASE}\$" --deploye
   python3 -c 'import json, sys; r = json.load(sys.stdin); print(r[0]["revision"] if r else "none")')
 echo "$previous" > "$record"
 echo "deploying $RELEASE to $namespace (live revision before: $previous)" >&2
-helm upgrade --install --atomic --wait --timeout "$timeout" "${chart_args[@]}"
+helm upgrade --install "${upgrade_flags[@]}" --timeout "$timeout" "${chart_args[@]}"
+for name in $rollout; do
+  k8s/scripts/rollout-status.py "$name" --namespace "$namespace" --timeout "$timeout"
+done
 helm test "$RELEASE" --namespace "$namespace" --timeout 5m
 rm -f "$record"
