@@ -23,9 +23,10 @@ RUST_TOOLCHAIN="${RUST_TOOLCHAIN:-1.95.0}"
 BASE_IMAGE="${CI_DEBIAN_IMAGE:-debian:12}"
 # What the scripts assume beyond a minimal Debian: a C compiler (cc crates), python3 with venv and
 # pip (scripts/lib.sh virtualenvs), git, curl, the Docker client (the engine is the host's, through
-# the mounted socket), the distribution's PostgreSQL (scripts/coverage.sh), xz and ps; apt runs as
-# root. The test command's other packages come from scripts/lib.sh install_tools at run time.
-BASE_PACKAGES="ca-certificates curl git gcc libc6-dev make pkg-config python3 python3-venv python3-pip docker.io xz-utils procps postgresql postgresql-client"
+# the mounted socket), the distribution's PostgreSQL (scripts/coverage.sh), a Java runtime (the
+# SonarScanner CLI Jenkins installs), xz and ps; apt runs as root. The test command's other packages
+# come from scripts/lib.sh install_tools at run time.
+BASE_PACKAGES="ca-certificates curl git gcc libc6-dev make pkg-config python3 python3-venv python3-pip docker.io xz-utils procps postgresql postgresql-client default-jre-headless"
 # Variables a stage hands to its command: CI settings, the SonarQube server and token that
 # withSonarQubeEnv sets, the scanner Jenkins installed, registry and cluster credentials.
 PASSED_ENV="CI FAST STEPS DEVSECOPS_SCHEMAS DEVSECOPS_ADVISORY_DB BRANCH_NAME BUILD_NUMBER
@@ -79,6 +80,9 @@ prepare_image() {
     sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $BASE_PACKAGES >/dev/null" >&2
   docker commit "$container" "$image" >/dev/null
   docker rm "$container" >/dev/null
+  # Images of earlier package lists or bases are not used again (one in use stays).
+  docker images --format '{{.Repository}}:{{.Tag}}' devsecops-ci | grep -vxF "$image" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
 }
 
 repo="$PWD"

@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 if [ $# -eq 0 ]; then sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; fi
+# Before minutes of installs: without the snapshot the scan cannot run at all.
+if [ ! -d "$ADVISORY_DB_SRC/crates" ]; then
+  echo "no RustSec advisory database at $ADVISORY_DB_SRC: run scripts/fetch-shared.sh ../shared (or set DEVSECOPS_ADVISORY_DB)" >&2
+  exit 2
+fi
 install_tools >&2
 prepare_advisory_db "$PWD/target/advisory-dbs" >/dev/null
 exec "$@"

@@ -50,6 +50,7 @@ echo "cc=$(cc -dumpversion)"
 venv=$(mktemp -d); python3 -m venv "$venv/v" && "$venv/v/bin/python" -c 'print("venv=ok")'; rm -rf "$venv"
 echo "docker-engine=$(docker version --format '{{.Server.Version}}')"
 echo "cargo=$(cargo --version | cut -d' ' -f2)"
+echo "java=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
 source scripts/lib.sh
 # The host's own cluster has port 5432 (the container shares its network): the cluster the package
 # created goes, and ensure_postgres makes one on another port.
@@ -85,6 +86,7 @@ def test_the_stage_commands_find_what_they_assume_in_the_debian_12_container(boo
     assert facts["venv"] == "ok"
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", facts["docker-engine"]), "the host's engine through the socket"
     assert facts["cargo"].startswith(os.environ.get("RUST_TOOLCHAIN", "1.95.0"))
+    assert int(facts["java"]) >= 17, "the SonarScanner CLI runs on it"
     assert facts["postgres"].startswith("15"), "Debian 12's PostgreSQL"
     for check in ("advisory-db", "deploy-dry-run", "push-dry-run", "rollback-dry-run"):
         assert facts.get(check) == "ok", check

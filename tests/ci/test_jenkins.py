@@ -448,3 +448,13 @@ def test_suppressions_in_the_platform_manifests_carry_an_owner_and_a_live_expiry
                     assert match, f"{path.name} {key}: no owner and expiry"
                     assert match.group(1) >= today, f"{path.name} {key}: expired on {match.group(1)}"
     assert found >= 1
+
+
+def test_the_scan_stages_say_at_once_when_the_advisory_database_is_missing(tmp_path):
+    """Before installing anything (minutes on a fresh agent), scripts/with-tools.sh checks the snapshot."""
+    marker = tmp_path / "ran"
+    out = subprocess.run([ROOT / "scripts" / "with-tools.sh", "touch", str(marker)], capture_output=True, text=True,
+                         env=dict(os.environ, DEVSECOPS_ADVISORY_DB=str(tmp_path / "missing")), timeout=30)
+    assert out.returncode == 2 and "scripts/fetch-shared.sh" in out.stderr, out.stderr
+    assert "==>" not in out.stderr, "nothing was installed first"
+    assert not marker.exists()
