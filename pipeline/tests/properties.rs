@@ -71,3 +71,75 @@ proptest! {
         prop_assert!(merged.iter().all(|f| f.tools.len() == 2));
     }
 }
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let keys = prop_oneof![
+        Just("runs"),
+        Just("version"),
+        Just("results"),
+        Just("Results"),
+        Just("SchemaVersion"),
+        Just("ClusterName"),
+        Just("Resources"),
+        Just("matches"),
+        Just("queries"),
+        Just("vulnerabilities"),
+        Just("comments"),
+        Just("passed"),
+        Just("failed"),
+        Just("bomFormat"),
+        Just("reason"),
+        Just("type"),
+        Just("tool"),
+        Just("driver"),
+        Just("name"),
+        Just("Target"),
+        Just("message"),
+        Just("x"),
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(Value::from),
+        prop_oneof![
+            Just("2.1.0"),
+            Just("CycloneDX"),
+            Just("FAIL"),
+            Just(""),
+            Just("x")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec((keys.clone(), inner), 0..5).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary JSON that is not a report never comes out as a silent "no findings": every
+    /// parser answers with an error, or with findings, or with nothing only for a document that
+    /// has the tool's envelope.
+    #[test]
+    fn documents_without_the_envelope_are_never_a_silent_zero(value in json_value()) {
+        let text = value.to_string();
+        for (tool, _) in devsecops::ingest::TOOLS {
+            if let Ok(parsed) = devsecops::ingest::parse_bytes(tool, std::path::Path::new("x.json"), text.as_bytes()) {
+                prop_assert!(
+                    !parsed.findings.is_empty() || devsecops::ingest::has_envelope(tool, &value),
+                    "{} read {} as zero findings", tool, text
+                );
+                for f in &parsed.findings {
+                    prop_assert!(!f.rule.is_empty() || f.tool == "sarif", "{} made a finding without a rule from {}", tool, text);
+                }
+            }
+        }
+    }
+}

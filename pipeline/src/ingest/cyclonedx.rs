@@ -403,9 +403,8 @@ fn parse_xml(file: &Path, bytes: &[u8]) -> Result<Parsed> {
                     .skip(1)
                     .find(|a| a.is_element() && a.tag_name().name() == "component");
                 if let Some(component) = owner.filter(|_| v.affects.is_empty()) {
-                    match package_of(component) {
-                        Some(p) => v.affects.push(Err(p)),
-                        None => {}
+                    if let Some(p) = package_of(component) {
+                        v.affects.push(Err(p));
                     }
                 }
                 if v.affects.is_empty() {

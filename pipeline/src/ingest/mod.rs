@@ -388,3 +388,27 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The key (or shape) that makes a JSON document a report of `tool` at all: the property tests
+/// and the `not_a_report` fuzz target check that a parser answers "no findings" only for a
+/// document that has it. The parsers themselves do not use it (they check the full envelope).
+pub fn has_envelope(tool: &str, value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let has = |key: &str| value.get(key).is_some_and(|v| !v.is_null());
+    match tool {
+        "sarif" => has("version") && value.get("runs").is_some_and(Value::is_array),
+        "trivy" => value.is_array() || has("SchemaVersion") || has("ClusterName"),
+        "gitleaks" | "hadolint" => value.is_array() || value.is_null(),
+        "shellcheck" => value.is_array() || has("comments"),
+        "checkov" => value.is_array() || has("results") || has("passed"),
+        "cargo-audit" => has("vulnerabilities"),
+        "cyclonedx" => has("vulnerabilities"),
+        "semgrep" | "osv-scanner" => has("results"),
+        "grype" => has("matches"),
+        "kics" => has("queries"),
+        // Streams: an object with the record key.
+        "clippy" => has("reason"),
+        "cargo-deny" => has("type"),
+        _ => false,
+    }
+}
