@@ -514,3 +514,43 @@ fn sbom_of_one_package_holds_its_dependency_closure_only() {
         Some(2)
     );
 }
+
+#[test]
+fn scan_progress_is_live_on_a_terminal_and_plain_in_ci() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[[scanner]]\nname = \"slowlint\"\nformat = \"hadolint\"\ncommand = [\"sh\", \"-c\", \"sleep 1; echo '[]'\"]\n",
+    )
+    .expect("config");
+    // util-linux `script` gives the command a terminal, as a developer's shell would.
+    let on_terminal = |ci: Option<&str>| {
+        let mut command = Command::new("script");
+        command
+            .args([
+                "-qec",
+                &format!("{} scan", env!("CARGO_BIN_EXE_devsecops")),
+                "/dev/null",
+            ])
+            .current_dir(dir.path())
+            .env_remove("CI");
+        if let Some(value) = ci {
+            command.env("CI", value);
+        }
+        let out = command.output().expect("script (util-linux) runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let live = on_terminal(None);
+    assert!(
+        live.contains("slowlint: running"),
+        "a live line with the elapsed time: {live}"
+    );
+    assert!(live.contains("✔ slowlint: 0 finding(s)"), "{live}");
+    assert!(!live.contains("slowlint: started"), "{live}");
+    let ci = on_terminal(Some("true"));
+    assert!(
+        ci.contains("slowlint: started") && ci.contains("slowlint: 0 finding(s)"),
+        "{ci}"
+    );
+    assert!(!ci.contains("running"), "plain lines in CI: {ci}");
+}
