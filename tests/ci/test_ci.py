@@ -464,6 +464,12 @@ def test_sonar_script_names_missing_reports_and_never_takes_the_token_on_its_com
 
 # --- deploy, rollback, push, CI container ---------------------------------------------------------------
 
+# scripts/deploy.sh rolls a failed upgrade back and waits with Helm's legacy checks: --atomic --wait on
+# Helm 3, --rollback-on-failure --wait=legacy on Helm 4.
+HELM_UPGRADE = (r"helm upgrade --install (?:--atomic --wait|--rollback-on-failure --wait=legacy) --timeout 10m "
+                r"devsecops-app k8s/chart ")
+
+
 def helm_env(tmp_path, stub_helm=False):
     """PATH with the real helm (from the test command's tools) and a kubectl stub that records calls."""
     stubs = tmp_path / "stubs"
@@ -496,8 +502,8 @@ def test_deploy_dry_run_renders_staging_with_its_values_and_the_image_digest(tmp
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert not calls.exists(), "a dry run called kubectl"
-    assert ("helm upgrade --install --atomic --wait --timeout 10m devsecops-app k8s/chart "
-            "--namespace devsecops-staging -f k8s/overlays/staging/values.yaml") in out.stderr
+    assert re.search(HELM_UPGRADE + r"--namespace devsecops-staging -f k8s/overlays/staging/values\.yaml",
+                     out.stderr), out.stderr
     docs = rendered(out.stdout)
     namespaced = [d for d in docs if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")]
     assert namespaced and {d["metadata"].get("namespace") for d in namespaced} == {"devsecops-staging"}
@@ -543,8 +549,8 @@ def test_a_deploy_that_fails_its_helm_test_is_rolled_back_to_the_live_revision(t
     assert ok.returncode == 0, ok.stderr
     recorded = calls.read_text()
     assert "kubectl apply -f k8s/overlays/production/namespace.yaml" in recorded
-    assert "helm upgrade --install --atomic --wait --timeout 10m devsecops-app k8s/chart --namespace " \
-           "devsecops-production -f k8s/overlays/production/values.yaml" in recorded
+    assert re.search(HELM_UPGRADE + r"--namespace devsecops-production -f k8s/overlays/production/values\.yaml",
+                     recorded), recorded
     assert "helm test devsecops-app --namespace devsecops-production" in recorded
     record = tmp_path / "state" / "production.previous-revision"
     assert not record.exists(), "a finished deploy leaves nothing to roll back"
