@@ -10,7 +10,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use slog::warn;
 use subtle::ConstantTimeEq;
 
-use crate::middleware::{client_ip, RequestLogger};
+use crate::middleware::{client_of, RequestLogger};
 use crate::problem::ApiError;
 use crate::state::{digest, AppState};
 
@@ -49,7 +49,7 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
             "reason" => failure,
             "method" => req.method().as_str(),
             "path" => req.path().chars().take(256).collect::<String>(),
-            "client_address" => client_ip(req, state.settings.trust_forwarded_for).map(|ip| ip.to_string()));
+            "client_address" => client_of(req).map(|ip| ip.to_string()));
     }
     Err(ApiError::Unauthorized { reason: failure })
 }

@@ -1,91 +1,328 @@
 //! Storage: SQLite by default (one file, zero configuration), PostgreSQL when `DATABASE_URL` says so.
 //!
-//! Both backends run the same SQL text (`$n` placeholders and `RETURNING` work in both); the
-//! [`on_pool!`] macro expands one body per backend so each is type-checked against its own driver.
-//! Migrations are embedded and applied at start inside a transaction; on PostgreSQL an advisory lock
+//! Both backends run the same SQL text (`$n` placeholders, `RETURNING` and `ON CONFLICT` work in
+//! both); the [`on_pool!`] macro expands one body per backend so each is type-checked against its own
+//! driver. Migrations are embedded and applied inside a transaction; on PostgreSQL an advisory lock
 //! serialises replicas that start together.
+//!
+//! A write is confirmed only after its `COMMIT` returned: every write runs in an explicit
+//! transaction and reads all its result rows, because a statement abandoned after its first row
+//! (sqlx's `fetch_one`/`fetch_optional`) never reports an error that SQLite raises when the implicit
+//! commit fails, such as a full disk (sqlx issues #2099 and #3430). Storage failures are classified
+//! into a fixed set of [`StorageFault`]s that the API answers with 503 and that readiness reflects.
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::configuration::Settings;
-use crate::domain::{User, ValidPatch, ValidUser};
+use crate::configuration::{database_options, DatabaseOptions, Settings};
+use crate::domain::{email_key, User, ValidPatch, ValidUser};
 
-/// Ordered schema migrations: (version, description, SQLite DDL, PostgreSQL DDL).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "create users",
-    "CREATE TABLE users (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        email TEXT NOT NULL UNIQUE,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )",
-    "CREATE TABLE users (
-        id BIGSERIAL PRIMARY KEY,
-        name TEXT NOT NULL,
-        email TEXT NOT NULL UNIQUE,
-        created_at TIMESTAMPTZ NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL
-    )",
-)];
+/// One schema migration: statements per backend, applied in order in one transaction, then an
+/// optional data step written in Rust (for what SQL cannot compute on both backends).
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+    after: Option<DataStep>,
+}
+
+#[derive(Clone, Copy)]
+enum DataStep {
+    /// Fills `users.email_key` for rows written before the column existed, then makes it unique.
+    FillEmailKeys,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "create users",
+        sqlite: &["CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"],
+        postgres: &["CREATE TABLE users (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )"],
+        after: None,
+    },
+    Migration {
+        version: 2,
+        description: "readiness write probe",
+        sqlite: &[
+            "CREATE TABLE readiness_probe (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL)",
+        ],
+        postgres: &[
+            "CREATE TABLE readiness_probe (id BIGINT PRIMARY KEY, checked_at TIMESTAMPTZ NOT NULL)",
+        ],
+        after: None,
+    },
+    Migration {
+        version: 3,
+        description: "unique email key (NFKC, case folded)",
+        sqlite: &["ALTER TABLE users ADD COLUMN email_key TEXT"],
+        postgres: &["ALTER TABLE users ADD COLUMN email_key TEXT"],
+        after: Some(DataStep::FillEmailKeys),
+    },
+];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant, the same for every replica).
 const MIGRATION_LOCK_ID: i64 = 0x6465_7673_6563;
+
+/// Readiness writes at most this often; callers in between share the last result, so polling
+/// `/ready` cannot turn into a write load.
+const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the database could not serve a request. The names are the `reason` label of
+/// `app_db_errors_total`, so the set is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// No connection in time, or the connection broke.
+    Unreachable,
+    /// A statement ran past its time limit.
+    Timeout,
+    /// Another connection held the lock past the busy timeout, or a serialization conflict.
+    Locked,
+    /// The disk (or a quota, or memory) is full.
+    Full,
+    /// The database or its files are read-only.
+    ReadOnly,
+    /// Writes are not permitted to the service's role.
+    Permission,
+    /// The storage layer reported an I/O error or cannot open its files.
+    Io,
+    /// The database file is damaged.
+    Corrupt,
+    /// The SQLite file was deleted or replaced while the service ran.
+    FileMissing,
+    /// Migrations have not been applied yet (the database has not answered since start).
+    NotMigrated,
+}
+
+impl StorageFault {
+    pub const ALL: &'static [StorageFault] = &[
+        StorageFault::Unreachable,
+        StorageFault::Timeout,
+        StorageFault::Locked,
+        StorageFault::Full,
+        StorageFault::ReadOnly,
+        StorageFault::Permission,
+        StorageFault::Io,
+        StorageFault::Corrupt,
+        StorageFault::FileMissing,
+        StorageFault::NotMigrated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageFault::Unreachable => "unreachable",
+            StorageFault::Timeout => "timeout",
+            StorageFault::Locked => "locked",
+            StorageFault::Full => "full",
+            StorageFault::ReadOnly => "read_only",
+            StorageFault::Permission => "permission",
+            StorageFault::Io => "io",
+            StorageFault::Corrupt => "corrupt",
+            StorageFault::FileMissing => "file_missing",
+            StorageFault::NotMigrated => "not_migrated",
+        }
+    }
+
+    /// Whether the fault is about writing: it keeps the service unready until a write succeeds.
+    fn blocks_writes(self) -> bool {
+        !matches!(self, StorageFault::Timeout)
+    }
+}
 
 #[derive(Debug)]
 pub enum DbError {
     /// The email is already taken.
     Conflict,
-    /// The database could not be reached in time.
-    Unavailable(String),
+    /// The database cannot serve now; the client may retry (503).
+    Unavailable(StorageFault, String),
     /// Anything else: a bug or corrupt data.
     Other(String),
 }
 
 impl From<sqlx::Error> for DbError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Conflict,
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => DbError::Unavailable(err.to_string()),
-            // PostgreSQL: statement timeout, admin shutdown, cannot connect now.
-            sqlx::Error::Database(db)
-                if matches!(
-                    db.code().as_deref(),
-                    Some("57014" | "57P01" | "57P03" | "53300")
-                ) =>
-            {
-                DbError::Unavailable(err.to_string())
-            }
-            _ => DbError::Other(err.to_string()),
+        match classify(&err) {
+            Ok(()) => DbError::Conflict,
+            Err(Some(fault)) => DbError::Unavailable(fault, err.to_string()),
+            Err(None) => DbError::Other(err.to_string()),
         }
     }
 }
 
+/// `Ok(())` for a unique violation, `Err(Some(fault))` for a storage fault, `Err(None)` otherwise.
+fn classify(err: &sqlx::Error) -> Result<(), Option<StorageFault>> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Ok(()),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Err(Some(StorageFault::Unreachable)),
+        sqlx::Error::Database(db) => {
+            if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                let code: i32 = sqlx::error::DatabaseError::code(sqlite)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                // Primary result codes: https://www.sqlite.org/rescode.html
+                return Err(match code & 0xff {
+                    5 | 6 => Some(StorageFault::Locked),
+                    7 | 13 => Some(StorageFault::Full),
+                    8 => Some(StorageFault::ReadOnly),
+                    3 => Some(StorageFault::Permission),
+                    10 | 14 | 15 => Some(StorageFault::Io),
+                    11 | 26 => Some(StorageFault::Corrupt),
+                    _ => None,
+                });
+            }
+            // PostgreSQL SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            Err(match code.as_str() {
+                "57014" => Some(StorageFault::Timeout),
+                "55P03" | "40P01" | "40001" => Some(StorageFault::Locked),
+                "25006" => Some(StorageFault::ReadOnly),
+                "42501" => Some(StorageFault::Permission),
+                "58030" => Some(StorageFault::Io),
+                "XX001" | "XX002" => Some(StorageFault::Corrupt),
+                c if c.starts_with("53") => Some(StorageFault::Full),
+                c if c.starts_with("08") || c.starts_with("57P") => Some(StorageFault::Unreachable),
+                _ => None,
+            })
+        }
+        _ => Err(None),
+    }
+}
+
+/// The identity of the SQLite file when the service opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok(FileIdentity {
+        device: meta.dev(),
+        inode: meta.ino(),
+    })
+}
+
+/// What readiness knows about storage beyond one ping.
+#[derive(Default)]
+struct Health {
+    migrated: AtomicBool,
+    /// The SQLite file's path and identity, recorded after the migrations.
+    sqlite_file: Mutex<Option<(PathBuf, FileIdentity)>>,
+    /// The last write probe: when, and the fault it found.
+    last_probe: Mutex<Option<(Instant, Option<StorageFault>)>>,
+    /// Set by a write that failed with a storage fault; cleared by the next successful write.
+    write_fault: Mutex<Option<StorageFault>>,
+    /// Whether the missing SQLite file has been reported (critical, once).
+    file_missing_reported: AtomicBool,
+}
+
 #[derive(Clone)]
-pub enum Database {
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    health: Arc<Health>,
 }
 
 /// Runs `$body` with `$pool` bound to whichever pool backs `$db`.
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Database::Sqlite($pool) => $body,
-            Database::Postgres($pool) => $body,
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
         }
     };
+}
+
+/// Runs `$body` inside a write transaction on the connection `$conn` and commits it; the value of
+/// `$body` is returned only when `COMMIT` succeeded. SQLite takes the write lock at
+/// `BEGIN IMMEDIATE`, so a held lock waits for the busy timeout there instead of failing halfway.
+///
+/// The transaction is begun by hand rather than with sqlx's `Transaction`: when `COMMIT` fails
+/// (a full disk), SQLite has already rolled back, sqlx's own rollback then fails, and the pooled
+/// connection came back still counting an open transaction (every later write on it failed with
+/// "begin_with at non-zero transaction depth"). Here a failed transaction is rolled back, and a
+/// connection whose state is unknown (rollback failed, or the request was cancelled mid-way) is
+/// closed instead of returned to the pool.
+macro_rules! in_write_transaction {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite(pool) => write_transaction!(pool, "BEGIN IMMEDIATE", $conn => $body),
+            Pool::Postgres(pool) => write_transaction!(pool, "BEGIN", $conn => $body),
+        }
+    };
+}
+
+macro_rules! write_transaction {
+    ($pool:expr, $begin:expr, $conn:ident => $body:expr) => {{
+        let mut guard = WriteConnection {
+            conn: $pool.acquire().await?,
+            clean: false,
+        };
+        let outcome: Result<_, DbError> = async {
+            sqlx::query($begin).execute(&mut *guard.conn).await?;
+            let $conn = &mut *guard.conn;
+            let value = $body;
+            sqlx::query("COMMIT").execute(&mut *guard.conn).await?;
+            Ok(value)
+        }
+        .await;
+        guard.clean = match &outcome {
+            Ok(_) => true,
+            Err(_) => sqlx::query("ROLLBACK")
+                .execute(&mut *guard.conn)
+                .await
+                .is_ok(),
+        };
+        outcome?
+    }};
+}
+
+/// A pooled connection in a hand-begun transaction: unless it ended cleanly, dropping it closes
+/// the connection (which ends the transaction on the server) instead of returning it to the pool.
+struct WriteConnection<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    clean: bool,
+}
+
+impl<DB: sqlx::Database> Drop for WriteConnection<DB> {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Reads a `users` row; a macro so that each backend's `Row` type is checked on its own.
@@ -107,57 +344,79 @@ impl Database {
     /// Opens the pool without touching the database: the service starts even while the database is
     /// down, and readiness reports it.
     pub fn connect_lazy(settings: &Settings) -> Result<Self, String> {
-        let url = settings.database_url.expose();
-        if settings.is_sqlite() {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| format!("DATABASE_URL: {e}"))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(settings.db_statement_timeout);
-            if let Some(dir) = options.get_filename().parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        format!("DATABASE_URL: cannot create {}: {e}", dir.display())
-                    })?;
+        let pool = match database_options(settings.database_url.expose())? {
+            DatabaseOptions::Sqlite(options) => {
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(settings.db_statement_timeout);
+                if let Some(dir) = options.get_filename().parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            format!(
+                                "cannot create the database directory {}: {e}",
+                                dir.display()
+                            )
+                        })?;
+                    }
                 }
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(settings.db_max_connections)
+                        .test_before_acquire(false)
+                        .acquire_timeout(settings.db_acquire_timeout)
+                        .connect_lazy_with(options),
+                )
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(settings.db_max_connections)
-                .test_before_acquire(false)
-                .acquire_timeout(settings.db_acquire_timeout)
-                .connect_lazy_with(options);
-            Ok(Database::Sqlite(pool))
-        } else {
-            let statement_timeout = settings.db_statement_timeout.as_millis().to_string();
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| format!("DATABASE_URL: {e}"))?
-                .application_name("devsecops-app")
-                .options([("statement_timeout", statement_timeout.as_str())]);
-            // No ping before each use: it doubles the round trips of every request. A broken
-            // connection fails its query instead (503), is discarded, and the next one reconnects.
-            let pool = PgPoolOptions::new()
-                .max_connections(settings.db_max_connections)
-                .test_before_acquire(false)
-                .acquire_timeout(settings.db_acquire_timeout)
-                // Connections idle past this are closed, so a pool recovers quickly from an outage.
-                .idle_timeout(Duration::from_secs(60))
-                .connect_lazy_with(options);
-            Ok(Database::Postgres(pool))
-        }
+            DatabaseOptions::Postgres(options) => {
+                let statement_timeout = settings.db_statement_timeout.as_millis().to_string();
+                let options = options
+                    .application_name("devsecops-app")
+                    .options([("statement_timeout", statement_timeout.as_str())]);
+                // No ping before each use: it doubles the round trips of every request. A broken
+                // connection fails its query instead (503), is discarded, and the next one reconnects.
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(settings.db_max_connections)
+                        .test_before_acquire(false)
+                        .acquire_timeout(settings.db_acquire_timeout)
+                        // Connections idle past this are closed, so a pool recovers quickly.
+                        .idle_timeout(Duration::from_secs(60))
+                        .connect_lazy_with(options),
+                )
+            }
+        };
+        Ok(Database {
+            pool,
+            health: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Database::Sqlite(_) => "sqlite",
-            Database::Postgres(_) => "postgres",
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
         }
     }
 
+    /// The SQLite file, when the backend is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    pub fn is_migrated(&self) -> bool {
+        self.health.migrated.load(Ordering::SeqCst)
+    }
+
     /// Applies the migrations not yet recorded in `schema_migrations`; returns the versions applied.
+    /// Refuses a database whose schema is newer than this build.
     pub async fn migrate(&self) -> Result<Vec<i64>, DbError> {
-        let postgres = matches!(self, Database::Postgres(_));
+        let postgres = matches!(self.pool, Pool::Postgres(_));
         let (version_type, time_type) = if postgres {
             ("BIGINT", "TIMESTAMPTZ")
         } else {
@@ -176,35 +435,192 @@ impl Database {
                     .await?;
             }
             sqlx::query(&create).execute(&mut *tx).await?;
-            for (version, description, sqlite_ddl, postgres_ddl) in MIGRATIONS {
-                let done: Option<i64> =
+            let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next()
+                .flatten();
+            if let Some(newest) = newest.filter(|v| *v > SCHEMA_VERSION) {
+                return Err(DbError::Other(format!(
+                    "the database schema is at version {newest}, newer than this build's {SCHEMA_VERSION}: run a newer release or restore a backup"
+                )));
+            }
+            for migration in MIGRATIONS {
+                let done: Vec<i64> =
                     sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
+                        .bind(migration.version)
+                        .fetch_all(&mut *tx)
                         .await?;
-                if done.is_none() {
-                    let ddl = if postgres { postgres_ddl } else { sqlite_ddl };
-                    sqlx::query(ddl).execute(&mut *tx).await?;
-                    sqlx::query("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
-                        .bind(version)
-                        .bind(description)
-                        .bind(OffsetDateTime::now_utc())
-                        .execute(&mut *tx)
-                        .await?;
-                    applied.push(*version);
+                if !done.is_empty() {
+                    continue;
                 }
+                let statements = if postgres { migration.postgres } else { migration.sqlite };
+                for statement in statements {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                match migration.after {
+                    Some(DataStep::FillEmailKeys) => {
+                        let rows = sqlx::query("SELECT id, email FROM users WHERE email_key IS NULL")
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        for row in rows {
+                            let id: i64 = row.try_get("id")?;
+                            let email: String = row.try_get("email")?;
+                            sqlx::query("UPDATE users SET email_key = $1 WHERE id = $2")
+                                .bind(email_key(&email))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        sqlx::query("CREATE UNIQUE INDEX users_email_key_unique ON users (email_key)")
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| match classify(&e) {
+                                Ok(()) => DbError::Other(
+                                    "two stored users have emails that differ only by Unicode compatibility form or case; merge them before upgrading".into(),
+                                ),
+                                _ => DbError::from(e),
+                            })?;
+                    }
+                    None => {}
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+                    .bind(migration.version)
+                    .bind(migration.description)
+                    .bind(OffsetDateTime::now_utc())
+                    .execute(&mut *tx)
+                    .await?;
+                applied.push(migration.version);
             }
             tx.commit().await?;
         });
+        if let Some(path) = self.sqlite_path() {
+            let identity = file_identity(&path).map_err(|e| {
+                DbError::Unavailable(
+                    StorageFault::FileMissing,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            *lock(&self.health.sqlite_file) = Some((path, identity));
+        }
+        self.health.migrated.store(true, Ordering::SeqCst);
         Ok(applied)
     }
 
-    /// A round trip to the database, for readiness.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    /// Fails when the service cannot trust storage at all: migrations pending, or the SQLite file
+    /// it opened is no longer the file at its path (deleted or replaced: writes would go to an
+    /// unlinked file and vanish at the next start).
+    pub fn check_storage(&self) -> Result<(), DbError> {
+        if !self.is_migrated() {
+            return Err(DbError::Unavailable(
+                StorageFault::NotMigrated,
+                "migrations have not been applied yet".into(),
+            ));
+        }
+        if let Some((path, opened)) = lock(&self.health.sqlite_file).as_ref() {
+            match file_identity(path) {
+                Ok(now) if now == *opened => {}
+                Ok(_) => {
+                    return Err(DbError::Unavailable(
+                        StorageFault::FileMissing,
+                        format!("{} was replaced by another file", path.display()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(DbError::Unavailable(
+                        StorageFault::FileMissing,
+                        format!("{}: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Readiness: the database answers and accepts a write. The write probe runs at most once per
+    /// [`WRITE_PROBE_INTERVAL`] (and at once after a request's write failed); in between, a ping
+    /// still reaches the database, so an outage shows on the next check.
+    pub async fn check_ready(&self) -> Result<(), DbError> {
+        self.check_storage()?;
+        let write_fault = *lock(&self.health.write_fault);
+        let cached = match *lock(&self.health.last_probe) {
+            Some((at, fault)) if write_fault.is_none() && at.elapsed() < WRITE_PROBE_INTERVAL => {
+                Some(fault)
+            }
+            _ => None,
+        };
+        match cached {
+            Some(Some(fault)) => Err(DbError::Unavailable(
+                fault,
+                "the last write probe failed".into(),
+            )),
+            Some(None) => self.ping().await,
+            None => {
+                let result = self.write_probe().await;
+                let fault = match &result {
+                    Err(DbError::Unavailable(fault, _)) => Some(*fault),
+                    _ => None,
+                };
+                *lock(&self.health.last_probe) = Some((Instant::now(), fault));
+                result
+            }
+        }
+    }
+
+    /// One round trip.
+    async fn ping(&self) -> Result<(), DbError> {
         on_pool!(self, pool => {
-            sqlx::query("SELECT 1").execute(pool).await?;
+            sqlx::query("SELECT 1").fetch_all(pool).await?;
         });
         Ok(())
+    }
+
+    async fn write_probe(&self) -> Result<(), DbError> {
+        const SQL: &str = "INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+        self.write(|| async {
+            let now = OffsetDateTime::now_utc();
+            in_write_transaction!(self, conn => {
+                sqlx::query(SQL).bind(now).execute(&mut *conn).await?;
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs a write: refused while storage cannot be trusted; its storage faults are remembered for
+    /// readiness, and a success clears them.
+    async fn write<T, F, Fut>(&self, op: F) -> Result<T, DbError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        self.check_storage()?;
+        let result = op().await;
+        match &result {
+            Ok(_) => *lock(&self.health.write_fault) = None,
+            Err(DbError::Unavailable(fault, _)) if fault.blocks_writes() => {
+                *lock(&self.health.write_fault) = Some(*fault);
+            }
+            Err(_) => {}
+        }
+        // A write that landed in a file deleted meanwhile is not stored: do not confirm it.
+        self.check_storage()?;
+        result
+    }
+
+    /// True the first time it is called after the SQLite file went missing: the alarm is raised
+    /// once, not on every probe.
+    pub fn first_file_missing_report(&self) -> bool {
+        !self
+            .health
+            .file_missing_reported
+            .swap(true, Ordering::SeqCst)
+    }
+
+    /// A storage fault seen by a request, as readiness reports it; `None` when writes work.
+    pub fn write_fault(&self) -> Option<StorageFault> {
+        *lock(&self.health.write_fault)
     }
 
     /// (connections open, idle, configured maximum)
@@ -222,6 +638,7 @@ impl Database {
 
     pub async fn list_users(&self, after_id: i64, limit: u32) -> Result<Vec<User>, DbError> {
         const SQL: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id > $1 ORDER BY id LIMIT $2";
+        self.check_storage()?;
         let users = on_pool!(self, pool => {
             sqlx::query(SQL)
                 .bind(after_id)
@@ -237,8 +654,9 @@ impl Database {
 
     pub async fn get_user(&self, id: i64) -> Result<Option<User>, DbError> {
         const SQL: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = $1";
+        self.check_storage()?;
         let user = on_pool!(self, pool => {
-            match sqlx::query(SQL).bind(id).fetch_optional(pool).await? {
+            match sqlx::query(SQL).bind(id).fetch_all(pool).await?.first() {
                 Some(row) => Some(user_from_row!(row)?),
                 None => None,
             }
@@ -247,18 +665,26 @@ impl Database {
     }
 
     pub async fn create_user(&self, user: &ValidUser) -> Result<User, DbError> {
-        const SQL: &str = "INSERT INTO users (name, email, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id, name, email, created_at, updated_at";
+        const SQL: &str = "INSERT INTO users (name, email, email_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id, name, email, created_at, updated_at";
         let now = now_micros();
-        let created = on_pool!(self, pool => {
-            let row = sqlx::query(SQL)
-                .bind(&user.name)
-                .bind(&user.email)
-                .bind(now)
-                .fetch_one(pool)
-                .await?;
-            user_from_row!(row)?
-        });
-        Ok(created)
+        let key = email_key(&user.email);
+        self.write(|| async {
+            let created = in_write_transaction!(self, conn => {
+                let rows = sqlx::query(SQL)
+                    .bind(&user.name)
+                    .bind(&user.email)
+                    .bind(&key)
+                    .bind(now)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| DbError::Other("INSERT returned no row".into()))?;
+                user_from_row!(row)?
+            });
+            Ok(created)
+        })
+        .await
     }
 
     /// Replaces name and email; `None` when the user does not exist.
@@ -275,35 +701,51 @@ impl Database {
 
     /// Changes the fields given; `None` when the user does not exist.
     pub async fn patch_user(&self, id: i64, patch: &ValidPatch) -> Result<Option<User>, DbError> {
-        const SQL: &str = "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), updated_at = $4 WHERE id = $1 RETURNING id, name, email, created_at, updated_at";
+        const SQL: &str = "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), email_key = COALESCE($4, email_key), updated_at = $5 WHERE id = $1 RETURNING id, name, email, created_at, updated_at";
         let now = now_micros();
-        let user = on_pool!(self, pool => {
-            match sqlx::query(SQL)
-                .bind(id)
-                .bind(patch.name.as_deref())
-                .bind(patch.email.as_deref())
-                .bind(now)
-                .fetch_optional(pool)
-                .await?
-            {
-                Some(row) => Some(user_from_row!(row)?),
-                None => None,
-            }
-        });
-        Ok(user)
+        let key = patch.email.as_deref().map(email_key);
+        self.write(|| async {
+            let user = in_write_transaction!(self, conn => {
+                match sqlx::query(SQL)
+                    .bind(id)
+                    .bind(patch.name.as_deref())
+                    .bind(patch.email.as_deref())
+                    .bind(key.as_deref())
+                    .bind(now)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .first()
+                {
+                    Some(row) => Some(user_from_row!(row)?),
+                    None => None,
+                }
+            });
+            Ok(user)
+        })
+        .await
     }
 
     /// Deletes a user; false when there was none.
     pub async fn delete_user(&self, id: i64) -> Result<bool, DbError> {
-        let affected = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected > 0)
+        self.write(|| async {
+            let affected = in_write_transaction!(self, conn => {
+                sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            });
+            Ok(affected > 0)
+        })
+        .await
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (plain values only).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// PostgreSQL keeps microseconds; truncating here makes both backends return the same instant.

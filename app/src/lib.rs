@@ -6,10 +6,12 @@
 //! the log and metric outputs. See ARCHITECTURE.md.
 
 pub mod auth;
+pub mod client_address;
 pub mod configuration;
 pub mod db;
 pub mod domain;
 pub mod healthcheck;
+pub mod http_log;
 pub mod metrics;
 pub mod middleware;
 pub mod problem;

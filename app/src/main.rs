@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use devsecops_app::configuration::Settings;
-use devsecops_app::startup::Application;
+use devsecops_app::startup::{Application, StartupError, StartupErrorKind};
 use devsecops_app::telemetry;
 use slog::{crit, info};
 
@@ -23,9 +23,10 @@ fn main() -> ExitCode {
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {
-            // The logger's level comes from the settings, so configuration errors are printed plainly.
-            eprintln!("devsecops-app: configuration error: {err}");
-            return ExitCode::from(2);
+            // The level comes from the settings that failed, so this one line is written at the
+            // default level: on stderr for a person, and as JSON on stdout for the log pipeline.
+            let logger = telemetry::logger(Box::new(std::io::stdout()), slog::Level::Info);
+            return configuration_error(&logger, &err.to_string());
         }
     };
     let logger = telemetry::logger_with(
@@ -43,13 +44,24 @@ fn main() -> ExitCode {
         let app = Application::build(settings, logger.clone()).await?;
         app.run()
             .await
-            .map_err(|e| devsecops_app::startup::StartupError(format!("server error: {e}")))
+            .map_err(|e| StartupError::runtime(format!("server error: {e}")))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind == StartupErrorKind::Configuration => {
+            configuration_error(&logger, &err.message)
+        }
         Err(err) => {
+            eprintln!("devsecops-app: {err}");
             crit!(logger, "exiting"; "error" => err.to_string());
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit 2 with the message on stderr and in the log: a configuration error names what to fix.
+fn configuration_error(logger: &slog::Logger, message: &str) -> ExitCode {
+    eprintln!("devsecops-app: configuration error: {message}");
+    crit!(logger, "configuration error"; "event" => "configuration_error", "error" => message);
+    ExitCode::from(2)
 }

@@ -19,10 +19,31 @@ pub const DB_POOL_MAX_CONNECTIONS: &str = "app_db_pool_max_connections";
 pub const DB_UP: &str = "app_db_up";
 pub const DB_QUERY_DURATION_SECONDS: &str = "app_db_query_duration_seconds";
 pub const SHUTTING_DOWN: &str = "app_shutting_down";
+pub const DB_ERRORS_TOTAL: &str = "app_db_errors_total";
+pub const REQUESTS_REFUSED_EARLY_TOTAL: &str = "http_requests_refused_before_routing_total";
 
 /// The `endpoint` label of every request that matched no route: one fixed value, so probing random
 /// paths cannot grow the label set.
 pub const UNMATCHED_ENDPOINT: &str = "unmatched";
+
+/// Methods that get their own `method` label value; every other token (HTTP allows any) counts as
+/// `other`, so a client cannot grow the label set.
+pub const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+pub const OTHER_METHOD: &str = "other";
+
+/// The `method` label value for a request method.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or(OTHER_METHOD)
+}
+
+/// The `reason` values of [`REQUESTS_REFUSED_EARLY_TOTAL`].
+pub const REFUSED_EARLY_REASONS: &[&str] = &["malformed", "head_too_large", "head_timeout"];
 
 /// Every metric the service exports, with its type, labels and meaning.
 pub const CATALOG: &[(&str, &str, &str, &str)] = &[
@@ -30,7 +51,7 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         HTTP_REQUESTS_TOTAL,
         "counter",
         "method, endpoint, status",
-        "Requests answered, by route template (`unmatched` for unknown paths).",
+        "Requests answered, by route template (`unmatched` for unknown paths); methods outside the nine of RFC 9110 count as `other`.",
     ),
     (
         HTTP_REQUEST_DURATION_SECONDS,
@@ -78,7 +99,7 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         DB_UP,
         "gauge",
         "",
-        "1 when the last readiness check reached the database, else 0.",
+        "1 when the last readiness check reached the database and could write to it, else 0.",
     ),
     (
         DB_QUERY_DURATION_SECONDS,
@@ -87,6 +108,18 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         "Time spent in database calls, by repository operation.",
     ),
     (SHUTTING_DOWN, "gauge", "", "1 from SIGTERM until exit."),
+    (
+        DB_ERRORS_TOTAL,
+        "counter",
+        "reason",
+        "Requests answered 503 because storage failed, by reason (`unreachable`, `timeout`, `locked`, `full`, `read_only`, `permission`, `io`, `corrupt`, `file_missing`, `not_migrated`).",
+    ),
+    (
+        REQUESTS_REFUSED_EARLY_TOTAL,
+        "counter",
+        "reason",
+        "Requests the HTTP layer refused before routing, so with no route or request id (`malformed`, `head_too_large`, `head_timeout`).",
+    ),
     (
         "process_*",
         "various",
@@ -112,6 +145,8 @@ pub struct Metrics {
     pub db_up: IntGauge,
     pub db_query_duration: HistogramVec,
     pub shutting_down: IntGauge,
+    pub db_errors: IntCounterVec,
+    pub refused_early: IntCounterVec,
 }
 
 impl Metrics {
@@ -149,6 +184,20 @@ impl Metrics {
             &["operation"],
         )?;
         let shutting_down = IntGauge::new(SHUTTING_DOWN, "1 while shutting down.")?;
+        let db_errors = IntCounterVec::new(
+            Opts::new(
+                DB_ERRORS_TOTAL,
+                "Requests answered 503 because storage failed.",
+            ),
+            &["reason"],
+        )?;
+        let refused_early = IntCounterVec::new(
+            Opts::new(
+                REQUESTS_REFUSED_EARLY_TOTAL,
+                "Requests refused by the HTTP layer before routing.",
+            ),
+            &["reason"],
+        )?;
 
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -161,6 +210,8 @@ impl Metrics {
         registry.register(Box::new(db_up.clone()))?;
         registry.register(Box::new(db_query_duration.clone()))?;
         registry.register(Box::new(shutting_down.clone()))?;
+        registry.register(Box::new(db_errors.clone()))?;
+        registry.register(Box::new(refused_early.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -173,6 +224,12 @@ impl Metrics {
         }
         for state in ["idle", "in_use"] {
             db_pool_connections.with_label_values(&[state]);
+        }
+        for fault in crate::db::StorageFault::ALL {
+            db_errors.with_label_values(&[fault.as_str()]);
+        }
+        for reason in REFUSED_EARLY_REASONS {
+            refused_early.with_label_values(&[reason]);
         }
 
         Ok(Metrics {
@@ -187,6 +244,8 @@ impl Metrics {
             db_up,
             db_query_duration,
             shutting_down,
+            db_errors,
+            refused_early,
         })
     }
 

@@ -4,23 +4,31 @@
 //! microseconds (see BENCHMARKS.md).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use slog::{error, info, o, warn, Logger};
 
-use crate::metrics::UNMATCHED_ENDPOINT;
+use crate::client_address::client_address;
+use crate::metrics::{method_label, UNMATCHED_ENDPOINT};
 use crate::problem::{ApiError, Problem, PROBLEM_CONTENT_TYPE};
 use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest accepted X-Request-ID; longer or unusual values are replaced, not echoed.
 pub const REQUEST_ID_MAX_LEN: usize = 128;
+
+/// Longest method token written to the access log: any token is valid HTTP, and a long one must not
+/// become a long log line.
+const METHOD_LOG_MAX_CHARS: usize = 32;
 
 /// Paths the orchestrator and Prometheus poll: never rate limited, so a busy client cannot make a
 /// healthy pod look dead.
@@ -60,20 +68,16 @@ pub fn is_valid_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// The client's address: the peer, or the first X-Forwarded-For hop when configured to trust it.
-pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
+/// The client's address as [`crate::client_address`] determined it, in request extensions.
+#[derive(Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+/// The client address of a request that passed through [`request_context`]; the peer otherwise.
+pub fn client_of(req: &HttpRequest) -> Option<IpAddr> {
+    match req.extensions().get::<ClientAddress>() {
+        Some(ClientAddress(ip)) => *ip,
+        None => req.peer_addr().map(|addr| addr.ip()),
     }
-    req.peer_addr().map(|addr| addr.ip())
 }
 
 pub async fn request_context(
@@ -99,7 +103,12 @@ pub async fn request_context(
 
     // Captured before the call: the request moves into the router, which needs it unshared.
     let info = RequestInfo {
-        method: req.method().clone(),
+        method: req
+            .method()
+            .as_str()
+            .chars()
+            .take(METHOD_LOG_MAX_CHARS)
+            .collect(),
         endpoint: req
             .match_pattern()
             .unwrap_or_else(|| UNMATCHED_ENDPOINT.to_string()),
@@ -110,8 +119,14 @@ pub async fn request_context(
                 .take(256)
                 .collect()
         }),
-        client: client_ip(req.request(), settings.trust_forwarded_for),
+        client: client_address(
+            req.peer_addr().map(|addr| addr.ip()),
+            req.headers(),
+            &settings.trusted_proxies,
+            settings.forwarded_header,
+        ),
     };
+    req.extensions_mut().insert(ClientAddress(info.client));
 
     state.metrics.in_flight.inc();
     let _in_flight = InFlightGuard(&state.metrics.in_flight);
@@ -142,9 +157,26 @@ pub async fn request_context(
         };
         Ok(req.into_response(error.error_response()))
     } else {
+        let mut req = req;
+        let body = track_body(&mut req);
         match tokio::time::timeout(settings.request_timeout, next.call(req)).await {
             Ok(Ok(response)) => Ok(response.map_into_boxed_body()),
             Ok(Err(err)) => Err(err),
+            Err(_)
+                if body
+                    .as_ref()
+                    .is_some_and(|done| !done.load(Ordering::Acquire)) =>
+            {
+                // The client did not send the body it announced: its fault, not an outage.
+                info!(logger, "request body did not arrive in time";
+                    "event" => "request_body_timeout",
+                    "timeout_ms" => settings.request_timeout.as_millis() as u64);
+                Err(ApiError::RequestTimeout(format!(
+                    "the request body did not arrive within {} ms",
+                    settings.request_timeout.as_millis()
+                ))
+                .into())
+            }
             Err(_) => {
                 error!(logger, "request timed out";
                     "event" => "request_timeout",
@@ -181,9 +213,57 @@ pub async fn request_context(
     }
 }
 
+/// When the request announces a body, wraps its payload so the time limit can tell a client that
+/// stopped sending (408) from a server that stopped answering (503). The flag turns true when the
+/// body has been read to its end or failed.
+fn track_body(req: &mut ServiceRequest) -> Option<Arc<AtomicBool>> {
+    let headers = req.headers();
+    let announced = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    if !announced {
+        return None;
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let (_, payload) = req.parts_mut();
+    let inner = std::mem::replace(payload, Payload::None);
+    *payload = Payload::from(Box::pin(TrackedBody {
+        inner,
+        done: done.clone(),
+    })
+        as std::pin::Pin<
+            Box<dyn futures_core::Stream<Item = Result<web::Bytes, PayloadError>>>,
+        >);
+    Some(done)
+}
+
+struct TrackedBody {
+    inner: Payload,
+    done: Arc<AtomicBool>,
+}
+
+impl futures_core::Stream for TrackedBody {
+    type Item = Result<web::Bytes, PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+}
+
 /// What the access log and metrics need of a request, taken before the router consumes it.
 struct RequestInfo {
-    method: actix_web::http::Method,
+    /// As sent, cut to [`METHOD_LOG_MAX_CHARS`] for the log; metrics use [`method_label`].
+    method: String,
     endpoint: String,
     path: String,
     user_agent: Option<String>,
@@ -198,7 +278,7 @@ fn finish(
     elapsed: Duration,
 ) {
     state.metrics.observe_request(
-        info.method.as_str(),
+        method_label(&info.method),
         &info.endpoint,
         status.as_str(),
         elapsed.as_secs_f64(),
@@ -333,7 +413,7 @@ fn access_log(logger: &Logger, info: &RequestInfo, status: StatusCode, elapsed: 
         ($level:ident) => {
             $level!(logger, "request completed";
                 "event" => "access",
-                "method" => info.method.as_str(),
+                "method" => &info.method,
                 "route" => &info.endpoint,
                 "path" => &info.path,
                 "status" => status.as_u16(),

@@ -91,14 +91,22 @@ fn problem_type(status: StatusCode) -> &'static str {
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
-    Unauthorized { reason: &'static str },
+    Unauthorized {
+        reason: &'static str,
+    },
     Forbidden(String),
     NotFound(String),
     Conflict(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
     Validation(Vec<FieldError>),
-    RateLimited { retry_after_secs: u64 },
+    /// Query parameters out of range (422 naming the query, not the body).
+    InvalidQuery(Vec<FieldError>),
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// The client did not send its request in time (408; closes the connection).
+    RequestTimeout(String),
     Unavailable(String),
     Internal,
 }
@@ -119,8 +127,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -134,6 +143,7 @@ impl ResponseError for ApiError {
             | ApiError::Forbidden(detail)
             | ApiError::NotFound(detail)
             | ApiError::Conflict(detail)
+            | ApiError::RequestTimeout(detail)
             | ApiError::Unavailable(detail) => problem.detail = Some(detail.clone()),
             ApiError::Unauthorized { .. } => {
                 problem.detail = Some("a valid bearer token is required".into())
@@ -146,6 +156,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Validation(errors) => {
                 problem.detail = Some("request body failed validation".into());
+                problem.errors = Some(errors.clone());
+            }
+            ApiError::InvalidQuery(errors) => {
+                problem.detail = Some("query parameters failed validation".into());
                 problem.errors = Some(errors.clone());
             }
             ApiError::RateLimited { retry_after_secs } => {
@@ -175,6 +189,12 @@ impl ResponseError for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
+        }
+        if matches!(self, ApiError::RequestTimeout(_)) {
+            // The rest of the body may still arrive: the connection cannot carry another request.
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
         }
         response
     }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{error, web, App, HttpServer};
-use slog::{info, warn, Logger};
+use slog::{error, info, warn, Logger};
 
 use crate::configuration::Settings;
-use crate::db::Database;
+use crate::db::{Database, DbError};
 use crate::metrics::Metrics;
 use crate::middleware::request_context;
 use crate::problem::{json_error, ApiError};
@@ -25,65 +25,149 @@ const RATE_LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 pub struct Application {
     port: u16,
+    metrics_port: u16,
     server: Server,
+    internal: Server,
     state: web::Data<AppState>,
 }
 
+/// Why the service could not start. A configuration error (exit 2) names the variable or path to
+/// fix; anything else exits 1.
 #[derive(Debug)]
-pub struct StartupError(pub String);
+pub struct StartupError {
+    pub message: String,
+    pub kind: StartupErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupErrorKind {
+    Configuration,
+    Runtime,
+}
+
+impl StartupError {
+    pub fn configuration(message: impl Into<String>) -> Self {
+        StartupError {
+            message: message.into(),
+            kind: StartupErrorKind::Configuration,
+        }
+    }
+    pub fn runtime(message: impl Into<String>) -> Self {
+        StartupError {
+            message: message.into(),
+            kind: StartupErrorKind::Runtime,
+        }
+    }
+}
 
 impl std::fmt::Display for StartupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for StartupError {}
 
+fn bind(host: &str, port: u16, variable: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind((host, port)).map_err(|e| {
+        StartupError::configuration(format!("{variable}: cannot listen on {host}:{port}: {e}"))
+    })
+}
+
+/// Longest pause between attempts to reach PostgreSQL for the migrations.
+const MIGRATION_RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl Application {
-    /// Connects, migrates, binds and builds the server; nothing is served until [`Self::run`].
+    /// Connects, migrates, binds and builds the servers; nothing is served until [`Self::run`].
     pub async fn build(settings: Settings, logger: Logger) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|e| {
-            StartupError(format!(
-                "cannot listen on {}:{}: {e}",
-                settings.host, settings.port
-            ))
-        })?;
+        let listener = bind(&settings.host, settings.port, "PORT")?;
         Self::build_with_listener(settings, logger, listener).await
     }
 
+    /// As [`Self::build`], on a public listener bound by the caller; the internal listener is bound
+    /// from `METRICS_HOST`/`METRICS_PORT` (0 picks a free port).
     pub async fn build_with_listener(
         settings: Settings,
         logger: Logger,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError(format!("listener address: {e}")))?
-            .port();
-        let db = Database::connect_lazy(&settings).map_err(StartupError)?;
-        let applied = db
-            .migrate()
-            .await
-            .map_err(|e| StartupError(format!("database migration failed: {e:?}")))?;
-        info!(logger, "database ready"; "backend" => db.backend(), "migrations_applied" => format!("{applied:?}"));
+        let internal = bind(
+            &settings.metrics_host,
+            settings.metrics_port,
+            "METRICS_PORT",
+        )?;
+        Self::build_with_listeners(settings, logger, listener, internal).await
+    }
+
+    pub async fn build_with_listeners(
+        settings: Settings,
+        logger: Logger,
+        listener: TcpListener,
+        internal_listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let port = local_port(&listener)?;
+        let metrics_port = local_port(&internal_listener)?;
+        let variable = settings.database_url_source.clone();
+        let db = Database::connect_lazy(&settings)
+            .map_err(|e| StartupError::configuration(format!("{variable}: {e}")))?;
+        info!(logger, "configuration loaded";
+            "api_token_source" => &settings.api_token_source,
+            "database" => db.backend(),
+            "trusted_proxies" => settings.trusted_proxies.len());
 
         let revision = option_env!("GIT_REVISION").unwrap_or("unknown");
-        let metrics =
-            Metrics::new(revision).map_err(|e| StartupError(format!("metrics registry: {e}")))?;
-        // The migrations just reached the database; readiness probes keep this current.
-        metrics.db_up.set(1);
+        let metrics = Metrics::new(revision)
+            .map_err(|e| StartupError::runtime(format!("metrics registry: {e}")))?;
         let state = web::Data::new(AppState::new(settings, db, metrics, logger));
-        let server = server(state.clone(), listener)?;
+        crate::http_log::subscribe(&state);
+
+        if let Some(path) = state.db.sqlite_path() {
+            // A local file: anything wrong with it is for the operator to fix before starting.
+            let existed = path.exists();
+            let applied = state.db.migrate().await.map_err(|e| {
+                StartupError::configuration(format!(
+                    "{variable}: cannot open or migrate the SQLite database {}: {}",
+                    path.display(),
+                    describe(&e)
+                ))
+            })?;
+            // Migrations may need no write at all; the service's job is writing, so check it can.
+            state.db.check_ready().await.map_err(|e| {
+                StartupError::configuration(format!(
+                    "{variable}: the SQLite database {} cannot be written: {}",
+                    path.display(),
+                    describe(&e)
+                ))
+            })?;
+            if !existed {
+                warn!(state.logger, "created a new, empty database: if one existed here before, it is gone (restore a backup)";
+                    "event" => "database_created", "path" => path.display().to_string());
+            }
+            info!(state.logger, "database ready"; "backend" => "sqlite", "migrations_applied" => format!("{applied:?}"));
+            state.metrics.db_up.set(1);
+        } else {
+            // PostgreSQL may come up after the service: start unready and migrate when it answers,
+            // instead of exiting into a crash loop.
+            actix_web::rt::spawn(migrate_when_reachable(state.clone()));
+        }
+
+        let server = public_server(state.clone(), listener)?;
+        let internal = internal_server(state.clone(), internal_listener)?;
         Ok(Application {
             port,
+            metrics_port,
             server,
+            internal,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -102,7 +186,8 @@ impl Application {
         self.run_until_stopped().await
     }
 
-    /// Serves until the server stops (tests stop it by dropping the task).
+    /// Serves until the public server stops (tests stop it by dropping the task). The internal
+    /// listener stops after it, so metrics stay scrapeable while requests drain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         if self.state.rate_limiter.is_some() {
             let state = self.state.clone();
@@ -119,12 +204,63 @@ impl Application {
         }
         info!(self.state.logger, "listening";
             "address" => format!("{}:{}", self.state.settings.host, self.port),
+            "internal_address" => format!("{}:{}", self.state.settings.metrics_host, self.metrics_port),
             "environment" => self.state.settings.environment.as_str(),
             "database" => self.state.db.backend());
+        let internal_handle = self.internal.handle();
+        let internal = actix_web::rt::spawn(self.internal);
         let result = self.server.await;
+        internal_handle.stop(false).await;
+        let _ = internal.await;
         self.state.db.close().await;
         info!(self.state.logger, "stopped");
         result
+    }
+}
+
+fn local_port(listener: &TcpListener) -> Result<u16, StartupError> {
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| StartupError::runtime(format!("listener address: {e}")))
+}
+
+/// A database error as an operator reads it (no URL, no password: sqlx errors carry neither).
+fn describe(err: &DbError) -> String {
+    match err {
+        DbError::Unavailable(fault, cause) => format!("{} ({cause})", fault.as_str()),
+        DbError::Other(cause) => cause.clone(),
+        DbError::Conflict => "a unique constraint failed".into(),
+    }
+}
+
+/// Retries the PostgreSQL migrations until they succeed, with backoff; readiness is 503 meanwhile.
+async fn migrate_when_reachable(state: web::Data<AppState>) {
+    let mut pause = Duration::from_millis(250);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match state.db.migrate().await {
+            Ok(applied) => {
+                info!(state.logger, "database ready"; "backend" => state.db.backend(),
+                    "migrations_applied" => format!("{applied:?}"), "attempts" => attempts);
+                state.metrics.db_up.set(1);
+                return;
+            }
+            Err(err) => {
+                state.metrics.db_up.set(0);
+                // The first failure and then every tenth, so an outage does not flood the log.
+                if attempts == 1 || attempts % 10 == 0 {
+                    error!(state.logger, "database migrations pending: the database did not answer; serving unready until it does";
+                        "event" => "migrations_pending", "attempts" => attempts, "error" => describe(&err));
+                }
+            }
+        }
+        if state.lifecycle.is_shutting_down() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MIGRATION_RETRY_MAX);
     }
 }
 
@@ -165,10 +301,15 @@ async fn wait_for_signal() {
     }
 }
 
-fn server(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, StartupError> {
+/// The listener clients, ingresses and probes use.
+fn public_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> Result<Server, StartupError> {
     let settings = state.settings.clone();
     let body_limit = settings.max_body_bytes;
-    let openapi = web::Data::new(OpenApiJson::render());
+    let openapi = web::Data::new(OpenApiJson::public());
+    let openapi_public = settings.openapi_public;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -189,7 +330,7 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, S
                 )))
             }))
             .wrap(from_fn(request_context))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure_public(cfg, openapi_public))
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)
@@ -200,7 +341,36 @@ fn server(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, S
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
     .disable_signals()
     .listen(listener)
-    .map_err(|e| StartupError(format!("cannot serve on the listener: {e}")))?
+    .map_err(|e| StartupError::runtime(format!("cannot serve on the listener: {e}")))?
+    .run();
+    Ok(server)
+}
+
+/// The internal listener: metrics, diagnostics and the API description, for Prometheus and
+/// operators; one worker is plenty.
+fn internal_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> Result<Server, StartupError> {
+    let settings = state.settings.clone();
+    let openapi = web::Data::new(OpenApiJson::internal());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(openapi.clone())
+            .wrap(from_fn(request_context))
+            .configure(routes::configure_internal)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .max_connections(64)
+    .client_request_timeout(settings.header_read_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(settings.keep_alive)
+    .shutdown_timeout(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|e| StartupError::runtime(format!("cannot serve on the internal listener: {e}")))?
     .run();
     Ok(server)
 }

@@ -7,11 +7,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
-use slog::warn;
+use slog::{crit, warn};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::db::{DbError, StorageFault};
 use crate::middleware::RequestLogger;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -61,8 +62,8 @@ pub async fn health() -> HttpResponse {
     })
 }
 
-/// Readiness: 200 when the database answers; 503 naming the failing check, and from the moment
-/// shutdown begins.
+/// Readiness: 200 when the database answers and accepts a write (probed at most once a second);
+/// 503 naming the failing check and its reason, and from the moment shutdown begins.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -82,13 +83,24 @@ pub async fn ready(state: web::Data<AppState>, RequestLogger(log): RequestLogger
         );
     }
     let started = Instant::now();
-    let result = tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.ping()).await;
+    let result = tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.check_ready()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
     let failure = match result {
         Ok(Ok(())) => None,
+        Ok(Err(DbError::Unavailable(fault, cause))) => {
+            if fault == StorageFault::FileMissing && state.db.first_file_missing_report() {
+                crit!(log, "the database file was deleted or replaced while the service ran: writes would be lost; restore it or restart from a backup";
+                    "event" => "database_file_missing",
+                    "check" => "database",
+                    "error" => &cause);
+            } else {
+                warn!(log, "readiness check failed"; "check" => "database", "reason" => fault.as_str(), "error" => cause);
+            }
+            Some(fault.as_str())
+        }
         Ok(Err(err)) => {
             warn!(log, "readiness check failed"; "check" => "database", "error" => format!("{err:?}"));
-            Some("unavailable")
+            Some("error")
         }
         Err(_) => {
             warn!(log, "readiness check failed"; "check" => "database", "error" => "timed out");

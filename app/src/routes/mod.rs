@@ -21,7 +21,6 @@ use crate::problem::{ApiError, Problem};
     paths(
         health::health,
         health::ready,
-        health::metrics,
         openapi_json,
         users::list_users,
         users::create_user,
@@ -29,7 +28,6 @@ use crate::problem::{ApiError, Problem};
         users::replace_user,
         users::patch_user,
         users::delete_user,
-        debug::memory,
     ),
     components(schemas(
         crate::domain::User,
@@ -40,16 +38,30 @@ use crate::problem::{ApiError, Problem};
         crate::problem::FieldError,
         health::Health,
         health::Readiness,
-        debug::MemoryReport,
-        debug::DbPool,
     )),
-    modifiers(&BearerAuth, &PatchNeedsAField),
+    modifiers(&BearerAuth, &PatchNeedsAField, &FieldPatterns),
     tags(
         (name = "users", description = "Users: reads are open, writes need the bearer token"),
-        (name = "operations", description = "Probes, metrics, API description and diagnostics"),
+        (name = "operations", description = "Probes and API description"),
     )
 )]
 pub struct ApiDoc;
+
+/// The internal listener (`METRICS_PORT`): metrics, diagnostics and this description. Never routed
+/// by an ingress; the NetworkPolicy admits Prometheus only.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "devsecops-app (internal listener)",
+        description = "Prometheus metrics and diagnostics, served on METRICS_PORT only.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(health::metrics, openapi_json, debug::memory),
+    components(schemas(crate::problem::Problem, debug::MemoryReport, debug::DbPool)),
+    modifiers(&BearerAuth),
+    tags((name = "operations", description = "Metrics, API description and diagnostics"))
+)]
+pub struct InternalDoc;
 
 struct BearerAuth;
 
@@ -80,6 +92,33 @@ impl Modify for PatchNeedsAField {
     }
 }
 
+/// Sets the `pattern` of the name and email fields from [`crate::domain`], where validation takes
+/// its rules from the same Unicode data: utoipa takes only literal patterns, and these are generated.
+struct FieldPatterns;
+
+impl Modify for FieldPatterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{schema::Schema, RefOr};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["UserInput", "UserPatch"] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                for (field, pattern) in [
+                    ("name", crate::domain::name_pattern()),
+                    ("email", crate::domain::email_pattern()),
+                ] {
+                    if let Some(RefOr::T(Schema::Object(property))) =
+                        object.properties.get_mut(field)
+                    {
+                        property.pattern = Some(pattern);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// This document.
 #[utoipa::path(
     get,
@@ -99,12 +138,15 @@ pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
         .body(doc.0.clone())
 }
 
-/// The serialized document, rendered once at start.
+/// The serialized document of a listener, rendered once at start.
 pub struct OpenApiJson(pub String);
 
 impl OpenApiJson {
-    pub fn render() -> Self {
+    pub fn public() -> Self {
         OpenApiJson(ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+    }
+    pub fn internal() -> Self {
+        OpenApiJson(InternalDoc::openapi().to_pretty_json().unwrap_or_default())
     }
 }
 
@@ -127,53 +169,53 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no resource at this path".into()))
 }
 
-/// Registers every route. `ApiDoc` lists the same handlers; a test checks the two agree.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(method_not_allowed("GET")),
-    )
-    .service(
-        web::resource("/ready")
-            .route(web::get().to(health::ready))
-            .default_service(method_not_allowed("GET")),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(health::metrics))
-            .default_service(method_not_allowed("GET")),
-    )
-    .service(
-        web::resource("/openapi.json")
-            .route(web::get().to(openapi_json))
-            .default_service(method_not_allowed("GET")),
-    )
-    .service(
-        web::resource("/api/users")
-            .route(web::get().to(users::list_users))
-            .route(web::post().to(users::create_user))
-            .default_service(method_not_allowed("GET, POST")),
-    )
-    .service(
-        web::resource("/api/users/{id}")
-            .route(web::get().to(users::get_user))
-            .route(web::put().to(users::replace_user))
-            .route(web::patch().to(users::patch_user))
-            .route(web::delete().to(users::delete_user))
-            .default_service(method_not_allowed("GET, PUT, PATCH, DELETE")),
-    )
-    .service(
-        web::resource("/debug/memory")
-            .route(web::get().to(debug::memory))
-            .default_service(method_not_allowed("GET")),
-    );
+/// A resource that answers GET and HEAD (RFC 9110 9.3.2: HEAD wherever GET is served) with
+/// `handler`, and 405 to anything else.
+macro_rules! get_resource {
+    ($path:expr, $handler:expr) => {
+        web::resource($path)
+            .route(web::get().to($handler))
+            .route(web::head().to($handler))
+            .default_service(method_not_allowed("GET, HEAD"))
+    };
+}
+
+/// Registers the public routes. `ApiDoc` lists the same handlers; a test checks the two agree.
+pub fn configure_public(cfg: &mut web::ServiceConfig, openapi_public: bool) {
+    cfg.service(get_resource!("/health", health::health))
+        .service(get_resource!("/ready", health::ready))
+        .service(
+            web::resource("/api/users")
+                .route(web::get().to(users::list_users))
+                .route(web::head().to(users::list_users))
+                .route(web::post().to(users::create_user))
+                .default_service(method_not_allowed("GET, HEAD, POST")),
+        )
+        .service(
+            web::resource("/api/users/{id}")
+                .route(web::get().to(users::get_user))
+                .route(web::head().to(users::get_user))
+                .route(web::put().to(users::replace_user))
+                .route(web::patch().to(users::patch_user))
+                .route(web::delete().to(users::delete_user))
+                .default_service(method_not_allowed("GET, HEAD, PUT, PATCH, DELETE")),
+        );
+    if openapi_public {
+        cfg.service(get_resource!("/openapi.json", openapi_json));
+    }
+}
+
+/// Registers the internal listener's routes (`InternalDoc`).
+pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource!("/metrics", health::metrics))
+        .service(get_resource!("/openapi.json", openapi_json))
+        .service(get_resource!("/debug/memory", debug::memory));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EMAIL_PATTERN, NAME_PATTERN};
+    use crate::domain::{email_pattern, name_pattern};
 
     /// utoipa takes patterns as literals only; this keeps them equal to the ones validation documents.
     #[test]
@@ -181,8 +223,8 @@ mod tests {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
         for schema in ["UserInput", "UserPatch"] {
             let props = &doc["components"]["schemas"][schema]["properties"];
-            assert_eq!(props["name"]["pattern"], NAME_PATTERN, "{schema}.name");
-            assert_eq!(props["email"]["pattern"], EMAIL_PATTERN, "{schema}.email");
+            assert_eq!(props["name"]["pattern"], name_pattern(), "{schema}.name");
+            assert_eq!(props["email"]["pattern"], email_pattern(), "{schema}.email");
             assert_eq!(
                 doc["components"]["schemas"][schema]["additionalProperties"], false,
                 "{schema} refuses unknown fields"

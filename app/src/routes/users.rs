@@ -6,18 +6,31 @@ use slog::{error, info};
 
 use crate::auth::Authenticated;
 use crate::db::DbError;
-use crate::domain::{PageQuery, User, UserInput, UserPage, UserPatch};
+use crate::domain::{JsonObject, PageQuery, User, UserInput, UserPage, UserPatch};
 use crate::middleware::RequestLogger;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
-/// Maps storage failures to problems; the cause goes to the log, never to the client.
-fn db_error(log: &slog::Logger, operation: &str, err: DbError) -> ApiError {
+/// Maps storage failures to problems; the cause goes to the log, never to the client. Storage
+/// faults are 503 with `Retry-After`, counted by reason.
+fn db_error(state: &AppState, log: &slog::Logger, operation: &str, err: DbError) -> ApiError {
     match err {
         DbError::Conflict => ApiError::Conflict("a user with this email already exists".into()),
-        DbError::Unavailable(cause) => {
-            error!(log, "database unavailable"; "operation" => operation, "error" => cause);
-            ApiError::Unavailable("the database is unavailable; retry later".into())
+        DbError::Unavailable(fault, cause) => {
+            state
+                .metrics
+                .db_errors
+                .with_label_values(&[fault.as_str()])
+                .inc();
+            error!(log, "storage unavailable";
+                "event" => "storage_unavailable",
+                "operation" => operation,
+                "reason" => fault.as_str(),
+                "error" => cause);
+            ApiError::Unavailable(format!(
+                "the database cannot serve this request now ({}); retry later",
+                fault.as_str()
+            ))
         }
         DbError::Other(cause) => {
             error!(log, "database error"; "operation" => operation, "error" => cause);
@@ -50,14 +63,14 @@ pub async fn list_users(
     query: web::Query<PageQuery>,
     RequestLogger(log): RequestLogger,
 ) -> Result<HttpResponse, ApiError> {
-    let (limit, cursor) = query.validate().map_err(ApiError::Validation)?;
+    let (limit, cursor) = query.validate().map_err(ApiError::InvalidQuery)?;
     let _timer = state.metrics.db_timer("list_users");
     // One extra row tells whether a next page exists without a COUNT(*).
     let mut items = state
         .db
         .list_users(cursor, limit + 1)
         .await
-        .map_err(|e| db_error(&log, "list_users", e))?;
+        .map_err(|e| db_error(&state, &log, "list_users", e))?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|u| u.id)
@@ -95,16 +108,20 @@ pub async fn list_users(
 pub async fn create_user(
     _auth: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<UserInput>,
+    body: web::Json<JsonObject<UserInput>>,
     RequestLogger(log): RequestLogger,
 ) -> Result<HttpResponse, ApiError> {
-    let user = body.into_inner().validate().map_err(ApiError::Validation)?;
+    let user = body
+        .into_inner()
+        .0
+        .validate()
+        .map_err(ApiError::Validation)?;
     let _timer = state.metrics.db_timer("create_user");
     let created = state
         .db
         .create_user(&user)
         .await
-        .map_err(|e| db_error(&log, "create_user", e))?;
+        .map_err(|e| db_error(&state, &log, "create_user", e))?;
     info!(log, "user created"; "event" => "user_created", "user_id" => created.id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/users/{}", created.id)))
@@ -137,7 +154,7 @@ pub async fn get_user(
         .db
         .get_user(id)
         .await
-        .map_err(|e| db_error(&log, "get_user", e))?
+        .map_err(|e| db_error(&state, &log, "get_user", e))?
         .ok_or_else(|| not_found(id))?;
     Ok(HttpResponse::Ok().json(user))
 }
@@ -168,17 +185,21 @@ pub async fn replace_user(
     _auth: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<UserInput>,
+    body: web::Json<JsonObject<UserInput>>,
     RequestLogger(log): RequestLogger,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let user = body.into_inner().validate().map_err(ApiError::Validation)?;
+    let user = body
+        .into_inner()
+        .0
+        .validate()
+        .map_err(ApiError::Validation)?;
     let _timer = state.metrics.db_timer("replace_user");
     let updated = state
         .db
         .replace_user(id, &user)
         .await
-        .map_err(|e| db_error(&log, "replace_user", e))?
+        .map_err(|e| db_error(&state, &log, "replace_user", e))?
         .ok_or_else(|| not_found(id))?;
     info!(log, "user replaced"; "event" => "user_updated", "user_id" => id);
     Ok(HttpResponse::Ok().json(updated))
@@ -210,17 +231,21 @@ pub async fn patch_user(
     _auth: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<UserPatch>,
+    body: web::Json<JsonObject<UserPatch>>,
     RequestLogger(log): RequestLogger,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let patch = body.into_inner().validate().map_err(ApiError::Validation)?;
+    let patch = body
+        .into_inner()
+        .0
+        .validate()
+        .map_err(ApiError::Validation)?;
     let _timer = state.metrics.db_timer("patch_user");
     let updated = state
         .db
         .patch_user(id, &patch)
         .await
-        .map_err(|e| db_error(&log, "patch_user", e))?
+        .map_err(|e| db_error(&state, &log, "patch_user", e))?
         .ok_or_else(|| not_found(id))?;
     info!(log, "user patched"; "event" => "user_updated", "user_id" => id);
     Ok(HttpResponse::Ok().json(updated))
@@ -255,7 +280,7 @@ pub async fn delete_user(
         .db
         .delete_user(id)
         .await
-        .map_err(|e| db_error(&log, "delete_user", e))?;
+        .map_err(|e| db_error(&state, &log, "delete_user", e))?;
     if !deleted {
         return Err(not_found(id));
     }

@@ -67,17 +67,17 @@ async fn wrong_method_is_405_with_allow(backend: Backend) {
     let app = spawn_app(backend).await;
     let reply = app.send(app.client.delete(app.url("/health")), None).await;
     reply.problem(405);
-    assert_eq!(reply.header("allow").as_deref(), Some("GET"));
+    assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD"));
     let reply = app.send(app.client.put(app.url("/api/users")), None).await;
     reply.problem(405);
-    assert_eq!(reply.header("allow").as_deref(), Some("GET, POST"));
+    assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD, POST"));
     let reply = app
         .send(app.client.post(app.url("/api/users/1")), None)
         .await;
     reply.problem(405);
     assert_eq!(
         reply.header("allow").as_deref(),
-        Some("GET, PUT, PATCH, DELETE")
+        Some("GET, HEAD, PUT, PATCH, DELETE")
     );
 }
 

@@ -50,6 +50,8 @@ macro_rules! backend_tests {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The internal listener: metrics, diagnostics, API description.
+    pub internal_address: String,
     pub client: HttpClient,
     pub logs: SharedBuffer,
     pub state: web::Data<AppState>,
@@ -92,7 +94,28 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     spawn_app_on(database_url, dir, overrides).await
 }
 
+/// Starts the service on `database_url` and waits until it is ready (PostgreSQL migrates in the
+/// background).
 pub async fn spawn_app_on(
+    database_url: String,
+    dir: tempfile::TempDir,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    let app = start_app_on(database_url, dir, overrides).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app.state.db.is_migrated() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not migrate its database within 20 s: {}",
+            app.logs.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app
+}
+
+/// Starts the service without waiting for its database.
+pub async fn start_app_on(
     database_url: String,
     dir: tempfile::TempDir,
     overrides: &[(&str, &str)],
@@ -103,6 +126,7 @@ pub async fn spawn_app_on(
         ("API_TOKEN", TOKEN),
         ("WORKERS", "1"),
         ("LOG_LEVEL", "debug"),
+        ("METRICS_PORT", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -119,11 +143,13 @@ pub async fn spawn_app_on(
         .await
         .expect("the application starts");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        internal_address: format!("http://127.0.0.1:{metrics_port}"),
         client: HttpClient,
         logs,
         state,
@@ -306,6 +332,11 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// A URL on the internal listener.
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("{}{}", self.internal_address, path)
+    }
+
     /// Sends `req`, with `body` as JSON when given.
     pub async fn send(&self, req: Request, body: Option<Value>) -> Reply {
         match body {
@@ -334,7 +365,11 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.text()
+        let reply = self
+            .send(self.client.get(self.internal_url("/metrics")), None)
+            .await;
+        assert_eq!(reply.status, 200, "metrics: {}", reply.text());
+        reply.text()
     }
 
     /// The value of one sample in the exposition text, e.g. `http_requests_total{...}`.

@@ -9,4 +9,5 @@ mod openapi;
 mod outage;
 mod security;
 mod shutdown;
+mod storage;
 mod users;

@@ -7,12 +7,49 @@ use crate::helpers::{spawn_app_with, Backend};
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
-/// The document describes what the router serves, no more and no less: every documented operation
-/// is routed (never 404/405), and on each documented path the methods the router accepts (its
-/// `Allow` header, and what answers other than 405) are exactly the documented ones.
+/// Each listener's document describes what its router serves, no more and no less: every
+/// documented operation is routed (never 404/405), and on each documented path the methods the
+/// router accepts (its `Allow` header, and what answers other than 405) are exactly the documented
+/// ones, plus HEAD wherever GET is (RFC 9110 9.3.2), answered like GET without a body.
 async fn openapi_document_matches_the_router(backend: Backend) {
     let app = spawn_app_with(backend, &[("DEBUG", "true")]).await;
-    let reply = app.get("/openapi.json").await;
+    let public = [
+        "/health",
+        "/ready",
+        "/openapi.json",
+        "/api/users",
+        "/api/users/{id}",
+    ];
+    check_listener(&app, &app.address, &public).await;
+    let internal = ["/metrics", "/openapi.json", "/debug/memory"];
+    check_listener(&app, &app.internal_address, &internal).await;
+    // Neither listener serves the other's paths.
+    for path in ["/metrics", "/debug/memory"] {
+        app.get(path).await.problem(404);
+    }
+    for path in ["/api/users", "/health", "/ready"] {
+        let reply = app
+            .send(
+                app.client.get(format!("{}{path}", app.internal_address)),
+                None,
+            )
+            .await;
+        reply.problem(404);
+    }
+}
+
+async fn openapi_can_be_kept_off_the_public_listener(backend: Backend) {
+    let app = spawn_app_with(backend, &[("OPENAPI_PUBLIC", "false")]).await;
+    app.get("/openapi.json").await.problem(404);
+    let internal = app
+        .send(app.client.get(app.internal_url("/openapi.json")), None)
+        .await;
+    assert_eq!(internal.status, 200);
+}
+
+async fn check_listener(app: &crate::helpers::TestApp, base: &str, expected: &[&str]) {
+    let url = |path: &str| format!("{base}{path}");
+    let reply = app.send(app.client.get(url("/openapi.json")), None).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.header("content-type").as_deref(),
@@ -31,16 +68,7 @@ async fn openapi_document_matches_the_router(backend: Backend) {
     );
 
     let paths = doc["paths"].as_object().expect("paths");
-    let expected: BTreeSet<&str> = [
-        "/health",
-        "/ready",
-        "/metrics",
-        "/openapi.json",
-        "/api/users",
-        "/api/users/{id}",
-        "/debug/memory",
-    ]
-    .into();
+    let expected: BTreeSet<&str> = expected.iter().copied().collect();
     assert_eq!(
         paths.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         expected
@@ -53,10 +81,18 @@ async fn openapi_document_matches_the_router(backend: Backend) {
             .filter(|m| item.get(**m).is_some())
             .map(|m| m.to_uppercase())
             .collect();
+        if documented.contains("GET") {
+            let get = app
+                .send(app.authed(app.client.get(url(&concrete))), None)
+                .await;
+            let head = app
+                .send(app.authed(app.client.request("HEAD", url(&concrete))), None)
+                .await;
+            assert_eq!(head.status, get.status, "HEAD {path} answers like GET");
+            assert!(head.body.is_empty(), "HEAD {path} has no body");
+        }
         for method in METHODS {
-            let req = app
-                .client
-                .request(&method.to_uppercase(), app.url(&concrete));
+            let req = app.client.request(&method.to_uppercase(), url(&concrete));
             let reply = app.send(app.authed(req), None).await;
             let is_documented = documented.contains(&method.to_uppercase());
             if is_documented {
@@ -80,7 +116,9 @@ async fn openapi_document_matches_the_router(backend: Backend) {
                     .split(", ")
                     .map(str::to_string)
                     .collect();
-                assert_eq!(allow, documented, "Allow of {path}");
+                let mut allowed = documented.clone();
+                allowed.insert("HEAD".to_string());
+                assert_eq!(allow, allowed, "Allow of {path}");
             }
         }
     }
@@ -113,4 +151,7 @@ fn check_operation(doc: &Value, op: &Value, status: u16, path: &str, method: &st
     let _ = doc;
 }
 
-backend_tests!(openapi_document_matches_the_router);
+backend_tests!(
+    openapi_document_matches_the_router,
+    openapi_can_be_kept_off_the_public_listener
+);

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{fresh_postgres_database, spawn_app_on, Proxy, ProxyMode, TestApp};
+use crate::helpers::{
+    fresh_postgres_database, spawn_app_on, start_app_on, Proxy, ProxyMode, TestApp,
+};
 
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
 
@@ -98,29 +100,62 @@ async fn postgres_partitioned_never_hangs_and_recovers() {
     outage_then_recovery(ProxyMode::Blackhole).await;
 }
 
+/// PostgreSQL down at start: the process starts unready instead of exiting into a crash loop,
+/// answers 503 without hanging, migrates once the database answers, and turns ready.
 #[actix_web::test]
-async fn startup_fails_clearly_when_the_database_is_unreachable() {
-    let settings = devsecops_app::configuration::Settings::from_source(
-        &devsecops_app::configuration::Source::from_map(
-            [
-                ("API_TOKEN", "x"),
-                ("DATABASE_URL", "postgres://nobody:nothing@127.0.0.1:1/none"),
-                ("DB_ACQUIRE_TIMEOUT_MS", "500"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ),
-    )
-    .expect("settings");
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+async fn starts_unready_while_postgres_is_down_then_migrates() {
+    let url = fresh_postgres_database().await;
+    let target: std::net::SocketAddr = "127.0.0.1:5432".parse().expect("address");
+    let proxy = Proxy::start(target).await;
+    proxy.set_mode(ProxyMode::Reset);
+    let proxied = url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let err = devsecops_app::startup::Application::build_with_listener(settings, logger, listener)
-        .await
-        .err()
-        .expect("startup fails");
-    assert!(err.0.starts_with("database migration failed"), "{}", err.0);
-    assert!(!err.0.contains("nothing"), "password leaked: {}", err.0);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let app = start_app_on(
+        proxied,
+        dir,
+        &[
+            ("DB_ACQUIRE_TIMEOUT_MS", "500"),
+            ("REQUEST_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "start is not held up by the database"
+    );
+    assert_eq!(app.get("/health").await.status, 200);
+    let ready = app.get("/ready").await;
+    let body = ready.problem(503);
+    assert_eq!(
+        body["checks"]["database"]["reason"], "not_migrated",
+        "{body}"
+    );
+    app.get("/api/users").await.problem(503);
+    app.create_user("A", "a@example.com").await.problem(503);
+    assert_eq!(
+        app.metric_value("app_db_errors_total", &[("reason", "not_migrated")])
+            .await,
+        Some(2.0)
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let logs = app.logs.text();
+    assert!(logs.contains("\"event\":\"migrations_pending\""), "{logs}");
+    assert!(!logs.contains("devsecops_test@"), "the URL is not logged");
+
+    proxy.set_mode(ProxyMode::Open);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.get("/ready").await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never became ready: {}",
+            app.logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.create_user("A", "a@example.com").await.status, 201);
+    assert!(app
+        .logs
+        .text()
+        .contains("\"migrations_applied\":\"[1, 2, 3]\""));
 }

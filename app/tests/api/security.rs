@@ -146,7 +146,7 @@ async fn clients_over_their_rate_are_429_but_probes_are_not(backend: Backend) {
         .expect("seconds");
     assert!((1..=2).contains(&retry), "retry after {retry}");
     // Probes and scrapes stay available to a limited client.
-    for path in ["/health", "/ready", "/metrics"] {
+    for path in ["/health", "/ready"] {
         assert_eq!(app.get(path).await.status, 200, "{path}");
     }
     let limited_count = app
@@ -241,12 +241,17 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot(backend: Backend) {
 
 async fn debug_memory_is_403_unless_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
-    let req = app.authed(app.client.get(app.url("/debug/memory")));
+    let req = app.authed(app.client.get(app.internal_url("/debug/memory")));
     app.send(req, None).await.problem(403);
 
     let app = spawn_app_with(backend, &[("DEBUG", "true")]).await;
-    app.get("/debug/memory").await.problem(401);
+    app.send(app.client.get(app.internal_url("/debug/memory")), None)
+        .await
+        .problem(401);
+    // Never on the public listener, whatever the token.
     let req = app.authed(app.client.get(app.url("/debug/memory")));
+    app.send(req, None).await.problem(404);
+    let req = app.authed(app.client.get(app.internal_url("/debug/memory")));
     let reply = app.send(req, None).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let body = reply.json();

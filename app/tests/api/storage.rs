@@ -1,0 +1,515 @@
+//! Storage faults injected for real: a full filesystem (a tmpfs the test mounts and fills), a
+//! filesystem remounted read-only, immutable files, a write lock held by another connection, the
+//! database file deleted under the running service, and on PostgreSQL a read-only database and a
+//! revoked privilege. After each, every write the service confirmed (201/200/204) must read back
+//! exactly as confirmed, refused writes answer 503 problem+json with `Retry-After` counted by
+//! reason, and readiness reflects a database that cannot be written.
+//!
+//! Mounting needs root; `scripts/test.sh` runs as root. These tests fail, never skip, without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_on, Backend, TestApp};
+
+/// A tmpfs mounted for one test and unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path_str(dir.path()),
+            ],
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros until the filesystem refuses; returns the filler to delete later.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = path_str(self.dir.path()).to_string();
+        for name in ["app.db", "app.db-wal", "app.db-shm"] {
+            let _ = Command::new("chattr")
+                .args(["-i", &format!("{path}/{name}")])
+                .status();
+        }
+        let _ = Command::new("umount").args(["-l", &path]).status();
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed (these tests need root, as scripts/test.sh runs them): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The service on a SQLite file inside `fs`.
+async fn app_on(fs: &Tmpfs, overrides: &[(&str, &str)]) -> TestApp {
+    let url = format!("sqlite://{}/app.db", fs.path().display());
+    spawn_app_on(url, tempfile::tempdir().expect("tempdir"), overrides).await
+}
+
+/// Every write the service confirmed, to read back later.
+#[derive(Default)]
+struct Confirmed {
+    users: Vec<Value>,
+    refused: usize,
+}
+
+impl Confirmed {
+    async fn create(&mut self, app: &TestApp, n: usize, tag: &str) {
+        for i in 0..n {
+            let reply = app
+                .create_user(
+                    &format!("User {tag} {i}"),
+                    &format!("{tag}-{i}@example.com"),
+                )
+                .await;
+            match reply.status {
+                201 => self.users.push(reply.json()),
+                503 => {
+                    let body = reply.problem(503);
+                    assert!(reply.header("retry-after").is_some(), "Retry-After: {body}");
+                    self.refused += 1;
+                }
+                other => panic!(
+                    "POST answered {other}: {}\n{}",
+                    reply.text(),
+                    app.logs.text()
+                ),
+            }
+        }
+    }
+
+    /// PATCHes every confirmed user's name; a 200 must have stored the new name.
+    async fn rename_all(&mut self, app: &TestApp, suffix: &str) {
+        for user in &mut self.users {
+            let id = user["id"].as_i64().expect("id");
+            let name = format!("{} {suffix}", user["name"].as_str().expect("name"));
+            let req = app.authed(app.client.patch(app.url(&format!("/api/users/{id}"))));
+            let reply = app.send(req, Some(json!({ "name": name }))).await;
+            match reply.status {
+                200 => *user = reply.json(),
+                503 => {
+                    reply.problem(503);
+                    self.refused += 1;
+                }
+                other => panic!(
+                    "PATCH answered {other}: {}\n{}",
+                    reply.text(),
+                    app.logs.text()
+                ),
+            }
+        }
+    }
+
+    /// Every confirmed user reads back exactly as confirmed, and ids are distinct.
+    async fn verify(&self, app: &TestApp) {
+        let mut ids: Vec<i64> = self
+            .users
+            .iter()
+            .map(|u| u["id"].as_i64().expect("id"))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), self.users.len(), "the same id confirmed twice");
+        for user in &self.users {
+            let id = user["id"].as_i64().expect("id");
+            let reply = app.get(&format!("/api/users/{id}")).await;
+            assert_eq!(
+                reply.status,
+                200,
+                "confirmed user {id} is gone: {}",
+                reply.text()
+            );
+            assert_eq!(
+                &reply.json(),
+                user,
+                "user {id} differs from what was confirmed"
+            );
+        }
+    }
+}
+
+async fn wait_ready(app: &TestApp, want: u16) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = app.get("/ready").await;
+        if reply.status == want {
+            return if want == 200 {
+                reply.json()
+            } else {
+                reply.problem(want)
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready stayed {} ({}), expected {want}",
+            reply.status,
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn errors(app: &TestApp, reason: &str) -> f64 {
+    app.metric_value("app_db_errors_total", &[("reason", reason)])
+        .await
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn sqlite_full_disk_confirms_only_stored_writes() {
+    let fs = Tmpfs::mount("2m");
+    let app = app_on(&fs, &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 5, "before").await;
+    assert_eq!(confirmed.refused, 0);
+
+    let filler = fs.fill();
+    confirmed.create(&app, 60, "full").await;
+    confirmed.rename_all(&app, "renamed").await;
+    assert!(
+        confirmed.refused > 0,
+        "a full disk refused no write: the test did not fill it"
+    );
+    assert!(errors(&app, "full").await > 0.0, "{}", app.metrics().await);
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(body["checks"]["database"]["reason"], "full", "{body}");
+
+    std::fs::remove_file(filler).expect("free the disk");
+    wait_ready(&app, 200).await;
+    confirmed.verify(&app).await;
+    confirmed.create(&app, 3, "after").await;
+    confirmed.verify(&app).await;
+    // A second instance opens the file afresh: what was confirmed is in the file, not in a cache.
+    let restarted = app_on(&fs, &[]).await;
+    confirmed.verify(&restarted).await;
+}
+
+/// An ext4 filesystem on a loop device that the kernel turns read-only on an error
+/// (`errors=remount-ro`, as a failing disk does), while the service has its files open.
+struct FailingExt4 {
+    dir: tempfile::TempDir,
+}
+
+impl FailingExt4 {
+    fn mount() -> FailingExt4 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(32 << 20))
+            .expect("image");
+        run("mkfs.ext4", &["-q", "-F", path_str(&image)]);
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop,errors=remount-ro",
+                path_str(&image),
+                path_str(&mnt),
+            ],
+        );
+        FailingExt4 { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Reports a filesystem error to ext4, which remounts it read-only at once.
+    fn fail(&self) {
+        let output = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE", path_str(&self.path())])
+            .output()
+            .expect("findmnt");
+        let source = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let device = source.rsplit('/').next().expect("device").to_string();
+        std::fs::write(format!("/sys/fs/ext4/{device}/trigger_fs_error"), "test")
+            .expect("trigger an ext4 error");
+    }
+}
+
+impl Drop for FailingExt4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .args(["-l", path_str(&self.path())])
+            .status();
+    }
+}
+
+#[actix_web::test]
+async fn sqlite_filesystem_turned_read_only_is_503_and_unready() {
+    let fs = FailingExt4::mount();
+    let url = format!("sqlite://{}/app.db", fs.path().display());
+    let app = spawn_app_on(url, tempfile::tempdir().expect("tempdir"), &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+
+    fs.fail();
+    confirmed.create(&app, 5, "ro").await;
+    confirmed.rename_all(&app, "renamed").await;
+    assert_eq!(
+        confirmed.refused,
+        5 + 3,
+        "writes on a read-only filesystem were confirmed"
+    );
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(body["checks"]["database"]["status"], "down", "{body}");
+    assert!(
+        errors(&app, "read_only").await + errors(&app, "io").await >= 8.0,
+        "{}",
+        app.metrics().await
+    );
+    confirmed.verify(&app).await;
+}
+
+/// Immutable files (`chattr +i`): the service's open descriptors may still write, so writes are
+/// either refused or really stored. A service started on them now cannot open them and says so;
+/// once they are writable again, a fresh start finds every confirmed write.
+#[actix_web::test]
+async fn sqlite_immutable_files_lose_no_confirmed_write() {
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(&fs, &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+    let files: Vec<String> = ["app.db", "app.db-wal", "app.db-shm"]
+        .iter()
+        .map(|f| format!("{}/{f}", fs.path().display()))
+        .filter(|f| Path::new(f).exists())
+        .collect();
+    for file in &files {
+        run("chattr", &["+i", file]);
+    }
+    confirmed.create(&app, 5, "immutable").await;
+    confirmed.rename_all(&app, "renamed").await;
+    confirmed.verify(&app).await;
+
+    let settings = devsecops_app::configuration::Settings::from_source(
+        &devsecops_app::configuration::Source::from_map(
+            [
+                (
+                    "DATABASE_URL",
+                    format!("sqlite://{}/app.db", fs.path().display()),
+                ),
+                ("METRICS_PORT", "0".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ),
+    )
+    .expect("settings");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let err = devsecops_app::startup::Application::build_with_listener(settings, logger, listener)
+        .await
+        .err()
+        .expect("a start on immutable files fails");
+    assert_eq!(
+        err.kind,
+        devsecops_app::startup::StartupErrorKind::Configuration,
+        "{err}"
+    );
+    assert!(err.message.starts_with("DATABASE_URL: "), "{err}");
+    assert!(
+        err.message
+            .contains(&format!("{}/app.db", fs.path().display())),
+        "{err}"
+    );
+
+    for file in &files {
+        run("chattr", &["-i", file]);
+    }
+    let restarted = app_on(&fs, &[]).await;
+    confirmed.verify(&restarted).await;
+}
+
+#[actix_web::test]
+async fn sqlite_lock_held_past_the_busy_timeout_is_503() {
+    use sqlx::Connection;
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(&fs, &[("DB_STATEMENT_TIMEOUT_MS", "300")]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 2, "before").await;
+
+    let url = format!("sqlite://{}/app.db", fs.path().display());
+    let mut holder = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let started = Instant::now();
+    confirmed.create(&app, 2, "locked").await;
+    assert_eq!(
+        confirmed.refused, 2,
+        "writes while another connection held the lock"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(errors(&app, "locked").await, 2.0);
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+
+    confirmed.create(&app, 2, "after").await;
+    confirmed.verify(&app).await;
+}
+
+#[actix_web::test]
+async fn sqlite_file_deleted_while_running_is_detected() {
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(&fs, &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 2, "before").await;
+    for name in ["app.db", "app.db-wal", "app.db-shm"] {
+        let _ = std::fs::remove_file(fs.path().join(name));
+    }
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(
+        body["checks"]["database"]["reason"], "file_missing",
+        "{body}"
+    );
+    let reply = app.create_user("Lost", "lost@example.com").await;
+    reply.problem(503);
+    let logs = app.logs.text();
+    let alarm = logs
+        .lines()
+        .find(|l| l.contains("\"event\":\"database_file_missing\""))
+        .unwrap_or_else(|| panic!("no alarm logged: {logs}"));
+    assert!(alarm.contains("\"level\":\"critical\""), "{alarm}");
+    assert_eq!(
+        logs.matches("database_file_missing").count(),
+        1,
+        "the alarm is raised once"
+    );
+}
+
+/// PostgreSQL: a read-only database (the stand-in for a full disk) and a revoked privilege.
+#[actix_web::test]
+async fn postgres_read_only_and_revoked_writes_are_503() {
+    use sqlx::Connection;
+    let app = crate::helpers::spawn_app(Backend::Postgres).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+    let mut admin = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect");
+    let database = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_string();
+
+    // Read-only: new sessions start read-only; the service's sessions are ended so it reconnects.
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    terminate_other_sessions(&mut admin, &database).await;
+    confirmed.create(&app, 4, "ro").await;
+    assert!(
+        confirmed.refused >= 4,
+        "writes to a read-only database were confirmed"
+    );
+    // Pooled sessions that were ended answer `unreachable` once, then reconnect read-only.
+    let read_only = errors(&app, "read_only").await;
+    assert!(
+        read_only >= 1.0 && read_only + errors(&app, "unreachable").await >= 4.0,
+        "{}",
+        app.metrics().await
+    );
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(body["checks"]["database"]["reason"], "read_only", "{body}");
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" SET default_transaction_read_only = off"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    terminate_other_sessions(&mut admin, &database).await;
+    wait_ready(&app, 200).await;
+
+    // Revoked: the role may no longer write users.
+    sqlx::query("REVOKE INSERT, UPDATE ON users FROM CURRENT_USER")
+        .execute(&mut admin)
+        .await
+        .expect("revoke");
+    let refused_before = confirmed.refused;
+    confirmed.create(&app, 3, "revoked").await;
+    confirmed.rename_all(&app, "renamed").await;
+    assert!(
+        confirmed.refused >= refused_before + 3 + 3,
+        "writes without privilege were confirmed"
+    );
+    assert!(
+        errors(&app, "permission").await >= 6.0,
+        "{}",
+        app.metrics().await
+    );
+    sqlx::query("GRANT INSERT, UPDATE ON users TO CURRENT_USER")
+        .execute(&mut admin)
+        .await
+        .expect("grant");
+    confirmed.create(&app, 2, "after").await;
+    confirmed.verify(&app).await;
+}
+
+async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .execute(admin)
+    .await
+    .expect("terminate sessions");
+}
