@@ -90,6 +90,7 @@ class Forwarder:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the timeout was for connecting; idle pooled connections stay
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -120,13 +121,23 @@ class Network:
         self.name = name
         docker("network", "create", "--label", "devsecops-render=1", name)
         config = json.loads(docker("network", "inspect", name).stdout)[0]["IPAM"]["Config"][0]
-        self.gateway = config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+        self.subnet = ipaddress.ip_network(config["Subnet"])
+        self.gateway = config.get("Gateway") or str(next(self.subnet.hosts()))
         self.forwarders = []
 
-    def forward(self, port, target):
-        forwarder = Forwarder(self.gateway, port, target)
+    def forward(self, port, target, address=None):
+        forwarder = Forwarder(address or self.gateway, port, target)
         self.forwarders.append(forwarder)
         return forwarder.address[1]
+
+    def service_address(self):
+        """A further address of the host on this bridge, from the top of its subnet (Docker hands
+        out container addresses from the bottom): one per Service, as each has its own cluster IP."""
+        self._next = getattr(self, "_next", 0) + 1
+        address = str(self.subnet.broadcast_address - self._next)
+        bridge = "br-" + json.loads(docker("network", "inspect", self.name).stdout)[0]["Id"][:12]
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", bridge], check=True, capture_output=True)
+        return address
 
     def close(self):
         for forwarder in self.forwarders:
@@ -679,19 +690,9 @@ class ComposeRun:
             args += ["--tmpfs", path]
         for host, address in extra_hosts.items():
             args += ["--add-host", f"{host}:{address}"]
-        health = service.get("healthcheck")
-        if health:
-            test = health["test"]
-            if test[0] == "CMD":
-                args += ["--health-cmd", json.dumps(test[1:])]
-            else:
-                raise RunError(f"compose {name}: health check {test[0]} needs a shell the image does not have")
-            for key, flag in (("interval", "--health-interval"), ("timeout", "--health-timeout"),
-                              ("start_period", "--health-start-period")):
-                if key in health:
-                    args += [flag, health[key]]
-            if "retries" in health:
-                args += ["--health-retries", str(health["retries"])]
+        self.health = service.get("healthcheck")
+        if self.health and self.health["test"][0] != "CMD":
+            raise RunError(f"compose {name}: health check {self.health['test'][0]} needs a shell the image does not have")
         self.environment = {k: "" if v is None else str(v) for k, v in (service.get("environment") or {}).items()}
 
     def start(self):
@@ -700,15 +701,31 @@ class ComposeRun:
         self.run.start(entrypoint, command, self.environment)
 
     def become_healthy(self, within):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        """Docker's health check as the engine runs an exec-form test: the first after `interval`,
+        each bounded by `timeout`, unhealthy after `retries` consecutive failures (failures within
+        `start_period` do not count)."""
+        if not self.health:
+            raise RunError(f"compose {self.name}: no health check")
+        interval = parse_duration(self.health.get("interval", "30s"))
+        timeout = parse_duration(self.health.get("timeout", "30s"))
+        retries = int(self.health.get("retries", 3))
+        start_period = parse_duration(self.health.get("start_period", "0s"))
+        started = time.monotonic()
+        failures = 0
+        while time.monotonic() - started < within:
+            time.sleep(interval)
             self.run.exited()
-            health = state(self.run.name).get("Health", {})
-            if health.get("Status") == "healthy":
-                return health["Log"][-1]["Output"].strip()
-            if health.get("Status") == "unhealthy":
-                raise RunError(f"compose {self.name}: unhealthy: {health['Log'][-1]['Output']}\n{logs(self.run.name)}")
-            time.sleep(0.5)
+            try:
+                out = docker("exec", self.run.name, *self.health["test"][1:], timeout=timeout, check=False)
+                ok, detail = out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace").strip()
+            except subprocess.TimeoutExpired:
+                ok, detail = False, f"timed out after {timeout} s"
+            if ok:
+                return detail
+            if time.monotonic() - started > start_period:
+                failures += 1
+            if failures >= retries:
+                raise RunError(f"compose {self.name}: unhealthy: {detail}\n{logs(self.run.name)}")
         raise RunError(f"compose {self.name}: not healthy within {within} s\n{logs(self.run.name)}")
 
     def terminate(self):

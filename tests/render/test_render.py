@@ -138,13 +138,14 @@ def run_chart_render(name, docs, databases, workdir):
             pod = next((p for p in apps if selects(service["spec"].get("selector"), p.labels)), None)
             if pod is None:
                 continue
+            address = network.service_address()
             for port in service["spec"]["ports"]:
                 container = pod.spec["containers"][0]
                 target = pod._port(container, port.get("targetPort", port["port"]))
-                network.forward(port["port"], lambda p=pod, t=target: (p.ip, t))
+                network.forward(port["port"], lambda p=pod, t=target: (p.ip, t), address)
             svc, ns = service["metadata"]["name"], service["metadata"].get("namespace", "default")
             for host in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"):
-                hosts[host] = network.gateway
+                hosts[host] = address
         for pod in tests:
             pod.run_to_completion(hosts)
             summary[pod.pod_name] = "succeeded"
