@@ -12,6 +12,10 @@ let
   # Seconds systemd waits after SIGTERM: the serving delay, the drain bound and a margin to exit.
   stopTimeout = cfg.shutdown.delaySeconds + cfg.shutdown.timeoutSeconds + 5;
 
+  metricsHost = if cfg.metrics.host != null then cfg.metrics.host else cfg.host;
+  # Binding a port below 1024 is the one privilege the unit may get.
+  privilegedPort = cfg.port < 1024 || cfg.metrics.port < 1024;
+
   # User values are literal; only the module's own %d (the credentials directory) is a specifier.
   literal = import ./systemd-literal.nix { inherit lib; };
 
@@ -23,7 +27,11 @@ let
     LOG_LEVEL = cfg.logLevel;
     SHUTDOWN_DELAY_MS = toString (cfg.shutdown.delaySeconds * 1000);
     SHUTDOWN_TIMEOUT_SECS = toString cfg.shutdown.timeoutSeconds;
+    METRICS_HOST = literal metricsHost;
+    METRICS_PORT = toString cfg.metrics.port;
+    OPENAPI_PUBLIC = lib.boolToString cfg.openapiPublic;
   }
+  // lib.optionalAttrs (cfg.trustedProxies != [ ]) { TRUSTED_PROXIES = literal (lib.concatStringsSep "," cfg.trustedProxies); }
   // lib.optionalAttrs (cfg.apiTokenFile != null) { API_TOKEN_FILE = "%d/api-token"; }
   // (
     if cfg.databaseUrlFile != null then
@@ -61,6 +69,45 @@ in
       type = types.bool;
       default = false;
       description = "Open the port in the firewall.";
+    };
+
+    metrics = {
+      port = mkOption {
+        type = types.port;
+        default = 9464;
+        description = ''
+          Port of the internal listener (METRICS_PORT): GET /metrics, /debug/memory and
+          /openapi.json. The public port serves neither /metrics nor /debug/memory.
+        '';
+      };
+      host = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "0.0.0.0";
+        description = "Address of the internal listener (METRICS_HOST); null: the same as host.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open the metrics port in the firewall, for a Prometheus on another host.";
+      };
+    };
+
+    openapiPublic = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether the public port also serves /openapi.json (OPENAPI_PUBLIC); the metrics port always does.";
+    };
+
+    trustedProxies = mkOption {
+      type = types.listOf (types.strMatching "[^,[:space:]]+");
+      default = [ ];
+      example = [ "127.0.0.1" "10.42.0.0/16" ];
+      description = ''
+        Addresses or CIDR blocks of the proxies whose X-Forwarded-For/Forwarded hops the service
+        believes (TRUSTED_PROXIES), walked from the right. Empty: the headers are ignored and the
+        client address is the TCP peer.
+      '';
     };
 
     environment = mkOption {
@@ -148,12 +195,22 @@ in
         message = "services.devsecops-app: extraEnvironment names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*).";
       }
       {
+        assertion = cfg.metrics.port != cfg.port || metricsHost != cfg.host;
+        message = "services.devsecops-app: metrics.port is also port; the internal listener needs its own port.";
+      }
+      {
+        # The service refuses it at start (exit 2): it believed any client's first hop.
+        assertion = !(cfg.extraEnvironment ? TRUST_FORWARDED_FOR);
+        message = "services.devsecops-app: TRUST_FORWARDED_FOR is no longer read; list the proxies to believe in trustedProxies.";
+      }
+      {
         assertion = !(cfg.extraEnvironment ? API_TOKEN);
         message = "services.devsecops-app: extraEnvironment.API_TOKEN would be world-readable in the Nix store; use apiTokenFile.";
       }
     ];
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
+    networking.firewall.allowedTCPPorts =
+      lib.optional cfg.openFirewall cfg.port ++ lib.optional cfg.metrics.openFirewall cfg.metrics.port;
 
     systemd.services.devsecops-app = {
       description = "devsecops-app users API";
@@ -183,14 +240,14 @@ in
 
         # Sandboxing: nothing but its state directory is writable, no privileges, no devices, a
         # system-call allow-list. `systemd-analyze security devsecops-app` rates it in the VM test.
-        CapabilityBoundingSet = if cfg.port < 1024 then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
-        AmbientCapabilities = lib.optionals (cfg.port < 1024) [ "CAP_NET_BIND_SERVICE" ];
+        CapabilityBoundingSet = if privilegedPort then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        AmbientCapabilities = lib.optionals privilegedPort [ "CAP_NET_BIND_SERVICE" ];
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
         PrivateDevices = true;
-        PrivateUsers = cfg.port >= 1024;
+        PrivateUsers = !privilegedPort;
         ProtectHostname = true;
         ProtectClock = true;
         ProtectKernelTunables = true;

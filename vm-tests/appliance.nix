@@ -1,7 +1,8 @@
 # The appliance booted in a VM with no network beyond itself: k3s comes up from the airgap images,
 # the chart deploys the service behind the ingress, a killed container is restarted, the image and
 # the closure pass the project's gate offline, a request's log line reaches Loki, Grafana lists the
-# provisioned dashboards and Prometheus scrapes the service.
+# provisioned dashboards and Prometheus scrapes the service's metrics port, which the ingress never
+# serves.
 { pkgs, project, nixosModules, advisory-db }:
 
 let
@@ -11,6 +12,7 @@ let
     (builtins.attrNames (builtins.readDir ../observability/grafana/dashboards));
   # Test-only Grafana password: this VM never leaves the test.
   grafanaPassword = "vm-test-grafana-password";
+  metricsPort = 9465;
 
   # The gate on the appliance's own artifacts, offline: the dependencies embedded in the image's
   # binary against the pinned advisory database, secrets in the image's layers, and the CycloneDX
@@ -49,6 +51,8 @@ pkgs.testers.runNixOSTest {
       image = project.image-tarball;
       imageTag = project.common.version;
       grafanaAdminPasswordFile = pkgs.writeText "grafana-admin-password" grafanaPassword;
+      # Not the default: Prometheus must follow the port the chart is given.
+      app.metricsPort = metricsPort;
     };
     virtualisation = {
       memorySize = 6144;
@@ -132,11 +136,16 @@ pkgs.testers.runNixOSTest {
         for title in ${builtins.toJSON dashboards}:
             assert title in titles, f"{title} missing from {titles}"
 
-    with subtest("Prometheus has the service's target up"):
+    with subtest("Prometheus scrapes the pod's metrics port, found through the API, never the ingress"):
         appliance.wait_until_succeeds(
             "curl -fsS http://127.0.0.1:9090/api/v1/targets"
-            " | jq -e '.data.activeTargets[] | select(.labels.job == \"devsecops-app\") | .health == \"up\"'",
-            timeout=120,
+            " | jq -e '[.data.activeTargets[] | select(.labels.job == \"devsecops-app\")]"
+            " | length == 1 and all(.health == \"up\" and (.scrapeUrl | endswith(\":${toString metricsPort}/metrics\"))"
+            " and .labels.namespace == \"devsecops\")'",
+            timeout=180,
         )
+        for path in ("/metrics", "/debug/memory"):
+            status = appliance.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' http://{host}{path}")
+            assert status == "404", (path, status)
   '';
 }

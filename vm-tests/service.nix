@@ -47,6 +47,8 @@ pkgs.testers.runNixOSTest {
       };
       # Percent-encoded, as URLs often are: systemd must not read %2F as a specifier.
       services.devsecops-app.databaseUrl = databaseUrl;
+      # curl on the machine stands in for a reverse proxy: its X-Forwarded-For hop is believed.
+      services.devsecops-app.trustedProxies = [ "127.0.0.1" ];
     };
   };
 
@@ -62,8 +64,14 @@ pkgs.testers.runNixOSTest {
             machine.wait_for_unit("devsecops-app.service")
             machine.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
             machine.succeed("curl -fsS http://127.0.0.1:8080/health")
-            metrics = machine.succeed("curl -fsS http://127.0.0.1:8080/metrics")
+
+        with subtest(f"{machine.name}: metrics on the internal port only"):
+            metrics = machine.succeed("curl -fsS http://127.0.0.1:9464/metrics")
             assert re.search(r"^http_requests_total", metrics, re.M), metrics
+            for path in ("/metrics", "/debug/memory"):
+                status = machine.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8080{path}")
+                assert status == "404", (path, status)
+            machine.succeed("curl -fsS http://127.0.0.1:9464/openapi.json", "curl -fsS http://127.0.0.1:8080/openapi.json")
 
         with subtest(f"{machine.name}: writes need the token from the credential"):
             token = machine.succeed("cat ${tokenFile}").strip()
@@ -77,6 +85,15 @@ pkgs.testers.runNixOSTest {
             )
             users = json.loads(machine.succeed("curl -fsS http://127.0.0.1:8080/api/users"))
             assert any(u["email"] == f"ada@{machine.name}.example" for u in users["items"]), users
+
+        with subtest(f"{machine.name}: X-Forwarded-For is believed from a trusted proxy only"):
+            # postgres trusts 127.0.0.1, where this curl comes from; sqlite trusts no proxy.
+            expected = "203.0.113.7" if machine is postgres else "127.0.0.1"
+            request_id = f"forwarded-{machine.name}"
+            machine.succeed(f"curl -fsS -H 'X-Forwarded-For: 203.0.113.7' -H 'X-Request-ID: {request_id}' http://127.0.0.1:8080/health")
+            journal = machine.succeed("journalctl -u devsecops-app -o cat --no-pager")
+            lines = [json.loads(line) for line in journal.splitlines() if request_id in line]
+            assert [line.get("client_address") for line in lines if line.get("event") == "access"] == [expected], lines
 
         with subtest(f"{machine.name}: sandbox"):
             # systemd rates the unit's exposure from 0 (locked down) to 10; keep it "OK" or better.

@@ -1,6 +1,7 @@
 # The chart's values on the appliance, as plain data (no nixpkgs needed), so the test command can
 # render the chart with them: tests/nix renders k8s/chart with these values and validates the result.
-{ hostName, imageRepository, imageTag, authSecret ? "" }:
+# `app` holds the service settings the appliance's options set; the others keep the chart's defaults.
+{ hostName, imageRepository, imageTag, authSecret ? "", app ? { } }:
 {
   image = {
     repository = imageRepository;
@@ -12,7 +13,7 @@
     environment = "production";
     # TLS is not terminated on the appliance's ingress by default (see docs/nix.md).
     hstsMaxAgeSeconds = 0;
-  };
+  } // app;
   auth.existingSecret = authSecret;
   database = {
     type = "sqlite";

@@ -8,7 +8,7 @@ let
   cfg = config.devsecops.appliance;
   inherit (lib) mkOption types;
 
-  namespace = "devsecops";
+  inherit (cfg) namespace;
   authSecret = "devsecops-app-auth";
   registry = "${cfg.registry.address}:${toString cfg.registry.port}";
   literal = import ../systemd-literal.nix { inherit lib; };
@@ -23,6 +23,14 @@ in
 
   options.devsecops.appliance = {
     enable = lib.mkEnableOption "the devsecops appliance (k3s, the service's chart, observability)";
+
+    namespace = mkOption {
+      type = types.str;
+      default = "devsecops";
+      readOnly = true;
+      internal = true;
+      description = "Namespace of the service's release (also read by observability.nix).";
+    };
 
     hostName = mkOption {
       type = types.str;
@@ -75,6 +83,31 @@ in
       };
     };
 
+    # The service's own settings, given to the chart (values.yaml `app`); null keeps the chart's
+    # default. Prometheus finds the metrics port by its name, whatever its number.
+    app = {
+      metricsPort = mkOption {
+        type = types.nullOr types.port;
+        default = null;
+        description = "Port of the service's internal listener (/metrics, /debug/memory, /openapi.json). Null: the chart's app.metricsPort (9464).";
+      };
+      openapiPublic = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = "Whether the ingress also serves /openapi.json. Null: the chart's app.openapiPublic (true).";
+      };
+      trustedProxies = mkOption {
+        type = types.nullOr (types.listOf types.str);
+        default = null;
+        example = [ "10.42.0.0/16" ];
+        description = ''
+          Addresses or CIDR blocks whose X-Forwarded-For/Forwarded hops the service believes: the
+          ingress controller's pods. Null: the chart's app.trustedProxies (k3s' pod network, where
+          Traefik runs).
+        '';
+      };
+    };
+
     adminKeys = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -115,6 +148,7 @@ in
         values = import ./chart-values.nix {
           inherit (cfg) hostName imageRepository imageTag;
           authSecret = lib.optionalString (cfg.apiTokenFile != null) authSecret;
+          app = lib.filterAttrs (_: v: v != null) cfg.app;
         };
       };
     };

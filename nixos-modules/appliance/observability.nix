@@ -9,6 +9,15 @@ let
   obs = ../../observability;
   grafanaSecretKey = "/var/lib/grafana-secret/secret_key";
 
+  # Prometheus finds the service's pods through the Kubernetes API as this service account, which
+  # may only read the release namespace's endpoints, pods and services; its token and the cluster
+  # CA are copied for the prometheus user at boot (never into the store).
+  discovery = {
+    account = "prometheus-appliance";
+    tokenSecret = "prometheus-appliance-token";
+    directory = "/run/prometheus-k3s";
+  };
+
   # The project's datasources with the appliance's loopback URLs; uids and settings stay as in the file.
   datasources = pkgs.runCommand "grafana-datasources.yaml" { nativeBuildInputs = [ pkgs.yq-go ]; } ''
     yq '(.datasources[] | select(.uid == "prometheus")).url = "http://127.0.0.1:${toString config.services.prometheus.port}"
@@ -40,7 +49,10 @@ in
         evaluation_interval = "15s";
       };
       ruleFiles = [ "${obs}/prometheus/rules/devsecops-app.rules.yml" ];
-      scrapeConfigs = import ./scrape-configs.nix { inherit (cfg) hostName; };
+      scrapeConfigs = import ./scrape-configs.nix { inherit (cfg) namespace; credentialsDirectory = discovery.directory; };
+      # The build checks the configuration without the credential files, which exist only at run
+      # time (promtool checks the discovery's CA file unless told syntax only).
+      checkConfig = "syntax-only";
       alertmanagers = [
         { static_configs = [{ targets = [ "127.0.0.1:${toString config.services.prometheus.alertmanager.port}" ]; }]; }
       ];
@@ -51,6 +63,64 @@ in
         # The project's routing tree; its webhook receivers point at the alert relay to configure.
         configText = builtins.readFile (obs + "/alertmanager/alertmanager.yml");
       };
+    };
+
+    services.k3s.manifests.prometheus-discovery.content = [
+      {
+        apiVersion = "v1";
+        kind = "ServiceAccount";
+        metadata = { name = discovery.account; inherit (cfg) namespace; };
+      }
+      {
+        apiVersion = "rbac.authorization.k8s.io/v1";
+        kind = "Role";
+        metadata = { name = discovery.account; inherit (cfg) namespace; };
+        rules = [{ apiGroups = [ "" ]; resources = [ "endpoints" "pods" "services" ]; verbs = [ "get" "list" "watch" ]; }];
+      }
+      {
+        apiVersion = "rbac.authorization.k8s.io/v1";
+        kind = "RoleBinding";
+        metadata = { name = discovery.account; inherit (cfg) namespace; };
+        roleRef = { apiGroup = "rbac.authorization.k8s.io"; kind = "Role"; name = discovery.account; };
+        subjects = [{ kind = "ServiceAccount"; name = discovery.account; inherit (cfg) namespace; }];
+      }
+      {
+        # A long-lived token Kubernetes fills in for the account.
+        apiVersion = "v1";
+        kind = "Secret";
+        type = "kubernetes.io/service-account-token";
+        metadata = {
+          name = discovery.tokenSecret;
+          inherit (cfg) namespace;
+          annotations."kubernetes.io/service-account.name" = discovery.account;
+        };
+      }
+    ];
+
+    systemd.services.prometheus-k3s-credentials = {
+      description = "Give Prometheus its read-only Kubernetes credentials";
+      after = [ "k3s.service" ];
+      requires = [ "k3s.service" ];
+      wantedBy = [ "multi-user.target" ];
+      path = [ config.services.k3s.package pkgs.coreutils ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        Restart = "on-failure";
+        RestartSec = "5s";
+        UMask = "0077";
+      };
+      script = ''
+        secret() {
+          k3s kubectl -n ${cfg.namespace} get secret ${discovery.tokenSecret} -o "jsonpath={.data.$1}" 2>/dev/null
+        }
+        until [ -n "$(secret token)" ] && [ -n "$(secret 'ca\.crt')" ]; do sleep 2; done
+        install -d -m 0750 -o root -g prometheus ${discovery.directory}
+        secret token | base64 -d > ${discovery.directory}/token
+        secret 'ca\.crt' | base64 -d > ${discovery.directory}/ca.crt
+        chgrp prometheus ${discovery.directory}/token ${discovery.directory}/ca.crt
+        chmod 0440 ${discovery.directory}/token ${discovery.directory}/ca.crt
+      '';
     };
 
     services.loki = {

@@ -16,7 +16,7 @@ let
   pkgs = {
     writeText = name: _: storePath name;
     runCommand = name: _: _: storePath name;
-  } // lib.genAttrs [ "curl" "jq" "yq-go" "kubernetes-helm" "cargo-audit" "trivy" "git" "nix" ] fakeDrv;
+  } // lib.genAttrs [ "curl" "jq" "yq-go" "kubernetes-helm" "cargo-audit" "trivy" "git" "nix" "coreutils" ] fakeDrv;
 
 
   any = mkOption { type = types.anything; default = null; };
@@ -165,9 +165,12 @@ let
   percent = service percentSettings;
   unsafe = service {
     databaseUrl = "postgres://app:hunter2@db/app";
-    extraEnvironment = { API_TOKEN = "in-the-store"; "BAD NAME" = "x"; };
+    extraEnvironment = { API_TOKEN = "in-the-store"; "BAD NAME" = "x"; TRUST_FORWARDED_FOR = "true"; };
+    metrics.port = 8080;
   };
   port80 = service { apiTokenFile = "/run/secrets/t"; port = 80; };
+  metricsPort443 = service { apiTokenFile = "/run/secrets/t"; metrics.port = 443; };
+  proxied = service { apiTokenFile = "/run/secrets/t"; trustedProxies = [ "10.42.0.0/16" "127.0.0.1" ]; metrics.host = "0.0.0.0"; openapiPublic = false; };
 
   # The VM tests' machines, evaluated like the modules.
   vmTestArgs = import ./vm-tests.nix { extraPkgs = pkgs; };
@@ -181,6 +184,7 @@ let
       devsecops.appliance = {
         enable = true;
         apiTokenFile = "/run/secrets/api-token-100%";
+        app = { metricsPort = 9465; trustedProxies = [ "10.42.0.0/16" ]; };
         chart = fakeDrv "devsecops-app-chart.tgz";
         image = fakeDrv "devsecops-app-image.tar";
         imageTag = "0.1.0";
@@ -192,6 +196,8 @@ let
   # only add settings to a unit nixpkgs' own module defines (rendered whole only with nixpkgs).
   overridesOfNixpkgsUnits = [ "alloy" ];
   unitFiles = config: lib.mapAttrs (_: systemdServices.toUnitText) (removeAttrs config.systemd.services overridesOfNixpkgsUnits);
+  # The shell scripts of `script`, which NixOS runs as `set -e` scripts (systemd-lib.nix makeJobScript).
+  unitScripts = config: lib.mapAttrs (_: s: s.script) (lib.filterAttrs (_: s: s.script != "") config.systemd.services);
 in
 {
   units = {
@@ -205,6 +211,9 @@ in
       apiTokenFile = appliance.devsecops.appliance.apiTokenFile;
     };
     vmService = lib.mapAttrs (_: module: unitFiles (node module)) serviceTest.nodes;
+    scripts = {
+      appliance = unitScripts appliance;
+    } // lib.mapAttrs (_: module: unitScripts (node module)) serviceTest.nodes;
   };
   service = {
     unit = safe.systemd.services.devsecops-app;
@@ -212,6 +221,8 @@ in
   };
   serviceUnsafe.failedAssertions = failedAssertions unsafe;
   servicePort80.serviceConfig = port80.systemd.services.devsecops-app.serviceConfig;
+  serviceMetricsPort443.serviceConfig = metricsPort443.systemd.services.devsecops-app.serviceConfig;
+  serviceProxied.environment = proxied.systemd.services.devsecops-app.environment;
   vmTests = {
     service = {
       nodes = lib.mapAttrs
@@ -238,6 +249,8 @@ in
     prometheusRules = map toString appliance.services.prometheus.ruleFiles;
     # As written to prometheus.yml.
     prometheusScrapeConfigs = prometheusTypes.withoutNulls appliance.services.prometheus.scrapeConfigs;
+    prometheusCheckConfig = appliance.services.prometheus.checkConfig;
+    prometheusDiscovery = appliance.services.k3s.manifests.prometheus-discovery.content;
     alloyConfig = toString appliance.services.alloy.configPath;
     lokiConfig = toString appliance.services.loki.configFile;
     grafanaDashboardProvider = toString appliance.services.grafana.provision.dashboards.path;

@@ -127,20 +127,53 @@ def test_the_appliance_enforces_pod_security_restricted_everywhere_but_kube_syst
 PROMETHEUS_RULES = os.path.join(ROOT, "observability", "prometheus", "rules", "devsecops-app.rules.yml")
 
 
-def promtool_check_config(scrape, tmp_path):
+def promtool(scrape, tmp_path):
     config = {"global": {"scrape_interval": "15s"}, "rule_files": [PROMETHEUS_RULES], "scrape_configs": scrape}
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
+    return subprocess.run(["promtool", "check", "config", "--syntax-only", str(path)], capture_output=True, text=True)
+
+
+def promtool_check_config(scrape, tmp_path):
+    """promtool on the configuration. Debian's promtool is built without Kubernetes discovery and
+    refuses `kubernetes_sd_configs` as an unknown field: that is asserted first (so a promtool that
+    knows it ends this), then the rest is checked with each discovery replaced by a static target.
+    The discovery's keys are checked against nixpkgs' typed options (prometheus-types.nix), and the
+    flake's build runs nixpkgs' own promtool on all of it (checkConfig = "syntax-only")."""
+    discovered = [job for job in scrape if "kubernetes_sd_configs" in job]
+    if discovered:
+        out = promtool(scrape, tmp_path)
+        assert out.returncode != 0 and "field kubernetes_sd_configs not found" in out.stdout + out.stderr, \
+            "this promtool knows Kubernetes discovery: check the configuration as it is " + out.stdout + out.stderr
+        scrape = [{k: v for k, v in job.items() if k != "kubernetes_sd_configs"} | {"static_configs": [{"targets": ["10.42.0.9:9464"]}]}
+                  if job in discovered else job for job in scrape]
+    out = promtool(scrape, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_the_appliance_prometheus_config_passes_promtool_and_feeds_the_rules(tmp_path):
-    scrape = nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix {{ hostName = "a.internal"; }}')
+    scrape = nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix '
+                      '{ namespace = "devsecops"; credentialsDirectory = "/run/prometheus-k3s"; }')
     promtool_check_config(scrape, tmp_path)
     with open(PROMETHEUS_RULES) as f:
         selected = set(re.findall(r'job="([^"]+)"', f.read()))
     assert selected and selected <= {job["job_name"] for job in scrape}
+
+
+def test_the_appliance_prometheus_scrapes_the_metrics_port_found_through_the_api_never_the_ingress():
+    (job,) = [j for j in nix_eval(f'import {ROOT}/nixos-modules/appliance/scrape-configs.nix '
+                                  '{ namespace = "devsecops"; credentialsDirectory = "/run/p"; }') if j["job_name"] == "devsecops-app"]
+    assert "static_configs" not in job, "no fixed address: the ingress host was one"
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "endpoints" and sd["namespaces"]["names"] == ["devsecops"]
+    assert sd["authorization"]["credentials_file"] == "/run/p/token" and sd["tls_config"]["ca_file"] == "/run/p/ca.crt"
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keep == [{"source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_component",
+                                       "__meta_kubernetes_endpoint_port_name"], "regex": "metrics;metrics", "action": "keep"}]
+    # The chart names the port and labels the Service that way.
+    with open(os.path.join(ROOT, "k8s", "chart", "templates", "service.yaml")) as f:
+        service = f.read()
+    assert "app.kubernetes.io/component: metrics" in service and "- name: metrics" in service
 
 
 def test_the_appliance_prometheus_yml_as_nixos_writes_it_passes_promtool(modules, tmp_path):
@@ -226,9 +259,22 @@ def test_the_service_module_refuses_unsafe_settings(modules):
     assert any("carries a password" in m for m in failed)
     assert any("extraEnvironment.API_TOKEN" in m for m in failed)
     assert any("extraEnvironment names" in m for m in failed)
-    privileged_port = modules["servicePort80"]["serviceConfig"]
-    assert privileged_port["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
-    assert privileged_port["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
+    assert any("TRUST_FORWARDED_FOR is no longer read" in m for m in failed)
+    assert any("metrics.port is also port" in m for m in failed)
+    for case in ("servicePort80", "serviceMetricsPort443"):
+        privileged_port = modules[case]["serviceConfig"]
+        assert privileged_port["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"], case
+        assert privileged_port["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"], case
+        assert privileged_port["PrivateUsers"] is False, case
+
+
+def test_the_service_module_sets_the_metrics_listener_openapi_and_trusted_proxies(modules):
+    default = modules["service"]["unit"]["environment"]
+    assert (default["METRICS_HOST"], default["METRICS_PORT"], default["OPENAPI_PUBLIC"]) == ("127.0.0.1", "9464", "true")
+    assert "TRUSTED_PROXIES" not in default, "no proxy is believed unless named"
+    proxied = modules["serviceProxied"]["environment"]
+    assert proxied["TRUSTED_PROXIES"] == "10.42.0.0/16,127.0.0.1"
+    assert (proxied["METRICS_HOST"], proxied["OPENAPI_PUBLIC"]) == ("0.0.0.0", "false")
 
 
 def test_the_appliance_declares_k3s_the_chart_and_the_observability_stack(modules):
@@ -240,6 +286,18 @@ def test_the_appliance_declares_k3s_the_chart_and_the_observability_stack(module
     assert chart["targetNamespace"] == "devsecops"
     assert chart["values"]["image"]["repository"] == "127.0.0.1:5000/devsecops-app"
     assert chart["values"]["ingress"]["className"] == "traefik"
+    # Settings the appliance's options give the chart; the rest stay the chart's defaults.
+    assert chart["values"]["app"]["metricsPort"] == 9465
+    assert chart["values"]["app"]["trustedProxies"] == ["10.42.0.0/16"]
+    assert "openapiPublic" not in chart["values"]["app"]
+    # Prometheus' discovery account may read, nothing else, in the release namespace only.
+    kinds = {o["kind"]: o for o in appliance["prometheusDiscovery"]}
+    assert set(kinds) == {"ServiceAccount", "Role", "RoleBinding", "Secret"}
+    assert all(o["metadata"]["namespace"] == "devsecops" for o in kinds.values())
+    assert {v for rule in kinds["Role"]["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    assert kinds["Secret"]["type"] == "kubernetes.io/service-account-token"
+    # Its credentials exist at run time only: promtool at build time checks syntax alone.
+    assert appliance["prometheusCheckConfig"] == "syntax-only"
     assert k3s["namespaceLabels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert appliance["prometheusRules"][0].endswith("observability/prometheus/rules/devsecops-app.rules.yml")
     assert appliance["alloyConfig"].endswith("observability/alloy/appliance.alloy")
@@ -258,6 +316,8 @@ def test_the_service_vm_test_runs_both_databases_with_a_token_made_before_the_se
     unit = modules["units"]["vmService"]["postgres"]["devsecops-app"]
     assert systemd_units.literal_values(unit, "Environment")["DATABASE_URL"] == nodes["postgres"]["databaseUrl"]
     assert nodes["sqlite"]["environment"]["DATABASE_URL"].startswith("sqlite:///var/lib/devsecops-app/")
+    assert nodes["postgres"]["environment"]["TRUSTED_PROXIES"] == "127.0.0.1"
+    assert "TRUSTED_PROXIES" not in nodes["sqlite"]["environment"]
     for node in nodes.values():
         assert node["tokenBeforeService"] == ["devsecops-app.service"]
         assert node["environment"]["API_TOKEN_FILE"] == "%d/api-token"

@@ -5,6 +5,7 @@ service unchanged. The negative tests show each check failing on the fault it ex
 """
 
 import re
+import subprocess
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_every_unit_the_modules_define_is_rendered(modules):
     names = {group: set(files) for group, files in unit_files(modules)}
     assert names["service"] == {"devsecops-app"}
     # alloy only adds settings to nixpkgs' unit; the others are the project's own.
-    assert names["appliance"] == {"devsecops-app-secret", "grafana-secret-key"}
+    assert names["appliance"] == {"devsecops-app-secret", "grafana-secret-key", "prometheus-k3s-credentials"}
     assert names["vm-tests/service.nix postgres"] == {"devsecops-app", "devsecops-test-token"}
 
 
@@ -75,7 +76,31 @@ def test_percent_signs_in_user_values_reach_the_service_literally(modules, tmp_p
     assert credentials == {"api-token": appliance["apiTokenFile"]}
 
 
+def shellcheck_scripts(scripts, tmp_path):
+    """Each unit's `script` as NixOS runs it: a bash script starting with `set -e`
+    (nixos/lib/systemd-lib.nix, makeJobScript)."""
+    paths = {}
+    for name, text in scripts.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text("#!/usr/bin/env bash\nset -e\n\n" + text)
+        paths[str(path)] = name
+    out = subprocess.run(["shellcheck", "--shell=bash", "--format=gcc", *paths], capture_output=True, text=True)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_every_unit_script_passes_shellcheck(modules, tmp_path):
+    scripts = {f"{group}-{name}": text for group, units in modules["units"]["scripts"].items() for name, text in units.items()}
+    assert {"appliance-prometheus-k3s-credentials", "appliance-devsecops-app-secret", "postgres-devsecops-test-token"} <= set(scripts)
+    status, report = shellcheck_scripts(scripts, tmp_path)
+    assert status == 0, report
+
+
 # Negative tests: each check fails on the fault it exists for.
+
+def test_the_script_check_reports_a_shellcheck_finding(tmp_path):
+    status, report = shellcheck_scripts({"unquoted": "rm -rf $DIRECTORY/cache\n"}, tmp_path)
+    assert status != 0 and "SC2086" in report, report
+
 
 def unescaped(text):
     """The unit as the module wrote it before user values were escaped."""
