@@ -458,7 +458,7 @@ class PodRun:
                 items = source.get("items")
                 keys = [i["key"] for i in items] if items else None
                 data = self._secret(name, keys) if "secret" in volume else self._config_map(name)
-                directory = os.path.join(self.workdir, self.pod_name, mount["name"])
+                directory = os.path.join(self.workdir, self.render, self.pod_name, mount["name"])
                 os.makedirs(directory, exist_ok=True)
                 default_mode = source.get("defaultMode", 0o644)
                 for item in items or [{"key": k, "path": k} for k in data]:
@@ -486,7 +486,7 @@ class PodRun:
                 # A directory on the node's disk, as the kubelet makes an emptyDir (0777) and as a
                 # provisioner hands out a volume; with fsGroup, group-owned and setgid
                 # (SetVolumeOwnership). sizeLimit is enforced by eviction, not by the mount.
-                directory = os.path.join(self.workdir, self.pod_name, mount["name"])
+                directory = os.path.join(self.workdir, self.render, self.pod_name, mount["name"])
                 os.makedirs(directory, exist_ok=True)
                 if fs_group is not None:
                     os.chown(directory, 0, fs_group)

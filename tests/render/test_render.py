@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, "k8s", "tests"))
 
 from renders import ENVIRONMENTS, RELEASE, VALUE_SETS, documents, helm_template, kustomize  # noqa: E402
 from runtime import (Cluster, ComposeRun, Network, PodRun, RunError, SystemdRun, docker, log_errors,  # noqa: E402
-                     remove_leftovers)
+                     logs, remove_leftovers)
 
 IMAGE = os.environ.get("DEVSECOPS_IMAGE", "devsecops-app:dev")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://devsecops_test:devsecops_test@127.0.0.1:5432/postgres")
@@ -147,7 +147,11 @@ def run_chart_render(name, docs, databases, workdir):
             for host in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"):
                 hosts[host] = address
         for pod in tests:
-            pod.run_to_completion(hosts)
+            try:
+                pod.run_to_completion(hosts)
+            except RunError as e:
+                raise RunError(f"{e}\nthe service meanwhile:\n" + "\n".join(logs(p.containers[0][0].name, 15)
+                                                                        for p in apps)) from None
             summary[pod.pod_name] = "succeeded"
         for pod in apps:
             errors = log_errors(pod.containers[0][0].name)
