@@ -356,3 +356,45 @@ def test_checkov_finds_nothing_unjustified(rendered, kustomized, tmp_path):
     for check in skipped:
         reason = check.get("check_result", {}).get("suppress_comment", "")
         assert re.search(r"owner: \S+; expires: \d{4}-\d{2}-\d{2}", reason), f"{check['check_id']}: {reason}"
+
+
+def config_map(docs):
+    return next(d for d in docs if d["kind"] == "ConfigMap" and "PORT" in d.get("data", {}))["data"]
+
+
+def test_monitoring_resources_carry_the_label_kube_prometheus_stack_selects(rendered):
+    """kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules labelled
+    release: <its release name> (kube-prometheus-stack unless installed under another name)."""
+    docs = rendered["postgres-external-monitoring"]
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        doc = next(d for d in docs if d["kind"] == kind)
+        assert doc["metadata"]["labels"].get("release") == "kube-prometheus-stack", kind
+
+
+def test_the_ingress_never_routes_the_metrics_port(rendered, kustomized):
+    checked = 0
+    for name, docs in list(rendered.items()) + list(kustomized.items()):
+        services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+        metrics = config_map(docs)["METRICS_PORT"]
+        for ingress in (d for d in docs if d["kind"] == "Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    backend = path["backend"]["service"]
+                    port = next(p for p in services[backend["name"]]["spec"]["ports"]
+                                if p.get("name") == backend["port"].get("name") or p["port"] == backend["port"].get("number"))
+                    assert port["targetPort"] == "http" and str(port["port"]) != metrics, (name, port)
+                    checked += 1
+            # and no Service the ingress names exposes the metrics port at all
+            for svc in {p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}:
+                assert all(p["targetPort"] != "metrics" for p in services[svc]["spec"]["ports"]), (name, svc)
+    assert checked >= 5
+
+
+def test_forwarded_headers_and_openapi_come_from_values():
+    out = helm_template(["--set", "app.trustedProxies={10.0.0.0/8,192.0.2.7}", "--set", "app.openapiPublic=false"])
+    assert out.returncode == 0, out.stderr
+    data = config_map(documents(out.stdout))
+    assert data["TRUSTED_PROXIES"] == "10.0.0.0/8,192.0.2.7" and data["OPENAPI_PUBLIC"] == "false"
+    assert "TRUST_FORWARDED_FOR" not in data, "the service refuses the old boolean at start"
+    defaults = config_map(documents(helm_template([]).stdout))
+    assert defaults["TRUSTED_PROXIES"] == "10.42.0.0/16" and defaults["METRICS_PORT"] == "9464"
