@@ -129,3 +129,14 @@ def test_the_evaluator_follows_the_api_semantics():
     both = Cluster([deny, allow], {"ns": {}})
     assert both.allows(b, a, 8080) and not both.allows(b, a, 8081)
     assert both.allows(a, b, 9999) is False, "b is selected by the allow policy and has no port named web"
+
+
+# The IngressClass each target's controller answers to: k3s' Traefik chart makes `traefik`; the
+# MicroK8s ingress addon makes `public` (its default class) and `nginx`.
+CLASSES = {"k3s": {"traefik"}, "microk8s": {"public", "nginx"}}
+
+
+@pytest.mark.parametrize("name", ["appliance", "microk8s-development"])
+def test_each_targets_ingress_uses_a_class_its_controller_serves(name):
+    ingress = next(d for d in render(name) if d["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] in CLASSES[TARGET_OF[name]], ingress["spec"]["ingressClassName"]
