@@ -32,7 +32,10 @@ pub struct User {
 /// Whether a character is refused in names and emails: control characters (Cc), format characters
 /// (Cf: zero-width spaces and joiners, bidi embeddings, overrides and isolates, tags, the BOM), and
 /// line and paragraph separators (Zl, Zp). None of them is visible, and each can make two strings
-/// that look the same compare different, or reorder what a reader sees.
+/// that look the same compare different, or reorder what a reader sees. The joiners U+200C and
+/// U+200D are refused too, although some scripts and emoji sequences use them: telling a needed
+/// joiner from a hidden one takes per-script rules (RFC 5892's CONTEXTJ), and names read fine
+/// without them.
 pub fn is_refused_char(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     matches!(

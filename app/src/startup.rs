@@ -74,6 +74,10 @@ fn bind(host: &str, port: u16, variable: &str) -> Result<TcpListener, StartupErr
     })
 }
 
+/// Prometheus and operators are on the cluster network; the public listener's slow-client bound
+/// would only make scrapes flaky.
+const INTERNAL_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest pause between attempts to reach PostgreSQL for the migrations.
 const MIGRATION_RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -364,7 +368,7 @@ fn internal_server(
     })
     .workers(1)
     .max_connections(64)
-    .client_request_timeout(settings.header_read_timeout)
+    .client_request_timeout(INTERNAL_HEADER_READ_TIMEOUT)
     .client_disconnect_timeout(Duration::from_secs(1))
     .keep_alive(settings.keep_alive)
     .shutdown_timeout(1)

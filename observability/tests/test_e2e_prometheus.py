@@ -136,10 +136,11 @@ def stack():
     proxy = Proxy((parsed.hostname, parsed.port or 5432))
     app_url = admin.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}/{database}"
 
-    app_port = free_port()
+    app_port, metrics_port = free_port(), free_port()
     app_log = open(os.path.join(workdir, "app.log"), "wb")
     app = subprocess.Popen([APP_BIN], stdout=app_log, stderr=subprocess.STDOUT, env={
-        "PATH": os.environ["PATH"], "PORT": str(app_port), "HOST": "127.0.0.1", "DATABASE_URL": app_url,
+        "PATH": os.environ["PATH"], "PORT": str(app_port), "METRICS_PORT": str(metrics_port), "HOST": "127.0.0.1",
+        "DATABASE_URL": app_url,
         "API_TOKEN": TOKEN, "RATE_LIMIT_PER_SECOND": "0", "REQUEST_TIMEOUT_MS": "3000",
         "DB_ACQUIRE_TIMEOUT_MS": "500", "DB_STATEMENT_TIMEOUT_MS": "1000"})
     base = f"http://127.0.0.1:{app_port}"
@@ -149,7 +150,7 @@ def stack():
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [RULES],
-        "scrape_configs": [{"job_name": "devsecops-app", "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
+        "scrape_configs": [{"job_name": "devsecops-app", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
     }
     config_path = os.path.join(workdir, "prometheus.yml")
     with open(config_path, "w") as f:

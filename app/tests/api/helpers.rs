@@ -499,3 +499,21 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         data = data.get(size + 2..)?;
     }
 }
+
+/// Sends raw bytes on a new connection to `address` (`host:port`) and reads until the server
+/// closes it (at most 10 s): for requests no well-behaved client would send.
+pub async fn raw_exchange(address: &str, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = address.strip_prefix("http://").unwrap_or(address);
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    response
+}

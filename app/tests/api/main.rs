@@ -2,12 +2,18 @@
 
 mod helpers;
 
+mod contract;
 mod errors;
+mod forwarding;
 mod health;
+mod input;
+mod labels;
 mod observability;
 mod openapi;
 mod outage;
 mod security;
 mod shutdown;
+mod startup;
 mod storage;
 mod users;
+mod visibility;
