@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Load benchmark of devsecops-app with wrk (and pgbench for the database baseline).
+"""Load benchmark of devsecops-app with wrk, against the stacks users would pick instead.
 
-Prints, per scenario: requests/s, p50, p99, CPU time per request and peak RSS; then the ratios the
-service is held to (see BENCHMARKS.md). Started by `bench/run.sh`, which installs wrk and PostgreSQL
-and builds the release binaries. Loopback only; every load run is bounded by --duration.
+In one run, on the same machine and the same PostgreSQL data: the service (SQLite and PostgreSQL),
+a bare actix-web handler, pgbench running the same SELECT, and two Python peers with the same worker
+count, Flask on gunicorn and FastAPI on uvicorn (bench/peers/, their settings documented there).
+Prints, per scenario: requests/s, p50, p99, CPU time per request and peak RSS (summed over a
+stack's processes); the ratios between stacks; the log-write modes side by side with the access-log
+lines lost when the service is stopped (SIGTERM) or killed (SIGKILL) under load; and the targets the
+service is held to (see BENCHMARKS.md). Started by `bench/run.sh`, which installs wrk, PostgreSQL and
+the peers' virtualenv and builds the release binaries. Loopback only; every load run is bounded by
+--duration.
 
     bench/run.sh                 # 10 s per scenario
     bench/run.sh --duration 3    # a quick look
@@ -26,6 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SERVICE = os.path.join(TARGET, "release", "devsecops-app")
 BARE = os.path.join(TARGET, "release", "examples", "bare-health")
+LOG_LOSS = os.path.join(TARGET, "release", "examples", "log-loss")
+PEERS = os.path.join(ROOT, "bench", "peers")
+PEER_VENV = os.environ.get("BENCH_PEER_VENV", "")
 # A fresh strong token per run: production mode refuses weak ones, and nothing secret is stored.
 TOKEN = secrets.token_hex(24)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -33,6 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGETS = {
     "health_cpu_us_max": 15.0,
     "health_vs_bare_min": 0.9,
+    "kill_lost_traffic_ms_max": 1.0,
     "rss_mb_max_sqlite": 20.0,
     "start_to_ready_ms_max": 100.0,
     "users_vs_pgbench_min": 0.7,
@@ -66,17 +76,21 @@ def raw_ready(port):
 
 
 class Server:
-    def __init__(self, binary, env, log_path):
+    """A server under test: one process, or a master with workers (CPU and RSS cover them all)."""
+
+    def __init__(self, command, env, log_path, cwd=None):
         self.port = free_port()
         full_env = {"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), "HOST": "127.0.0.1"}
         full_env.update(env)
         self.log = open(log_path, "wb")
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([binary], env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        command = [command] if isinstance(command, str) else command
+        command = [c.replace("{port}", str(self.port)) for c in command]
+        self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
         self.ready_ms = None
 
     def wait_ready(self, path="/ready"):
-        deadline = time.perf_counter() + 20
+        deadline = time.perf_counter() + 30
         while time.perf_counter() < deadline:
             if path == "/ready" and raw_ready(self.port) or path != "/ready" and http_status(self.port, path) == 200:
                 self.ready_ms = (time.perf_counter() - self.started) * 1000
@@ -87,23 +101,66 @@ class Server:
                     tail = f.read()[-2000:]
                 raise SystemExit(f"{self.proc.args[0]} exited with {self.proc.returncode}:\n{tail}")
             time.sleep(0.001)
-        raise SystemExit("server did not become ready in 20 s")
+        raise SystemExit(f"{self.proc.args[0]} did not become ready in 30 s")
+
+    def pids(self):
+        """The server's process and its descendants (gunicorn and uvicorn fork workers)."""
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # utime, stime, and the CPU of children already reaped (cutime, cstime).
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        return total / CLK_TCK
 
     def reset_peak_rss(self):
-        with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
-            f.write("5")
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
 
     def peak_rss_mb(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                pass
+        return total / 1024
+
+    def write_syscalls(self):
+        """write(2)-family calls so far (syscw of /proc/PID/io): log writes, the response path uses send."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/io") as f:
+                    total += next(int(l.split()[1]) for l in f if l.startswith("syscw:"))
+            except (OSError, StopIteration):
+                pass
+        return total
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -139,9 +196,10 @@ def wrk(port, path, duration, connections, script=None):
 
 def measure(server, path, duration, connections, script=None):
     server.reset_peak_rss()
-    cpu_before = server.cpu_seconds()
+    cpu_before, writes_before = server.cpu_seconds(), server.write_syscalls()
     result = wrk(server.port, path, duration, connections, script)
     result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / max(result["requests"], 1) * 1e6
+    result["writes_per_request"] = (server.write_syscalls() - writes_before) / max(result["requests"], 1)
     result["peak_rss_mb"] = server.peak_rss_mb()
     return result
 
@@ -206,9 +264,122 @@ def total_requests(port):
     return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("http_requests_total{")))
 
 
+def log_loss(common, workdir, mode, sig, after_ms):
+    """Access-log lines missing for responses clients received, when the service gets `sig` under load."""
+    log_path = os.path.join(workdir, f"loss-{mode}-{sig}.log")
+    env = {**common, "LOG_WRITE": mode, "DATABASE_URL": f"sqlite://{workdir}/loss-{mode}-{sig}.db"}
+    s = Server(SERVICE, env, log_path)
+    s.wait_ready()
+    out = subprocess.run([LOG_LOSS, "--port", str(s.port), "--pid", str(s.proc.pid), "--signal", sig,
+                          "--after-ms", str(after_ms)], check=True, capture_output=True, text=True).stdout
+    s.proc.wait(timeout=60)
+    s.log.close()
+    client = json.loads(out)
+    logged = set()
+    with open(log_path, "rb") as f:
+        for line in f:
+            m = re.search(rb'"request_id":"ll-(\d+)-(\d+)"', line)
+            if m:
+                logged.add((int(m.group(1)), int(m.group(2))))
+    lost = sum(1 for conn, done in enumerate(client["completed_per_connection"])
+               for seq in range(1, done + 1) if (conn, seq) not in logged)
+    rate = client["responses"] / client["signalled_after_s"]
+    return {"mode": mode, "signal": sig, "responses": client["responses"], "lost": lost,
+            "lost_traffic_ms": lost / rate * 1000 if rate else float("nan"), "rps": rate}
+
+
+def start_peer(name, port_env, db_url, workdir):
+    """A peer stack on the benchmark's PostgreSQL data, with its own metrics directory."""
+    metrics_dir = os.path.join(workdir, f"{name}-metrics")
+    os.makedirs(metrics_dir, exist_ok=True)
+    env = {**port_env, "DATABASE_URL": db_url, "WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    bin_dir = os.path.join(PEER_VENV, "bin")
+    if name == "flask":
+        command = [os.path.join(bin_dir, "gunicorn"), "-c", "gunicorn_conf.py", "flask_app:app"]
+    else:
+        command = [os.path.join(bin_dir, "uvicorn"), "fastapi_app:app", "--host", "127.0.0.1", "--port", "{port}",
+                   "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    server = Server(command, env, os.path.join(workdir, f"{name}.log"), cwd=PEERS)
+    server.wait_ready("/health")
+    return server
+
+
+ROWS = [
+    ("bare_health", "bare actix-web /health"),
+    ("sqlite_health", "service /health (SQLite)"),
+    ("sqlite_health_sync", "  same, LOG_WRITE=sync"),
+    ("sqlite_list_users", "service list users (SQLite)"),
+    ("sqlite_post_users", "service create user (SQLite)"),
+    ("postgres_health", "service /health (PostgreSQL)"),
+    ("postgres_list_users", "service list users (PostgreSQL)"),
+    ("postgres_post_users", "service create user (PostgreSQL)"),
+    ("flask_health", "Flask+gunicorn /health"),
+    ("flask_list_users", "Flask+gunicorn list users"),
+    ("fastapi_health", "FastAPI+uvicorn /health"),
+    ("fastapi_list_users", "FastAPI+uvicorn list users"),
+]
+
+
 def row(name, r):
     return (f"{name:<34} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
             f"{r['cpu_us_per_request']:>10.1f} {r['peak_rss_mb']:>8.1f} {r['non_2xx']:>7}")
+
+
+def summarize(paths):
+    """Markdown tables for BENCHMARKS.md from the --json files of several runs: each scenario's range
+    over the runs, the ratios and log-loss figures per run, and each target met in how many runs."""
+    runs = [json.load(open(p)) for p in paths]
+    n = len(runs)
+
+    def span(values, fmt):
+        lo, hi = min(values), max(values)
+        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+    print(f"| scenario ({n} runs, min–max) | req/s | p50 ms | p99 ms | CPU µs/req | RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for key, label in ROWS:
+        rs = [r[key] for r in runs]
+        print(f"| {label.strip()} | {span([x['rps'] for x in rs], '{:.0f}')} | {span([x['p50_ms'] for x in rs], '{:.2f}')} "
+              f"| {span([x['p99_ms'] for x in rs], '{:.1f}')} | {span([x['cpu_us_per_request'] for x in rs], '{:.1f}')} "
+              f"| {span([x['peak_rss_mb'] for x in rs], '{:.1f}')} |")
+    print(f"| pgbench, same SELECT | {span([r['pgbench_select_tps'] for r in runs], '{:.0f}')} | | | | |")
+    print()
+    print("| ratio, per run | " + " | ".join(f"run {i + 1}" for i in range(n)) + " |")
+    print("|---|" + "---|" * n)
+    ratios = [("service /health vs bare actix-web", lambda r: r["sqlite_health"]["rps"] / r["bare_health"]["rps"]),
+              ("  same, LOG_WRITE=sync", lambda r: r["sqlite_health_sync"]["rps"] / r["bare_health"]["rps"]),
+              ("service list users vs pgbench", lambda r: r["postgres_list_users"]["rps"] / r["pgbench_select_tps"])]
+    for peer in ("flask", "fastapi"):
+        for what in ("health", "list_users"):
+            ratios.append((f"{peer} {what.replace('_', ' ')} vs the service (req/s)",
+                           lambda r, k=f"{peer}_{what}", o=f"postgres_{what}": r[k]["rps"] / r[o]["rps"]))
+            ratios.append((f"{peer} {what.replace('_', ' ')} vs the service (CPU/req)",
+                           lambda r, k=f"{peer}_{what}", o=f"postgres_{what}":
+                           r[k]["cpu_us_per_request"] / r[o]["cpu_us_per_request"]))
+    for label, f in ratios:
+        print(f"| {label.strip()} | " + " | ".join(f"{f(r):.2f}x" for r in runs) + " |")
+    print()
+    print("| write(2) calls per /health request | " + " | ".join(f"run {i + 1}" for i in range(n)) + " |")
+    print("|---|" + "---|" * n)
+    for key, label in (("sqlite_health", "LOG_WRITE=batched"), ("sqlite_health_sync", "LOG_WRITE=sync"),
+                       ("bare_health", "bare actix-web")):
+        print(f"| {label} | " + " | ".join(f"{r[key].get('writes_per_request', float('nan')):.3f}" for r in runs) + " |")
+    print()
+    print("| log lines lost under load | " + " | ".join(f"run {i + 1}" for i in range(n)) + " |")
+    print("|---|" + "---|" * n)
+    for i, loss in enumerate(runs[0]["log_loss"]):
+        cells = []
+        for r in runs:
+            l = r["log_loss"][i]
+            cells.append(f"{l['lost']} of {l['responses']} ({l['lost_traffic_ms']:.3f} ms)")
+        print(f"| LOG_WRITE={loss['mode']}, SIG{loss['signal']} | " + " | ".join(cells) + " |")
+    print()
+    print("| target | " + " | ".join(f"run {i + 1}" for i in range(n)) + " | met in |")
+    print("|---|" + "---|" * n + "---|")
+    for i, check in enumerate(runs[0]["checks"]):
+        cells = [r["checks"][i]["value"] for r in runs]
+        met = sum(1 for r in runs if r["checks"][i]["met"])
+        print(f"| {check['name']} ({check['target']}) | " + " | ".join(cells) + f" | {met} of {n} |")
 
 
 def main():
@@ -216,7 +387,14 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
     parser.add_argument("--connections", type=int, default=10, help="concurrent connections (default 10)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON",
+                        help="print BENCHMARKS.md tables from the --json files of earlier runs, run nothing")
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
+    if not PEER_VENV:
+        raise SystemExit("BENCH_PEER_VENV is not set: run bench/run.sh, which installs the peers")
     admin_url = os.environ["TEST_POSTGRES_URL"]
     results = {"duration_s": args.duration, "connections": args.connections}
     workdir = tempfile.mkdtemp(prefix="devsecops-bench-")
@@ -234,13 +412,18 @@ def main():
             s.stop()
     results["start_to_ready_ms"] = {"cold": sorted(cold)[2], "warm": sorted(warm)[2]}
 
-    # Bare actix-web baseline.
+    # Bare actix-web baseline, then the instrumented /health in both log modes right after it.
     bare = Server(BARE, {"WORKERS": "2"}, os.path.join(workdir, "bare.log"))
     bare.wait_ready("/health")
     results["bare_health"] = measure(bare, "/health", args.duration, args.connections)
     bare.stop()
+    sync_log = os.path.join(workdir, "sqlite-sync.log")
+    s = Server(SERVICE, {**common, "LOG_WRITE": "sync", "DATABASE_URL": f"sqlite://{workdir}/sync.db"}, sync_log)
+    s.wait_ready()
+    results["sqlite_health_sync"] = measure(s, "/health", args.duration, args.connections)
+    s.stop()
 
-    # Embedded database (SQLite): /health and reads, for the RSS target.
+    # Embedded database (SQLite), default log mode: /health, writes and reads, for the RSS target.
     sqlite_log = os.path.join(workdir, "sqlite.log")
     s = Server(SERVICE, {**common, "DATABASE_URL": f"sqlite://{workdir}/bench.db"}, sqlite_log)
     s.wait_ready()
@@ -251,7 +434,7 @@ def main():
     s.stop()
     results["sqlite_access_lines"] = {"served": served, "logged": count_access_lines(sqlite_log)}
 
-    # PostgreSQL with 10,000 users.
+    # PostgreSQL with 10,000 users: the service, then the peers on the same data, then pgbench.
     db_name = "bench_users"
     psql(admin_url, f"DROP DATABASE IF EXISTS {db_name}")
     psql(admin_url, f"CREATE DATABASE {db_name}")
@@ -269,24 +452,50 @@ def main():
     served = total_requests(p.port) + 1
     p.stop()
     results["postgres_access_lines"] = {"served": served, "logged": count_access_lines(pg_log)}
+    for peer in ("flask", "fastapi"):
+        server = start_peer(peer, {}, db_url, workdir)
+        results[f"{peer}_health"] = measure(server, "/health", args.duration, args.connections)
+        results[f"{peer}_list_users"] = measure(server, "/api/users?limit=20", args.duration, args.connections)
+        server.stop()
     results["pgbench_select_tps"] = pgbench(db_url, args.duration, args.connections, workdir)
     psql(admin_url, f"DROP DATABASE IF EXISTS {db_name}")
 
+    # Lines lost when the service is stopped or killed under load, in both log modes.
+    after_ms = max(1000, args.duration * 300)
+    results["log_loss"] = [log_loss(common, workdir, mode, sig, after_ms)
+                           for mode in ("batched", "sync") for sig in ("TERM", "KILL")]
+
     header = f"{'scenario':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'RSS MB':>8} {'non-2xx':>7}"
-    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on {os.cpu_count()} cores\n")
+    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on {os.cpu_count()} cores, 2 workers per stack\n")
     print(header)
     print("-" * len(header))
-    for key in ("bare_health", "sqlite_health", "sqlite_list_users", "sqlite_post_users",
-                "postgres_health", "postgres_list_users", "postgres_post_users"):
-        print(row(key, results[key]))
-    print(f"{'pgbench same SELECT':<34} {results['pgbench_select_tps']:>10.0f}")
+    for key, label in ROWS:
+        print(row(label, results[key]))
+    print(f"{'pgbench, same SELECT':<34} {results['pgbench_select_tps']:>10.0f}")
+
+    ours_health, ours_list = results["postgres_health"], results["postgres_list_users"]
+    print(f"\n{'ratio to the service (PostgreSQL)':<34} {'req/s':>10} {'CPU/req':>10} {'RSS':>8}")
+    for peer in ("flask", "fastapi"):
+        for what, ours in (("health", ours_health), ("list_users", ours_list)):
+            r = results[f"{peer}_{what}"]
+            print(f"{peer + ' ' + what:<34} {r['rps'] / ours['rps']:>9.2f}x {r['cpu_us_per_request'] / ours['cpu_us_per_request']:>9.2f}x "
+                  f"{r['peak_rss_mb'] / ours['peak_rss_mb']:>7.2f}x")
+
+    print(f"\nwrite(2) calls per /health request: LOG_WRITE=batched {results['sqlite_health']['writes_per_request']:.3f}, "
+          f"sync {results['sqlite_health_sync']['writes_per_request']:.3f}, bare {results['bare_health']['writes_per_request']:.3f}")
+    print(f"\n{'log lines lost under load':<34} {'responses':>10} {'lost':>8} {'ms of traffic':>14}")
+    for loss in results["log_loss"]:
+        print(f"{'LOG_WRITE=' + loss['mode'] + ', SIG' + loss['signal']:<34} {loss['responses']:>10} {loss['lost']:>8} "
+              f"{loss['lost_traffic_ms']:>14.3f}")
 
     health_ratio = results["sqlite_health"]["rps"] / results["bare_health"]["rps"]
-    users_ratio = results["postgres_list_users"]["rps"] / results["pgbench_select_tps"]
+    sync_ratio = results["sqlite_health_sync"]["rps"] / results["bare_health"]["rps"]
+    users_ratio = ours_list["rps"] / results["pgbench_select_tps"]
     peak_rss = max(results[k]["peak_rss_mb"] for k in ("sqlite_health", "sqlite_list_users", "sqlite_post_users"))
+    loss = {(l["mode"], l["signal"]): l for l in results["log_loss"]}
     checks = [
-        ("instrumented /health vs bare actix-web", f"{health_ratio:.2f}x", f">= {TARGETS['health_vs_bare_min']}x",
-         health_ratio >= TARGETS["health_vs_bare_min"]),
+        ("instrumented /health vs bare actix-web", f"{health_ratio:.2f}x (sync {sync_ratio:.2f}x)",
+         f">= {TARGETS['health_vs_bare_min']}x", health_ratio >= TARGETS["health_vs_bare_min"]),
         ("CPU per /health request", f"{results['sqlite_health']['cpu_us_per_request']:.1f} us",
          f"<= {TARGETS['health_cpu_us_max']} us",
          results["sqlite_health"]["cpu_us_per_request"] <= TARGETS["health_cpu_us_max"]),
@@ -298,6 +507,11 @@ def main():
          results["start_to_ready_ms"]["cold"] < TARGETS["start_to_ready_ms_max"]),
         ("GET /api/users?limit=20 vs pgbench", f"{users_ratio:.2f}x", f">= {TARGETS['users_vs_pgbench_min']}x",
          users_ratio >= TARGETS["users_vs_pgbench_min"]),
+        ("log lines lost on SIGTERM under load", f"{loss[('batched', 'TERM')]['lost']}", "0",
+         loss[("batched", "TERM")]["lost"] == 0),
+        ("log lines lost on SIGKILL under load", f"{loss[('batched', 'KILL')]['lost_traffic_ms']:.3f} ms",
+         f"< {TARGETS['kill_lost_traffic_ms_max']} ms",
+         loss[("batched", "KILL")]["lost_traffic_ms"] < TARGETS["kill_lost_traffic_ms_max"]),
     ]
     for backend in ("sqlite", "postgres"):
         lines = results[f"{backend}_access_lines"]
@@ -305,7 +519,7 @@ def main():
                        "equal", lines["logged"] == lines["served"]))
     print()
     for name, value, target, ok in checks:
-        print(f"{name:<42} {value:>18}   target {target:<10} {'met' if ok else 'MISSED'}")
+        print(f"{name:<42} {value:>22}   target {target:<10} {'met' if ok else 'MISSED'}")
     results["checks"] = [{"name": n, "value": v, "target": t, "met": ok} for n, v, t, ok in checks]
     if args.json:
         with open(args.json, "w") as f:
