@@ -2,6 +2,7 @@
 //! report. See pipeline/README.md.
 
 pub mod assess;
+pub mod audit;
 pub mod baseline;
 pub mod config;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod history;
 pub mod ingest;
 pub mod locate;
 pub mod model;
+pub mod nix;
 pub mod report;
 pub mod sbom;
 pub mod scan;

@@ -82,11 +82,40 @@ enum Command {
     },
     /// Accept the current findings as the baseline.
     Baseline,
-    /// Write a CycloneDX 1.5 JSON SBOM: of the Cargo workspace (default), or of a Nix closure.
-    Sbom {
-        /// JSON of `nix path-info --json --recursive`, or a store path or a link to one (needs nix).
+    /// Audit the Rust binaries a Nix closure or an image ships, offline: the crates cargo-auditable
+    /// embedded in each, against the RustSec advisory database. Adds the findings to the findings
+    /// file, or writes the audit report with --output. Exit 2 when a file could not be audited.
+    Audit {
+        /// A store path or a link to one (./result, /run/current-system), the JSON of
+        /// `nix path-info --json --recursive`, or a binary cache directory (nix copy --to file://).
         #[arg(long)]
         nix: Option<String>,
+        /// Binaries or directories outside a closure (a binary copied out of an image).
+        paths: Vec<PathBuf>,
+        /// The RustSec advisory database directory (default: DEVSECOPS_ADVISORY_DB, else
+        /// ~/.cargo/advisory-db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Write the report (JSON, read by `ingest --tool devsecops-audit`) here, `-` for stdout,
+        /// instead of adding its findings.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Write a CycloneDX 1.5 JSON SBOM: of the Cargo workspace (default), of a Nix closure with
+    /// the crates embedded in its Rust binaries, or of a derivation's fixed-output sources.
+    Sbom {
+        /// A store path or a link to one (needs nix), the JSON of `nix path-info --json
+        /// --recursive`, or a binary cache directory.
+        #[arg(long)]
+        nix: Option<String>,
+        /// With --nix: the store paths alone, without reading their binaries (for path info
+        /// written on another machine).
+        #[arg(long, requires = "nix")]
+        paths_only: bool,
+        /// A derivation (.drv): the fixed-output derivations of its graph, what its build fetches,
+        /// with their URLs and hashes.
+        #[arg(long, conflicts_with_all = ["nix", "package"])]
+        nix_drv: Option<PathBuf>,
         /// Output file (default: stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -175,6 +204,12 @@ fn run(cli: Cli) -> Result<u8> {
             );
             Ok(0)
         }
+        Command::Audit {
+            nix,
+            paths,
+            db,
+            output,
+        } => devsecops::audit::command(&config, nix.as_deref(), &paths, db, output.as_deref()),
         Command::Baseline => {
             let store = Store::load(&config.paths.findings)?;
             let baseline = Baseline::from_findings(&store.findings);
@@ -190,20 +225,15 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Sbom {
             nix,
+            paths_only,
+            nix_drv,
             output,
             package,
         } => {
-            let sbom = match nix {
-                None => devsecops::sbom::cargo(&root, package.as_deref())?,
-                // A store path, or a link to one (./result, /run/current-system), else a JSON file.
-                Some(source) => match store_path_of(&source) {
-                    Some(store_path) => devsecops::sbom::nix_from_store_path(&store_path)?,
-                    None => {
-                        let path = PathBuf::from(&source);
-                        let bytes = ingest::read_limited(&path)?;
-                        devsecops::sbom::nix_from_json(&path, &bytes)?
-                    }
-                },
+            let sbom = match (nix, nix_drv) {
+                (Some(source), _) => devsecops::sbom::nix_source(&source, !paths_only)?,
+                (None, Some(drv)) => devsecops::sbom::nix_drv(&drv)?,
+                (None, None) => devsecops::sbom::cargo(&root, package.as_deref())?,
             };
             let text = serde_json::to_string_pretty(&sbom)
                 .map_err(|e| Error::Usage(e.to_string()))?
@@ -339,16 +369,4 @@ fn finish(config: &Config, assessment: &Assessment, formats: &[String]) -> Resul
         eprintln!("wrote {}", path.display());
     }
     Ok(u8::from(assessment.failed))
-}
-
-/// The store path `source` is or links to, if any.
-fn store_path_of(source: &str) -> Option<String> {
-    if source.starts_with("/nix/store/") {
-        return Some(source.to_string());
-    }
-    let resolved = std::fs::canonicalize(source).ok()?;
-    let resolved = resolved.to_str()?;
-    resolved
-        .starts_with("/nix/store/")
-        .then(|| resolved.to_string())
 }

@@ -153,6 +153,19 @@ pub struct Component {
     pub purl: Option<String>,
 }
 
+/// A shipped file a finding was found in: a binary, with the Nix store path that holds it and that
+/// path's NAR hash when it came from a Nix closure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Artifact {
+    /// The file's absolute path.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_path: Option<String>,
+    /// The store path's NAR hash (SRI), as the closure states it and as its files hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nar_hash: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub fingerprint: String,
@@ -186,6 +199,9 @@ pub struct Finding {
     /// tool knows a fix.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub fixed_versions: BTreeSet<String>,
+    /// The shipped binaries it was found in (`devsecops audit`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
 }
 
 impl Finding {
@@ -227,22 +243,34 @@ impl Finding {
         self.location.iter().chain(&self.other_locations)
     }
 
-    /// Where to look, for people: `path:line`, else `package version`, else empty.
+    /// Where to look, for people: `path:line`, else `package version`, else empty; then the
+    /// binary it ships in, if known.
     pub fn place(&self) -> String {
-        if let Some(l) = &self.location {
-            return match l.start_line {
+        let mut place = if let Some(l) = &self.location {
+            match l.start_line {
                 Some(line) => format!("{}:{line}", l.path),
                 None => l.path.clone(),
-            };
+            }
+        } else {
+            self.component
+                .as_ref()
+                .map(|c| {
+                    format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
+                        .trim_end()
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        if let Some(first) = self.artifacts.first() {
+            if !place.is_empty() {
+                place.push(' ');
+            }
+            place.push_str(&format!("in {}", first.path));
+            if self.artifacts.len() > 1 {
+                place.push_str(&format!(" and {} more", self.artifacts.len() - 1));
+            }
         }
-        self.component
-            .as_ref()
-            .map(|c| {
-                format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
-                    .trim_end()
-                    .to_string()
-            })
-            .unwrap_or_default()
+        place
     }
 }
 
@@ -264,6 +292,8 @@ pub struct RawFinding {
     /// Stable text that tells two findings of one rule in one file apart (a code snippet, a hashed
     /// secret); never line numbers. Empty when the tool gives nothing stable.
     pub context: String,
+    /// The shipped binaries it was found in.
+    pub artifacts: Vec<Artifact>,
 }
 
 impl RawFinding {
@@ -288,6 +318,7 @@ impl RawFinding {
             help_uri: None,
             fixed_versions: BTreeSet::new(),
             context: String::new(),
+            artifacts: Vec::new(),
         }
     }
 
@@ -547,6 +578,9 @@ pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
             };
             let mut tools = BTreeSet::new();
             tools.insert(r.tool);
+            let mut artifacts = r.artifacts;
+            artifacts.sort();
+            artifacts.dedup();
             Finding {
                 fingerprint,
                 category: r.category,
@@ -562,6 +596,7 @@ pub fn fingerprint_all(mut raw: Vec<RawFinding>) -> Vec<Finding> {
                 tools,
                 help_uri: r.help_uri,
                 fixed_versions: r.fixed_versions,
+                artifacts,
             }
         })
         .collect()
@@ -595,6 +630,11 @@ fn merge(into: &mut Finding, other: Finding) {
                     into.other_components.push(component);
                 }
             }
+        }
+    }
+    for artifact in other.artifacts {
+        if let Err(at) = into.artifacts.binary_search(&artifact) {
+            into.artifacts.insert(at, artifact);
         }
     }
     if into.description.is_none() {

@@ -1,6 +1,7 @@
-//! CycloneDX 1.5 JSON SBOMs: for the Cargo workspace (from `cargo metadata` and Cargo.lock checksums)
-//! and for a Nix closure (from the JSON of `nix path-info --json --recursive`, or a store path when
-//! nix is installed). Store paths become components with name, version, store path and narHash.
+//! CycloneDX 1.5 JSON SBOMs: for the Cargo workspace (from `cargo metadata` and Cargo.lock checksums);
+//! for a Nix closure (see `nix::closure` for what names one), whose store paths become components
+//! with name, version, a purl, store path and narHash, and the crates embedded in their Rust
+//! binaries components under them; and for a derivation's fixed-output sources (URL and hash).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::{audit, nix};
 
 fn serial() -> String {
     // A random UUID v4 from the OS, formatted by hand (no uuid crate needed).
@@ -285,161 +287,301 @@ pub fn cargo(root: &Path, package: Option<&str>) -> Result<Value> {
     Ok(bom(component, components, dependencies))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PathInfo {
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    nar_hash: Option<String>,
-    #[serde(default)]
-    nar_size: Option<u64>,
-    #[serde(default)]
-    references: Vec<String>,
-    #[serde(default)]
-    deriver: Option<String>,
-}
-
-/// Splits a store path's name into (name, version): `/nix/store/<hash>-openssl-3.0.13` gives
-/// ("openssl", "3.0.13"); the version starts at the first dash followed by a digit.
-pub fn store_name(path: &str) -> (String, Option<String>) {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let rest = base.split_once('-').map(|(_, r)| r).unwrap_or(base);
-    let bytes = rest.as_bytes();
-    for i in 0..bytes.len().saturating_sub(1) {
-        if bytes[i] == b'-' && bytes[i + 1].is_ascii_digit() {
-            return (rest[..i].to_string(), Some(rest[i + 1..].to_string()));
-        }
+/// A store path's component: name and version from its name, the purl syft gives store paths,
+/// and its store path, NAR hash, NAR size and deriver as properties.
+fn store_component(info: &nix::PathInfo) -> Value {
+    let (name, version) = nix::store_name(&info.path);
+    let mut properties = vec![json!({"name": "nix:store_path", "value": info.path})];
+    if let Some(hash) = &info.nar_hash {
+        properties.push(json!({"name": "nix:nar_hash", "value": hash}));
     }
-    (rest.to_string(), None)
+    if let Some(size) = info.nar_size {
+        properties.push(json!({"name": "nix:nar_size", "value": size.to_string()}));
+    }
+    if let Some(deriver) = &info.deriver {
+        properties.push(json!({"name": "nix:deriver", "value": deriver}));
+    }
+    let mut c = json!({
+        "type": "library",
+        "bom-ref": info.path,
+        "name": name,
+        "purl": nix::store_purl(&info.path),
+        "properties": properties,
+    });
+    if let Some(v) = version {
+        c["version"] = json!(v);
+    }
+    c
 }
 
-/// CycloneDX for a Nix closure, from `nix path-info --json --recursive` output (the array form of
-/// Nix up to 2.18 or the object form keyed by store path of later versions).
-pub fn nix_from_json(file: &Path, bytes: &[u8]) -> Result<Value> {
-    let value: Value = crate::ingest::json(file, bytes)?;
-    let infos: Vec<(String, PathInfo)> = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| {
-                let info: PathInfo = serde_json::from_value(v)
-                    .map_err(|e| Error::input(file, format!("path info: {e}")))?;
-                let path = info
-                    .path
-                    .clone()
-                    .ok_or_else(|| Error::input(file, "path info without a path"))?;
-                Ok((path, info))
-            })
-            .collect::<Result<_>>()?,
-        Value::Object(map) => map
-            .into_iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(path, v)| {
-                let info: PathInfo = serde_json::from_value(v)
-                    .map_err(|e| Error::input(file, format!("{path}: {e}")))?;
-                Ok((path, info))
-            })
-            .collect::<Result<_>>()?,
-        _ => {
-            return Err(Error::input(
-                file,
-                "expected the JSON of `nix path-info --json --recursive`",
-            ))
-        }
+/// The crates cargo-auditable embedded in a binary, as components under it (bom-refs prefixed
+/// with the binary's path, so one crate in two binaries stays two components), and their
+/// dependency graph.
+fn binary_component(audited: &audit::binary::Audited, dependencies: &mut Vec<Value>) -> Value {
+    let binary = &audited.artifact.path;
+    let reference = |p: &auditable_serde::Package| {
+        format!(
+            "{binary}#{}",
+            crate::model::purl("cargo", &p.name, &p.version.to_string())
+        )
     };
-    if infos.is_empty() {
-        return Err(Error::input(file, "the closure is empty"));
-    }
-    let paths: BTreeMap<&str, &PathInfo> = infos.iter().map(|(p, i)| (p.as_str(), i)).collect();
-    // The root is the path no other path refers to.
-    let referenced: BTreeSet<&str> = infos
+    let packages = &audited.info.packages;
+    let crates: Vec<Value> = packages
         .iter()
-        .flat_map(|(p, i)| {
-            i.references
-                .iter()
-                .filter(move |r| *r != p)
-                .map(String::as_str)
+        .map(|p| {
+            let mut c = json!({
+                "type": "library",
+                "bom-ref": reference(p),
+                "name": p.name,
+                "version": p.version.to_string(),
+                "purl": crate::model::purl("cargo", &p.name, &p.version.to_string()),
+            });
+            let mut properties = vec![
+                json!({"name": "devsecops:crate_source", "value": String::from(p.source.clone())}),
+            ];
+            if p.kind == auditable_serde::DependencyKind::Build {
+                properties.push(json!({"name": "devsecops:dependency_kind", "value": "build"}));
+            }
+            c["properties"] = json!(properties);
+            c
         })
         .collect();
-    let root = paths
-        .keys()
-        .find(|p| !referenced.contains(*p))
-        .copied()
-        .unwrap_or(infos[0].0.as_str());
-    let component = |path: &str, info: &PathInfo| {
-        let (name, version) = store_name(path);
-        let mut properties = vec![json!({"name": "nix:store_path", "value": path})];
-        if let Some(hash) = &info.nar_hash {
-            properties.push(json!({"name": "nix:nar_hash", "value": hash}));
-        }
-        if let Some(size) = info.nar_size {
-            properties.push(json!({"name": "nix:nar_size", "value": size.to_string()}));
-        }
-        if let Some(deriver) = &info.deriver {
-            properties.push(json!({"name": "nix:deriver", "value": deriver}));
-        }
-        let mut c =
-            json!({"type": "library", "bom-ref": path, "name": name, "properties": properties});
-        if let Some(v) = version {
-            c["version"] = json!(v);
-        }
-        c
-    };
-    let components = paths
+    let roots: Vec<String> = packages.iter().filter(|p| p.root).map(reference).collect();
+    dependencies.push(json!({"ref": binary, "dependsOn": roots}));
+    for p in packages {
+        let depends: BTreeSet<String> = p
+            .dependencies
+            .iter()
+            .filter_map(|i| packages.get(*i))
+            .map(reference)
+            .collect();
+        dependencies.push(json!({"ref": reference(p), "dependsOn": depends}));
+    }
+    json!({
+        "type": "application",
+        "bom-ref": binary,
+        "name": binary.rsplit('/').next().unwrap_or(binary),
+        "properties": [{"name": "devsecops:embedded_dependencies", "value": "cargo-auditable"}],
+        "components": crates,
+    })
+}
+
+/// CycloneDX for a Nix closure: a component per store path (the root as the BOM's subject) with
+/// its references as dependencies. With `binaries`, every executable of every store path is read
+/// (the paths must be on this machine): the crates embedded in each Rust binary become components
+/// under it, and a Rust binary without them is listed as such.
+pub fn nix(closure: &nix::Closure, binaries: bool) -> Result<Value> {
+    let root = closure
+        .root()
+        .ok_or_else(|| Error::Usage(format!("{}: the closure is empty", closure.source)))?;
+    let mut dependencies: Vec<Value> = closure
+        .paths
         .iter()
-        .filter(|(p, _)| **p != root)
-        .map(|(p, i)| component(p, i))
-        .collect();
-    let mut root_component = component(root, paths[root]);
-    root_component["type"] = json!("application");
-    let dependencies = paths
-        .iter()
-        .map(|(p, i)| {
-            let depends: BTreeSet<&str> = i
+        .map(|info| {
+            let depends: BTreeSet<&str> = info
                 .references
                 .iter()
                 .map(String::as_str)
-                .filter(|r| r != p && paths.contains_key(r))
+                .filter(|r| closure.paths.iter().any(|p| p.path == *r))
                 .collect();
-            json!({"ref": p, "dependsOn": depends})
+            json!({"ref": info.path, "dependsOn": depends})
         })
         .collect();
+    let mut inside: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    if binaries {
+        let mut targets = Vec::new();
+        for info in &closure.paths {
+            let files = closure.files_of(&info.path);
+            if std::fs::symlink_metadata(&files).is_err() {
+                return Err(Error::input(
+                    Path::new(&info.path),
+                    "not on this machine, so its binaries cannot be read: run where the closure is, or pass --paths-only for an SBOM of the store paths alone",
+                ));
+            }
+            targets.push(audit::binary::Target {
+                files,
+                shown_as: info.path.clone().into(),
+                store_path: Some(info.path.clone()),
+                nar_hash: info.nar_hash.clone(),
+            });
+        }
+        let scan = audit::binary::scan(&targets);
+        if let Some((file, message)) = scan.errors.first() {
+            return Err(Error::input(file, message.clone()));
+        }
+        for audited in &scan.audited {
+            let store_path = audited.artifact.store_path.clone().unwrap_or_default();
+            let component = binary_component(audited, &mut dependencies);
+            inside.entry(store_path).or_default().push(component);
+        }
+        for artifact in &scan.not_auditable {
+            inside
+                .entry(artifact.store_path.clone().unwrap_or_default())
+                .or_default()
+                .push(json!({
+                    "type": "application",
+                    "bom-ref": artifact.path,
+                    "name": artifact.path.rsplit('/').next().unwrap_or(&artifact.path),
+                    "properties": [{"name": "devsecops:embedded_dependencies", "value": "none (a Rust binary not built with cargo auditable)"}],
+                }));
+        }
+    }
+    let with_binaries = |info: &nix::PathInfo| {
+        let mut c = store_component(info);
+        if let Some(found) = inside.get(&info.path) {
+            c["components"] = json!(found);
+        }
+        c
+    };
+    let components = closure
+        .paths
+        .iter()
+        .filter(|p| p.path != root.path)
+        .map(with_binaries)
+        .collect();
+    let mut root_component = with_binaries(root);
+    root_component["type"] = json!("application");
     Ok(bom(root_component, components, dependencies))
 }
 
-/// CycloneDX for the closure of a store path, asking the installed `nix` for its path info.
-pub fn nix_from_store_path(store_path: &str) -> Result<Value> {
-    let output = Command::new("nix")
-        .args(["--extra-experimental-features", "nix-command", "path-info", "--json", "--recursive", store_path])
-        .output()
-        .map_err(|e| Error::Usage(format!("nix is needed for a store path ({e}); or pass the JSON of `nix path-info --json --recursive`")))?;
-    if !output.status.success() {
-        return Err(Error::Usage(format!(
-            "nix path-info {store_path}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    nix_from_json(Path::new(store_path), &output.stdout)
+/// CycloneDX for the closure `source` names (a store path or a link to one, path-info JSON, or a
+/// binary cache directory); see [`nix`].
+pub fn nix_source(source: &str, binaries: bool) -> Result<Value> {
+    nix::with_closure(source, |closure| self::nix(closure, binaries))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_names_split_into_name_and_version() {
-        assert_eq!(
-            store_name("/nix/store/0c0f4m9ww7g6dh6fm7j5xzqj7l7q5q2l-openssl-3.0.13"),
-            ("openssl".into(), Some("3.0.13".into()))
-        );
-        assert_eq!(
-            store_name("/nix/store/abc-python3.11-requests-2.31.0"),
-            ("python3.11-requests".into(), Some("2.31.0".into()))
-        );
-        assert_eq!(store_name("/nix/store/abc-source"), ("source".into(), None));
-        assert_eq!(
-            store_name("/nix/store/abc-glibc-2.39-52-bin"),
-            ("glibc".into(), Some("2.39-52-bin".into()))
-        );
+/// CycloneDX for the build-time view of a derivation: every fixed-output derivation of its graph
+/// (what a build downloads) as a component with its URL, its hash and a purl naming both.
+pub fn nix_drv(drv_file: &Path) -> Result<Value> {
+    let (root, root_name, sources) = nix::fixed_outputs(drv_file)?;
+    let (name, version) = nix::store_name(&format!("x-{root_name}"));
+    let mut root_component = json!({
+        "type": "application",
+        "bom-ref": root,
+        "name": name,
+        "properties": [{"name": "nix:drv_path", "value": root}],
+    });
+    if let Some(v) = version {
+        root_component["version"] = json!(v);
     }
+    let components = sources.iter().map(source_component).collect::<Vec<_>>();
+    let dependencies = vec![json!({
+        "ref": root,
+        "dependsOn": sources.iter().map(|s| s.drv_path.as_str()).collect::<BTreeSet<_>>(),
+    })];
+    Ok(bom(root_component, components, dependencies))
+}
+
+/// CycloneDX's name for a Nix hash algorithm.
+fn cyclonedx_algorithm(algorithm: &str) -> Option<&'static str> {
+    Some(match algorithm {
+        "md5" => "MD5",
+        "sha1" => "SHA-1",
+        "sha256" => "SHA-256",
+        "sha512" => "SHA-512",
+        "blake3" => "BLAKE3",
+        _ => return None,
+    })
+}
+
+/// Archive and compression suffixes of source file names, left out of their versions.
+const ARCHIVE_SUFFIXES: &[&str] = &[
+    ".tar.gz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tar.lz", ".tgz", ".tbz2", ".txz", ".tar",
+    ".zip", ".gz", ".xz", ".bz2", ".zst",
+];
+
+fn source_component(source: &nix::FixedOutput) -> Value {
+    let (name, version) = nix::store_name(&format!("x-{}", source.name));
+    let version = version.map(|v| {
+        ARCHIVE_SUFFIXES
+            .iter()
+            .find_map(|suffix| v.strip_suffix(suffix))
+            .map(str::to_string)
+            .unwrap_or(v)
+    });
+    let mut properties = vec![
+        json!({"name": "nix:drv_path", "value": source.drv_path}),
+        json!({"name": "nix:output_hash", "value": source.hash}),
+        // What the hash is of: the file (flat), its NAR serialization (nar), text or a git tree.
+        json!({"name": "nix:output_hash_mode", "value": source.method}),
+    ];
+    if let Some(rev) = &source.rev {
+        properties.push(json!({"name": "nix:rev", "value": rev}));
+    }
+    let mut c = json!({
+        "type": "file",
+        "bom-ref": source.drv_path,
+        "name": name,
+        "properties": properties,
+    });
+    if let Some(v) = &version {
+        c["version"] = json!(v);
+    }
+    // Only a flat hash is the hash of the downloaded file itself.
+    let file_hash = (source.method == "flat")
+        .then(|| cyclonedx_algorithm(&source.algorithm))
+        .flatten();
+    if let Some(alg) = file_hash {
+        c["hashes"] = json!([{"alg": alg, "content": source.hex}]);
+    }
+    let references: Vec<Value> = source
+        .urls
+        .iter()
+        .map(|url| {
+            let kind = if source.rev.is_some() {
+                "vcs"
+            } else {
+                "distribution"
+            };
+            json!({"type": kind, "url": url})
+        })
+        .collect();
+    if !references.is_empty() {
+        c["externalReferences"] = json!(references);
+    }
+    // purl-spec's generic type: where it is downloaded from and the checksum it must have.
+    let mut purl = crate::model::purl("generic", &name, version.as_deref().unwrap_or(""));
+    if version.is_none() {
+        purl.pop();
+    }
+    let mut qualifiers = Vec::new();
+    if file_hash.is_some() {
+        qualifiers.push(format!("checksum={}:{}", source.algorithm, source.hex));
+    }
+    match (source.urls.first(), &source.rev) {
+        (Some(url), Some(rev)) => qualifiers.push(format!(
+            "vcs_url={}",
+            percent_encode(&format!("git+{url}@{rev}"))
+        )),
+        (Some(url), None) => qualifiers.push(format!("download_url={}", percent_encode(url))),
+        (None, _) => {}
+    }
+    if !qualifiers.is_empty() {
+        purl.push('?');
+        purl.push_str(&qualifiers.join("&"));
+    }
+    c["purl"] = json!(purl);
+    c
+}
+
+/// Percent-encodes a purl qualifier value (everything but unreserved characters and `:/`).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'.'
+            | b'-'
+            | b'_'
+            | b'~'
+            | b':'
+            | b'/'
+            | b'@'
+            | b'+' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }

@@ -382,17 +382,23 @@ fn the_same_report_ingested_twice_adds_nothing() {
 #[test]
 fn sbom_of_a_nix_closure_names_store_paths_and_nar_hashes() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Path info written elsewhere: the store paths alone (their files need not be here).
     let out = devsecops(
         dir.path(),
         &[
             "sbom",
             "--nix",
             fixture("nix-path-info.json").to_str().expect("utf-8"),
+            "--paths-only",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let bom: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(bom["bomFormat"], "CycloneDX");
+    assert_eq!(
+        bom["metadata"]["component"]["purl"],
+        "pkg:nix/greeter@0.3.1?outputhash=wvbjdqdc3ai65sqqzihgz53yf23df7mk"
+    );
     let root = &bom["metadata"]["component"];
     assert_eq!(
         (root["name"].as_str(), root["version"].as_str()),
@@ -436,6 +442,25 @@ fn sbom_of_a_nix_closure_names_store_paths_and_nar_hashes() {
     assert_eq!(
         greeter["dependsOn"][0],
         "/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0"
+    );
+
+    // Without --paths-only every binary is read: a store path that is not here is an error, not
+    // an SBOM silently missing the crates inside it.
+    let elsewhere = dir.path().join("elsewhere.json");
+    std::fs::write(
+        &elsewhere,
+        r#"[{"path":"/nix/store/00000000000000000000000000000000-elsewhere-1.0","narHash":"sha256-HDfQGvQL4ugGkd48w99EN3ppmvuxfGjwgJZLL9Bx/BM=","references":[]}]"#,
+    )
+    .expect("write");
+    let missing = devsecops(
+        dir.path(),
+        &["sbom", "--nix", elsewhere.to_str().expect("utf-8")],
+    );
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("elsewhere-1.0") && text(&missing).contains("--paths-only"),
+        "{}",
+        text(&missing)
     );
 
     let empty = dir.path().join("empty.json");

@@ -117,7 +117,7 @@ def test_dashboard_renders_in_chromium_with_the_numbers_of_the_data(tmp_path):
     assert (width, height) == (1400, 2200)
 
 
-def cyclonedx_validator():
+def cyclonedx_validator(version="1.5"):
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT7
 
@@ -129,7 +129,7 @@ def cyclonedx_validator():
         uri = schema.get("$id") or name
         resources.append((uri, Resource.from_contents(schema, default_specification=DRAFT7)))
     registry = Registry().with_resources(resources)
-    with open(os.path.join(folder, "bom-1.5.schema.json")) as f:
+    with open(os.path.join(folder, f"bom-{version}.schema.json")) as f:
         schema = json.load(f)
     return jsonschema.Draft7Validator(schema, registry=registry)
 

@@ -69,6 +69,10 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("osv-scanner", "osv-scanner --format json"),
     ("grype", "grype -o json"),
     ("kics", "kics scan --report-formats json"),
+    (
+        "devsecops-audit",
+        "devsecops audit --output (the Rust binaries of a Nix closure or an image)",
+    ),
 ];
 
 /// What one report held: its findings, the results that had to be skipped (with why and where),
@@ -110,6 +114,7 @@ pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Parsed> {
         "osv-scanner" => osv::parse(file, bytes),
         "grype" => grype::parse(file, bytes),
         "kics" => kics::parse(file, bytes),
+        "devsecops-audit" => crate::audit::parse_report(file, bytes),
         other => Err(Error::Usage(format!("unknown tool {other:?}"))),
     }
 }
@@ -406,6 +411,7 @@ pub fn has_envelope(tool: &str, value: &serde_json::Value) -> bool {
         "semgrep" | "osv-scanner" => has("results"),
         "grype" => has("matches"),
         "kics" => has("queries"),
+        "devsecops-audit" => has("devsecops_audit"),
         // Streams: an object with the record key.
         "clippy" => has("reason"),
         "cargo-deny" => has("type"),
