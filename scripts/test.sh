@@ -121,7 +121,18 @@ check_pipeline_reports() {
   cargo build --locked -q -p devsecops
   DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
     DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
-    python3 -m pytest -q -p no:cacheprovider pipeline/tests
+    python3 -m pytest -q -p no:cacheprovider pipeline/tests --ignore=pipeline/tests/audit
+}
+
+# devsecops audit, SBOM and VEX on what ships: fixture binaries built with cargo auditable (cached
+# in target/auditable-fixtures by the hash of their sources and the toolchain), real Nix closures
+# and derivations from nix-bin, the RustSec snapshot, the official CycloneDX and OpenVEX schemas.
+check_pipeline_audit() {
+  cargo build --locked -q -p devsecops
+  DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
+    DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+    DEVSECOPS_ADVISORY_DB="$ADVISORY_DB_SRC" \
+    python3 -m pytest -q -p no:cacheprovider pipeline/tests/audit
 }
 
 # The project's own gate: every scanner in devsecops.toml, in parallel, offline.
@@ -211,6 +222,7 @@ run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end"
 run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
 run_step "every rendered configuration runs: chart value sets and overlays, compose, NixOS unit" check_renders
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
+run_step "devsecops audit and VEX: Rust binaries of a real Nix closure, SBOM, OpenVEX and CycloneDX VEX, round trip" check_pipeline_audit
 run_step "Nix: parse, lint, lock pins, image and appliance data, modules and their systemd units, VM test commands, flake derivations, yanked crates" scripts/check-nix.sh
 run_step "devsecops scan: the project gates itself" gate_self
 run_step "image: size, labels, private network, compose, SBOM, offline image scan" check_image

@@ -28,6 +28,9 @@ pub struct Assessed {
     /// A dependency finding with no known fix that the policy (`ignore_unfixed`) lets pass.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unfixed_ignored: bool,
+    /// What the newest VEX statement about it states, and whose statement it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vex: Option<crate::vex::Decision>,
     /// Whether this finding fails the build.
     pub fails: bool,
 }
@@ -58,6 +61,8 @@ pub struct RunContext {
     pub scanner_errors: Vec<ScannerError>,
     pub warnings: Vec<String>,
     pub databases: Vec<AdvisoryDb>,
+    /// Ingested VEX statements: `not_affected` and `fixed` ones accept findings as suppressions.
+    pub vex: Vec<crate::vex::Statement>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +118,16 @@ pub fn assess(
 ) -> Assessment {
     let today: Date = now.date();
     let mut matched = vec![0usize; suppressions.len()];
+    // VEX statements that can accept findings are listed after the suppressions, numbered on.
+    let vex_index: HashMap<usize, usize> = run
+        .vex
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.status.accepts())
+        .enumerate()
+        .map(|(k, (at, _))| (at, suppressions.len() + 1 + k))
+        .collect();
+    let mut vex_matched = vec![0usize; run.vex.len()];
     let mut assessed = Vec::with_capacity(findings.len());
     for finding in findings {
         let state = baseline
@@ -127,28 +142,41 @@ pub fn assess(
                 }
             }
         }
+        let vex = crate::vex::deciding(&run.vex, &finding);
+        if let Some((at, _)) = vex {
+            vex_matched[at] += 1;
+        }
+        let vex = vex.map(|(at, s)| (at, crate::vex::Decision::of(s, today)));
+        let by_vex = match &vex {
+            Some((at, d)) if active.is_none() && d.accepts => Some((vex_index[at], &run.vex[*at])),
+            _ => None,
+        };
+        let accepted = active.is_some() || by_vex.is_some();
         let seen = first_seen.get(&finding.fingerprint).copied().unwrap_or(now);
         let age_days = (now - seen).whole_days().max(0);
         let sla_days = config.policy.sla_days.get(&finding.severity).copied();
-        let sla_breached = active.is_none() && sla_days.is_some_and(|d| age_days > i64::from(d));
+        let sla_breached = !accepted && sla_days.is_some_and(|d| age_days > i64::from(d));
         let severity_fails = config.fails(finding.category, finding.severity);
         let unfixed_ignored = config.policy.ignore_unfixed
             && matches!(finding.category, Category::Sca | Category::Container)
             && finding.is_dependency()
             && !finding.fix_available();
-        let fails = active.is_none()
+        let fails = !accepted
             && !unfixed_ignored
             && ((severity_fails && (config.policy.mode == Mode::All || state == State::New))
                 || (sla_breached && config.policy.fail_on_sla_breach));
         assessed.push(Assessed {
-            suppressed_by: active.map(|s| s.index),
-            suppression_justification: active.map(|s| s.justification.clone()),
+            suppressed_by: active.map(|s| s.index).or(by_vex.map(|(i, _)| i)),
+            suppression_justification: active
+                .map(|s| s.justification.clone())
+                .or(by_vex.map(|(_, s)| s.describe())),
             finding,
             state,
             age_days,
             sla_days,
             sla_breached,
             unfixed_ignored,
+            vex: vex.map(|(_, d)| d),
             fails,
         });
     }
@@ -165,7 +193,7 @@ pub fn assess(
                 .collect()
         })
         .unwrap_or_default();
-    let suppressions: Vec<SuppressionReport> = suppressions
+    let mut suppressions: Vec<SuppressionReport> = suppressions
         .iter()
         .zip(&matched)
         .map(|(s, n)| SuppressionReport {
@@ -179,6 +207,28 @@ pub fn assess(
         })
         .collect();
 
+    for (at, statement) in run.vex.iter().enumerate() {
+        if let Some(index) = vex_index.get(&at) {
+            suppressions.push(SuppressionReport {
+                index: *index,
+                matches: format!(
+                    "VEX {} for {} (statement #{} of {})",
+                    statement.vulnerability,
+                    statement.products.join(", "),
+                    statement.index,
+                    statement.source
+                ),
+                owner: statement.author.clone(),
+                justification: statement.describe(),
+                expires: statement
+                    .expires
+                    .clone()
+                    .unwrap_or_else(|| "never (a VEX statement)".into()),
+                expired: statement.is_expired(today),
+                matched: vex_matched[at],
+            });
+        }
+    }
     let mut reasons = Vec::new();
     let mut notices = Vec::new();
     for e in &run.scanner_errors {

@@ -16,3 +16,4 @@ pub mod sbom;
 pub mod scan;
 pub mod store;
 pub mod suppress;
+pub mod vex;

@@ -50,7 +50,8 @@ enum Command {
     /// Add a tool's report to the findings (for CI systems that run the tools themselves).
     Ingest {
         /// The report's format: sarif, clippy, cargo-audit, cargo-deny, trivy, gitleaks, checkov,
-        /// hadolint, cyclonedx, shellcheck, semgrep, osv-scanner, grype, kics.
+        /// hadolint, cyclonedx, shellcheck, semgrep, osv-scanner, grype, kics, devsecops-audit; VEX
+        /// statements: openvex, cyclonedx-vex.
         #[arg(long)]
         tool: String,
         /// Start from an empty findings file instead of adding to it.
@@ -82,6 +83,20 @@ enum Command {
     },
     /// Accept the current findings as the baseline.
     Baseline,
+    /// Write VEX statements from the suppressions of dependency findings (each suppression needs a
+    /// vex_justification): not_affected while a suppression holds, under_investigation once it
+    /// has expired.
+    Vex {
+        /// openvex (OpenVEX 0.2.0) or cyclonedx (CycloneDX 1.6).
+        #[arg(long, default_value = "openvex")]
+        format: String,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The document's author (default: the suppressions' owners).
+        #[arg(long)]
+        author: Option<String>,
+    },
     /// Audit the Rust binaries a Nix closure or an image ships, offline: the crates cargo-auditable
     /// embedded in each, against the RustSec advisory database. Adds the findings to the findings
     /// file, or writes the audit report with --output. Exit 2 when a file could not be audited.
@@ -164,6 +179,13 @@ fn run(cli: Cli) -> Result<u8> {
             tool,
             replace,
             files,
+        } if devsecops::vex::TOOLS.contains(&tool.as_str()) => {
+            devsecops::vex::ingest(&config, &tool, &files, replace)
+        }
+        Command::Ingest {
+            tool,
+            replace,
+            files,
         } => {
             // Fingerprints are computed per report: identical findings within one report get
             // ordinals, while the same finding in two reports (or one report ingested twice) merges.
@@ -210,6 +232,11 @@ fn run(cli: Cli) -> Result<u8> {
             db,
             output,
         } => devsecops::audit::command(&config, nix.as_deref(), &paths, db, output.as_deref()),
+        Command::Vex {
+            format,
+            output,
+            author,
+        } => devsecops::vex::command(&config, &format, output.as_deref(), author.as_deref()),
         Command::Baseline => {
             let store = Store::load(&config.paths.findings)?;
             let baseline = Baseline::from_findings(&store.findings);
@@ -356,6 +383,7 @@ fn evaluate(config: &Config, root: &Path, record: bool) -> Result<Assessment> {
             scanner_errors: store.scanner_errors,
             warnings: store.warnings,
             databases: store.databases,
+            vex: store.vex,
         },
     );
     assessment.trend = history.trend(60)?;

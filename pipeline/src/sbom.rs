@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::{audit, nix};
 
-fn serial() -> String {
+pub(crate) fn serial() -> String {
     // A random UUID v4 from the OS, formatted by hand (no uuid crate needed).
     let mut bytes = [0u8; 16];
     if let Ok(mut file) = std::fs::File::open("/dev/urandom") {

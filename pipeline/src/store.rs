@@ -32,6 +32,9 @@ pub struct Store {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub databases: Vec<AdvisoryDb>,
+    /// VEX statements ingested (`ingest --tool openvex|cyclonedx-vex`), applied by the gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vex: Vec<crate::vex::Statement>,
 }
 
 impl Default for Store {
@@ -42,6 +45,7 @@ impl Default for Store {
             scanner_errors: Vec::new(),
             warnings: Vec::new(),
             databases: Vec::new(),
+            vex: Vec::new(),
         }
     }
 }

@@ -30,6 +30,9 @@ struct Entry {
     justification: String,
     owner: String,
     expires: toml::value::Datetime,
+    /// Why the dependency is not affected, as a VEX statement says it (`devsecops vex`).
+    #[serde(default)]
+    vex_justification: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct Suppression {
     pub justification: String,
     pub owner: String,
     pub expires: Date,
+    /// One of [`crate::vex::JUSTIFICATIONS`]; required of a suppression that `devsecops vex`
+    /// turns into a statement (one that accepts a dependency finding).
+    pub vex_justification: Option<String>,
 }
 
 impl Suppression {
@@ -106,6 +112,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Suppression>> {
         if entry.owner.trim().is_empty() {
             return Err(bad("owner is empty"));
         }
+        if let Some(label) = &entry.vex_justification {
+            if !crate::vex::JUSTIFICATIONS.contains(&label.as_str()) {
+                return Err(bad(&format!(
+                    "vex_justification {label:?} is none of {}",
+                    crate::vex::JUSTIFICATIONS.join(", ")
+                )));
+            }
+        }
         let expires = match entry.expires.date {
             Some(d) if entry.expires.time.is_none() => Date::from_calendar_date(
                 i32::from(d.year),
@@ -132,6 +146,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Suppression>> {
             justification: entry.justification,
             owner: entry.owner,
             expires,
+            vex_justification: entry.vex_justification,
         });
     }
     Ok(out)

@@ -67,6 +67,7 @@ fn assessment(text: &[String; 6]) -> Assessment {
             commit: Some("3157b0e2".into()),
             updated: Some("2026-11-01T00:00:00Z".into()),
         }],
+        vex: Vec::new(),
     };
     assess(&config, findings, None, &[], &HashMap::new(), now, run)
 }

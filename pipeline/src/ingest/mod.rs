@@ -375,7 +375,7 @@ pub(crate) fn purl_parts(purl: &str) -> Option<(String, String, Option<String>)>
     Some((kind.to_ascii_lowercase(), name, version))
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -128,6 +128,29 @@ pub fn render(a: &Assessment) -> String {
             );
         }
     }
+    let decided: Vec<_> = a.findings.iter().filter(|f| f.vex.is_some()).collect();
+    if !decided.is_empty() {
+        let _ = writeln!(out, "\n### Decided by VEX statements ({})\n", decided.len());
+        for item in decided.iter().take(50) {
+            let f = &item.finding;
+            let Some(d) = &item.vex else { continue };
+            let _ = writeln!(
+                out,
+                "- {} {}: {}{}, stated by {} on {} ({}){}",
+                code(&f.rule),
+                md(&f.place()),
+                d.status.as_str(),
+                d.justification
+                    .as_deref()
+                    .map(|j| format!(" ({})", md(j)))
+                    .unwrap_or_default(),
+                md(&d.author),
+                md(&d.timestamp),
+                md(&d.source),
+                if d.accepts { ", accepted" } else { "" }
+            );
+        }
+    }
     if !a.databases.is_empty() {
         out.push_str("\n### Advisory databases\n\n");
         for db in &a.databases {
