@@ -99,6 +99,9 @@ pub struct Assessment {
     /// Recent runs from the history database, oldest first (for the dashboard's trend).
     #[serde(skip)]
     pub trend: Vec<crate::history::RunTotals>,
+    /// With `--base`: how the change's policy differs from the base's, and what is approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy_diff::PolicyReport>,
 }
 
 impl Assessment {
@@ -331,6 +334,7 @@ pub fn assess(
         reasons,
         notices,
         trend: Vec::new(),
+        policy: None,
     }
 }
 

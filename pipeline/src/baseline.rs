@@ -77,7 +77,12 @@ impl Baseline {
             return Ok(None);
         }
         let bytes = crate::ingest::read_limited(path)?;
-        let baseline: Baseline = crate::ingest::json(path, &bytes)?;
+        Self::parse(path, &bytes).map(Some)
+    }
+
+    /// A baseline from its bytes (`path` names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Baseline> {
+        let baseline: Baseline = crate::ingest::json(path, bytes)?;
         if baseline.version != FORMAT_VERSION {
             return Err(Error::input(
                 path,
@@ -87,7 +92,7 @@ impl Baseline {
                 ),
             ));
         }
-        Ok(Some(baseline))
+        Ok(baseline)
     }
 
     pub fn state_of(&self, fingerprint: &str) -> State {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::model::{Category, Severity};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -29,7 +29,7 @@ pub enum Mode {
     All,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     #[serde(default = "default_fail_on")]
@@ -64,13 +64,13 @@ pub struct Policy {
     pub categories: BTreeMap<Category, CategoryPolicy>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryPolicy {
     pub fail_on: Vec<Severity>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paths {
     #[serde(default = "default_findings")]
@@ -85,7 +85,7 @@ pub struct Paths {
     pub reports: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scanner {
     pub name: String,
@@ -106,6 +106,11 @@ pub struct Scanner {
     /// How to install the tool, shown when it is missing.
     #[serde(default)]
     pub install: Option<String>,
+    /// Files the tool takes rules or exceptions from (`deny.toml`, `.semgrep`, `.trivyignore`): a
+    /// file, a directory (every file under it), or `file.toml#table.key` for one TOML value.
+    /// `gate --base` counts any change to them as weakening the policy.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -11,6 +11,7 @@ use devsecops::config::Config;
 use devsecops::error::{Error, Result};
 use devsecops::history::History;
 use devsecops::model::{deduplicate, fingerprint_all};
+use devsecops::policy_diff::{self, Governed};
 use devsecops::store::Store;
 use devsecops::{ingest, report, scan, suppress};
 
@@ -39,6 +40,10 @@ enum Command {
         /// Scanners run at once (default: the number of cores; 1 runs them one after another).
         #[arg(long)]
         parallel: Option<usize>,
+        /// Decide with the policy, scanners, suppressions and baseline of this git revision (the
+        /// target of a pull request), and report every change the work tree makes to them.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
         /// Report formats to write.
         #[arg(
             long,
@@ -62,6 +67,10 @@ enum Command {
     },
     /// Decide: exit 1 when the policy fails. Records the run in the history and writes the reports.
     Gate {
+        /// Decide with the policy, suppressions and baseline of this git revision (the target of
+        /// a pull request), and report every change the work tree makes to them.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
         #[arg(
             long,
             value_delimiter = ',',
@@ -80,6 +89,19 @@ enum Command {
         /// Directory for the reports (default: paths.reports of the config).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Judge with the policy of this git revision, as `gate --base` does.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+    },
+    /// Show how the work tree's policy differs from a git revision's, and whether the weakening
+    /// changes are approved (exit 1 when one is not).
+    Policy {
+        /// The revision to compare with (the target of a pull request).
+        #[arg(long, value_name = "REF")]
+        base: String,
+        /// Print only the text an approval signs, for `ssh-keygen -Y sign -n devsecops-policy`.
+        #[arg(long)]
+        message: bool,
     },
     /// Accept the current findings as the baseline.
     Baseline,
@@ -174,6 +196,11 @@ fn run(cli: Cli) -> Result<u8> {
         None => PathBuf::from("devsecops.toml"),
     };
     let (config, root) = load_config(&config_path)?;
+    let now = time::OffsetDateTime::now_utc();
+    let govern = |base: Option<&str>| -> Result<Option<Governed>> {
+        base.map(|b| policy_diff::govern(&config_path, &root, b, now))
+            .transpose()
+    };
     match cli.command {
         Command::Ingest {
             tool,
@@ -274,19 +301,41 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Report { format, out } => {
-            let assessment = evaluate(&config, &root, false)?;
+        Command::Policy { base, message } => {
+            let governed = policy_diff::govern(&config_path, &root, &base, now)?;
+            if message {
+                print!("{}", governed.message);
+                return Ok(0);
+            }
+            print!("{}", policy_summary(&governed));
+            let report = &governed.report;
+            Ok(u8::from(
+                report.unapproved() > 0 || !report.problems.is_empty(),
+            ))
+        }
+        Command::Report { format, out, base } => {
+            let governed = govern(base.as_deref())?;
+            let assessment = evaluate(&config, &root, false, governed.as_ref())?;
             let dir = out.unwrap_or_else(|| config.paths.reports.clone());
             for path in report::write(&assessment, &dir, &format)? {
                 println!("wrote {}", path.display());
             }
             Ok(0)
         }
-        Command::Gate { format } => {
-            let assessment = evaluate(&config, &root, true)?;
+        Command::Gate { format, base } => {
+            let governed = govern(base.as_deref())?;
+            let assessment = evaluate(&config, &root, true, governed.as_ref())?;
             finish(&config, &assessment, &format)
         }
-        Command::Scan { parallel, format } => {
+        Command::Scan {
+            parallel,
+            format,
+            base,
+        } => {
+            // With --base the scanners are the ones the base's policy runs (plus those the
+            // change adds), never fewer.
+            let governed = govern(base.as_deref())?;
+            let config = governed.as_ref().map(|g| &g.config).unwrap_or(&config);
             if config.scanners.is_empty() {
                 return Err(Error::Usage(format!(
                     "{}: no [[scanner]] configured",
@@ -327,18 +376,34 @@ fn run(cli: Cli) -> Result<u8> {
                 ..Store::default()
             };
             store.add_databases(outcome.databases);
+            store.scanned = config.scanners.iter().map(|s| s.name.clone()).collect();
             store.save(&config.paths.findings)?;
-            let assessment = evaluate(&config, &root, true)?;
-            finish(&config, &assessment, &format)
+            let assessment = evaluate(config, &root, true, governed.as_ref())?;
+            finish(config, &assessment, &format)
         }
     }
 }
 
-/// Assesses the stored findings; `record` adds the run to the history.
-fn evaluate(config: &Config, root: &Path, record: bool) -> Result<Assessment> {
-    let store = Store::load(&config.paths.findings)?;
-    let baseline = Baseline::load(&config.paths.baseline)?;
-    let suppressions = suppress::load(&config.paths.suppressions)?;
+/// Assesses the stored findings; `record` adds the run to the history. With a policy governed
+/// by a base revision, its policy, baseline and suppressions decide, and its diff is reported.
+fn evaluate(
+    config: &Config,
+    root: &Path,
+    record: bool,
+    governed: Option<&Governed>,
+) -> Result<Assessment> {
+    let config = governed.map(|g| &g.config).unwrap_or(config);
+    let mut store = Store::load(&config.paths.findings)?;
+    let (baseline, suppressions) = match governed {
+        Some(g) => {
+            g.judge_scanners(&mut store.scanner_errors, &store.scanned);
+            (g.baseline.clone(), g.suppressions.clone())
+        }
+        None => (
+            Baseline::load(&config.paths.baseline)?,
+            suppress::load(&config.paths.suppressions)?,
+        ),
+    };
     let now = time::OffsetDateTime::now_utc();
     let history = History::open(&config.paths.history)?;
     let first_seen = if record {
@@ -387,7 +452,55 @@ fn evaluate(config: &Config, root: &Path, record: bool) -> Result<Assessment> {
         },
     );
     assessment.trend = history.trend(60)?;
+    if let Some(g) = governed {
+        g.apply(&mut assessment);
+    }
     Ok(assessment)
+}
+
+/// `devsecops policy`: the diff, the approvals, and how to approve.
+fn policy_summary(g: &Governed) -> String {
+    use std::fmt::Write;
+    let r = &g.report;
+    let mut out = format!(
+        "policy against {} ({}): {} change(s), {} weakening ({} not approved), {} strengthening\n",
+        r.base,
+        r.base_commit,
+        r.changes.len(),
+        r.count(policy_diff::Kind::Weakening),
+        r.unapproved(),
+        r.count(policy_diff::Kind::Strengthening)
+    );
+    for change in &r.changes {
+        let _ = writeln!(out, "  {}", policy_diff::PolicyReport::line(change));
+    }
+    for problem in &r.problems {
+        let _ = writeln!(out, "  problem: {problem}");
+    }
+    for approval in &r.approvals {
+        let _ = writeln!(
+            out,
+            "  approved in {} by {} (key {})",
+            approval.file, approval.principals, approval.key
+        );
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    let _ = writeln!(out, "change id: {}", r.change_id);
+    if r.unapproved() > 0 {
+        let _ = writeln!(
+            out,
+            "to approve, a code owner of the weakened files signs this change with a key listed in {}'s {}:\n  \
+             devsecops policy --base {} --message | ssh-keygen -Y sign -n {} -f ~/.ssh/id_ed25519 > {}/NAME.sig",
+            r.base,
+            policy_diff::ALLOWED_SIGNERS,
+            r.base,
+            devsecops::approval::NAMESPACE,
+            policy_diff::APPROVALS
+        );
+    }
+    out
 }
 
 fn finish(config: &Config, assessment: &Assessment, formats: &[String]) -> Result<u8> {

@@ -35,6 +35,10 @@ pub struct Store {
     /// VEX statements ingested (`ingest --tool openvex|cyclonedx-vex`), applied by the gate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vex: Vec<crate::vex::Statement>,
+    /// The scanners `devsecops scan` ran (empty after `ingest`), so `gate --base` can tell when a
+    /// scanner the base's policy requires was not run at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanned: Vec<String>,
 }
 
 impl Default for Store {
@@ -46,6 +50,7 @@ impl Default for Store {
             warnings: Vec::new(),
             databases: Vec::new(),
             vex: Vec::new(),
+            scanned: Vec::new(),
         }
     }
 }

@@ -33,6 +33,8 @@ struct Entry {
     /// Why the dependency is not affected, as a VEX statement says it (`devsecops vex`).
     #[serde(default)]
     vex_justification: Option<String>,
+    #[serde(default)]
+    approved_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,9 @@ pub struct Suppression {
     /// One of [`crate::vex::JUSTIFICATIONS`]; required of a suppression that `devsecops vex`
     /// turns into a statement (one that accepts a dependency finding).
     pub vex_justification: Option<String>,
+    /// Who accepted the risk (a code owner of the suppressions file on the base revision, which
+    /// `gate --base` checks, and the signer of the approval when the change adds or extends it).
+    pub approved_by: Option<String>,
 }
 
 impl Suppression {
@@ -120,6 +125,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Suppression>> {
                 )));
             }
         }
+        if entry
+            .approved_by
+            .as_deref()
+            .is_some_and(|a| a.trim().is_empty())
+        {
+            return Err(bad("approved_by is empty"));
+        }
         let expires = match entry.expires.date {
             Some(d) if entry.expires.time.is_none() => Date::from_calendar_date(
                 i32::from(d.year),
@@ -147,6 +159,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Suppression>> {
             owner: entry.owner,
             expires,
             vex_justification: entry.vex_justification,
+            approved_by: entry.approved_by,
         });
     }
     Ok(out)

@@ -188,6 +188,37 @@ pub fn render(a: &Assessment) -> String {
         }
         out.push_str("</ul></section>");
     }
+    if let Some(p) = &a.policy {
+        let _ = write!(
+            out,
+            "<section class=\"wide\" id=\"policy\"><h2>Policy changes against {} ({})</h2><ul>",
+            escape(&p.base),
+            escape(p.base_commit.get(..12).unwrap_or(&p.base_commit))
+        );
+        if p.changes.is_empty() {
+            out.push_str("<li>None: the policy, scanners, suppressions, baseline and rule files are the base's.</li>");
+        }
+        for change in &p.changes {
+            let _ = write!(
+                out,
+                "<li{}>{}</li>",
+                if change.unapproved() {
+                    " class=\"fails\""
+                } else {
+                    ""
+                },
+                escape(&crate::policy_diff::PolicyReport::line(change))
+            );
+        }
+        for note in &p.notes {
+            let _ = write!(out, "<li>{}</li>", escape(note));
+        }
+        let _ = write!(
+            out,
+            "</ul><p class=\"muted\">change id {}</p></section>",
+            escape(&p.change_id)
+        );
+    }
     // Totals by severity (open = not suppressed).
     out.push_str("<section class=\"wide\"><h2>Open findings by severity</h2><div class=\"cards\">");
     for s in Severity::ALL {

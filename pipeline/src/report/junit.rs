@@ -1,8 +1,10 @@
 //! JUnit XML for Jenkins: one test suite per category, one test case per finding. Failing findings
 //! are failures, suppressed ones skipped, the rest pass. A suite `run` comes first with what the run
 //! itself tells: scanners without a readable result (errors when they fail the gate, skipped when
-//! optional), results skipped as malformed, and the advisory databases used. Every string is
-//! escaped (attributes and text), so no file name or message can add elements.
+//! optional), results skipped as malformed, and the advisory databases used. With `--base`, a
+//! suite `policy` follows: one test case per change to the policy, failing when it weakens the
+//! policy without approval, and one failing case per problem. Every string is escaped
+//! (attributes and text), so no file name or message can add elements.
 
 use std::fmt::Write;
 
@@ -12,7 +14,17 @@ use crate::model::Category;
 
 pub fn render(a: &Assessment) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let failures = a.count(|f| f.fails);
+    let (policy_cases, policy_failures) = a
+        .policy
+        .as_ref()
+        .map(|p| {
+            (
+                p.changes.len() + p.problems.len(),
+                p.unapproved() + p.problems.len(),
+            )
+        })
+        .unwrap_or((0, 0));
+    let failures = a.count(|f| f.fails) + policy_failures;
     let failing_scanners: Vec<_> = a
         .scanner_errors
         .iter()
@@ -26,7 +38,7 @@ pub fn render(a: &Assessment) -> String {
     let _ = writeln!(
         out,
         "<testsuites name=\"devsecops\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\">",
-        a.findings.len() + run_cases,
+        a.findings.len() + run_cases + policy_cases,
         failing_scanners.len()
     );
     if run_cases > 0 {
@@ -67,6 +79,42 @@ pub fn render(a: &Assessment) -> String {
                     ),
                     _ => "update date unknown".to_string(),
                 })
+            );
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    if let Some(policy) = a.policy.as_ref().filter(|_| policy_cases > 0) {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"policy\" tests=\"{policy_cases}\" failures=\"{policy_failures}\" errors=\"0\" skipped=\"0\">"
+        );
+        for change in &policy.changes {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"devsecops.policy.{}\" name=\"{}\" file=\"{}\"",
+                change.kind.as_str(),
+                escape(&crate::policy_diff::PolicyReport::line(change)),
+                escape(&change.file)
+            );
+            if change.unapproved() {
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure type=\"policy\" message=\"{}\"/>\n    </testcase>",
+                    escape(&format!(
+                        "weakens the policy of {} without approval (change {})",
+                        policy.base, policy.change_id
+                    ))
+                );
+            } else {
+                out.push_str("/>\n");
+            }
+        }
+        for problem in &policy.problems {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"devsecops.policy.problem\" name=\"{}\">\n      <failure type=\"policy\" message=\"{}\"/>\n    </testcase>",
+                escape(problem),
+                escape(problem)
             );
         }
         out.push_str("  </testsuite>\n");

@@ -1,6 +1,6 @@
 //! A Markdown summary for pull requests and `$GITHUB_STEP_SUMMARY`. What could make the result
 //! untrustworthy comes first (why it fails, scanners without a readable result, stale advisory
-//! databases, skipped results). Every string from a scanner is escaped (`markdown_text`) or put in
+//! databases, skipped results), then, with `--base`, every change to the policy. Every string from a scanner is escaped (`markdown_text`) or put in
 //! a code span fenced longer than any backtick run inside it, so no rule, file name or message can
 //! add markup, HTML or links to the comment CI posts.
 
@@ -33,6 +33,70 @@ fn code(text: &str) -> String {
     format!("{fence} {text} {fence}")
 }
 
+/// The policy diff against the base, where reviewers read: every change, the approvals, and how
+/// to approve what is not.
+fn policy_section(out: &mut String, p: &crate::policy_diff::PolicyReport) {
+    use crate::policy_diff::Kind;
+    let _ = writeln!(
+        out,
+        "### Policy changes against {} ({})\n",
+        code(&p.base),
+        code(p.base_commit.get(..12).unwrap_or(&p.base_commit))
+    );
+    if p.changes.is_empty() {
+        out.push_str(
+            "None: the policy, scanners, suppressions, baseline and rule files are the base's.\n",
+        );
+    }
+    for change in &p.changes {
+        // Only fixed words go inside the emphasis: a name could end it early.
+        let label = match change.kind {
+            Kind::Weakening if change.approved_by.is_empty() => {
+                "**❌ weakening, not approved**".to_string()
+            }
+            Kind::Weakening => format!(
+                "**✅ weakening, approved** by {}",
+                md(&change.approved_by.join(" and "))
+            ),
+            Kind::Strengthening => "**strengthening**".to_string(),
+            Kind::Neutral => "**neutral**".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "- {label}: {} ({})",
+            md(&change.what),
+            code(&change.file)
+        );
+    }
+    for approval in &p.approvals {
+        let _ = writeln!(
+            out,
+            "- approval {} by {} (key {})",
+            code(&approval.file),
+            md(&approval.principals),
+            code(&approval.key)
+        );
+    }
+    for note in &p.notes {
+        let _ = writeln!(out, "- ⚠️ {}", md(note));
+    }
+    let _ = writeln!(out, "\nChange id: {}", code(&p.change_id));
+    if p.unapproved() > 0 {
+        let _ = writeln!(
+            out,
+            "\nTo approve, a code owner of the weakened files signs this change with a key listed in {} on the base: {}",
+            code(crate::policy_diff::ALLOWED_SIGNERS),
+            code(&format!(
+                "devsecops policy --base {} --message | ssh-keygen -Y sign -n {} -f ~/.ssh/id_ed25519 > {}/NAME.sig",
+                p.base,
+                crate::approval::NAMESPACE,
+                crate::policy_diff::APPROVALS
+            ))
+        );
+    }
+    out.push('\n');
+}
+
 pub fn render(a: &Assessment) -> String {
     let mut out = String::new();
     let verdict = if a.failed { "❌ failed" } else { "✅ passed" };
@@ -45,6 +109,9 @@ pub fn render(a: &Assessment) -> String {
     }
     if !a.reasons.is_empty() || !a.notices.is_empty() {
         out.push('\n');
+    }
+    if let Some(policy) = &a.policy {
+        policy_section(&mut out, policy);
     }
     out.push_str(
         "| severity | new | unchanged | suppressed | fixed |\n|---|---:|---:|---:|---:|\n",

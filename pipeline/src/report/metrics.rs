@@ -79,6 +79,27 @@ pub fn render(a: &Assessment) -> String {
             }
         }
     }
+    if let Some(policy) = &a.policy {
+        out.push_str("# HELP devsecops_policy_changes Changes to the policy against the base revision, by kind and approval.\n# TYPE devsecops_policy_changes gauge\n");
+        for kind in [
+            crate::policy_diff::Kind::Weakening,
+            crate::policy_diff::Kind::Strengthening,
+            crate::policy_diff::Kind::Neutral,
+        ] {
+            for approved in [true, false] {
+                let n = policy
+                    .changes
+                    .iter()
+                    .filter(|c| c.kind == kind && c.unapproved() != approved)
+                    .count();
+                let _ = writeln!(
+                    out,
+                    "devsecops_policy_changes{{kind=\"{}\",approved=\"{approved}\"}} {n}",
+                    kind.as_str()
+                );
+            }
+        }
+    }
     out.push_str("# HELP devsecops_gate_failed 1 when the last run failed the policy.\n# TYPE devsecops_gate_failed gauge\n");
     let _ = writeln!(out, "devsecops_gate_failed {}", u8::from(a.failed));
     out.push_str("# HELP devsecops_scan_timestamp_seconds When the last run was assessed.\n# TYPE devsecops_scan_timestamp_seconds gauge\n");

@@ -340,11 +340,23 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> st
                     .map(|r| ("error", r))
                     .chain(a.notices.iter().map(|n| ("warning", n)))
                     .chain(a.warnings.iter().map(|w| ("note", w)))
+                    .map(|(level, text)| (level, text.clone()))
+                    // The policy diff, one notification per change.
+                    .chain(a.policy.iter().flat_map(|p| {
+                        p.changes.iter().map(|c| {
+                            (
+                                if c.unapproved() { "error" } else { "note" },
+                                format!(
+                                    "policy change against {}: {}",
+                                    p.base,
+                                    crate::policy_diff::PolicyReport::line(c)
+                                ),
+                            )
+                        })
+                    }))
                     .map(|(level, text)| Notification {
                         level,
-                        message: Message {
-                            text: text.clone().into(),
-                        },
+                        message: Message { text: text.into() },
                     })
                     .collect(),
             }],
