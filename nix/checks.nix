@@ -7,6 +7,7 @@ let
   # The checks that take no `common` still name themselves: without pname and version crane reads
   # the workspace's Cargo.toml, finds no package name and warns on every evaluation.
   named = { inherit (common) pname version; };
+  vmAppliance = import ../vm-tests/appliance.nix { inherit pkgs project nixosModules advisory-db; };
 in
 {
   inherit (project) devsecops-app devsecops image chart;
@@ -80,5 +81,28 @@ in
   '';
 
   vm-service = import ../vm-tests/service.nix { inherit pkgs project nixosModules; };
-  vm-appliance = import ../vm-tests/appliance.nix { inherit pkgs project nixosModules advisory-db; };
+  vm-appliance = vmAppliance;
+
+  # The appliance's system closure (the VM test's node, which nixos/lib/testing/nodes.nix passes
+  # through) audited in the sandbox: the crates cargo auditable embedded in every Rust binary,
+  # against the pinned advisory database, then the gate's policy. The path info comes as
+  # closureInfo gets it (nixpkgs pkgs/build-support/closure-info.nix): exportReferencesGraph
+  # under structured attributes. tests/nix checks this script; pipeline/tests/audit runs it.
+  appliance-closure-audit = pkgs.stdenvNoCC.mkDerivation {
+    name = "appliance-closure-audit";
+    __structuredAttrs = true;
+    exportReferencesGraph.closure = [ vmAppliance.nodes.appliance.system.build.toplevel ];
+    nativeBuildInputs = [ project.devsecops pkgs.jq ];
+    gateConfig = ./devsecops-gate.toml;
+    buildCommand = ''
+      out=''${outputs[out]}
+      export HOME=$TMPDIR
+      mkdir -p audit && cd audit
+      jq .closure "$NIX_ATTRS_JSON_FILE" > closure.json
+      cp "$gateConfig" devsecops.toml
+      devsecops audit --nix closure.json --db ${advisory-db}
+      devsecops gate --format sarif,junit,json,markdown
+      mkdir -p "$out" && cp -r reports closure.json "$out"/
+    '';
+  };
 }

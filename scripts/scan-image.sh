@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Scans a built image and gates it with devsecops, apart from the repository's own scan:
 #   - the service binary copied out of the image, audited offline from the dependency list
-#     cargo-auditable embedded in it (cargo audit bin, against the RustSec snapshot of scripts/lib.sh);
+#     cargo-auditable embedded in it (cargo audit bin and devsecops audit, against the RustSec
+#     snapshot of scripts/lib.sh; their findings merge, and a binary without the list is a finding);
 #   - trivy on the image: vulnerabilities and secrets; with --offline secrets only, since trivy's
 #     vulnerability database cannot be downloaded without internet.
 # Reports (SARIF, JUnit, JSON, Markdown) go to reports/image-scan/; exit 1 when the policy fails
@@ -45,8 +46,10 @@ trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
 docker cp "$container:/usr/local/bin/devsecops-app" "$out/devsecops-app"
 # cargo audit exits 1 when it finds something; devsecops decides what fails.
 cargo audit --db "$db" --no-fetch --stale --json bin "$out/devsecops-app" > "$out/cargo-audit-bin.json" || true
+"$devsecops" --config "$out/devsecops.toml" audit --db "$db" --output "$out/devsecops-audit.json" "$out/devsecops-app"
 rm -f "$out/devsecops-app"
 "$devsecops" --config "$out/devsecops.toml" ingest --tool cargo-audit "$out/cargo-audit-bin.json"
+"$devsecops" --config "$out/devsecops.toml" ingest --tool devsecops-audit "$out/devsecops-audit.json"
 
 if [ "$offline" -eq 1 ]; then
   trivy image --scanners secret --skip-db-update --quiet --format json --output "$out/trivy-image.json" "$image"

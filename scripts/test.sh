@@ -131,7 +131,7 @@ check_pipeline_audit() {
   cargo build --locked -q -p devsecops
   DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
     DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
-    DEVSECOPS_ADVISORY_DB="$ADVISORY_DB_SRC" \
+    DEVSECOPS_ADVISORY_DB="$ADVISORY_DB_SRC" NIXPKGS_LIB="${NIXPKGS_LIB:-$PWD/../shared/nixpkgs-lib}" \
     python3 -m pytest -q -p no:cacheprovider pipeline/tests/audit
 }
 
@@ -155,6 +155,8 @@ check_image() {
   DEVSECOPS_BIN="$PWD/target/debug/devsecops" scripts/scan-image.sh --offline "$DEVSECOPS_IMAGE"
   # An empty dependency list would audit nothing and pass: the embedded list must have been read.
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['lockfile']['dependency-count']; print(f'audited {n} crates embedded in the image binary'); sys.exit(0 if n > 100 else 1)" reports/image-scan/cargo-audit-bin.json
+  # devsecops audit read the same list, fully: no file it could not read, nothing left unaudited.
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['binaries'][0]['crates']; print(f'devsecops audit: {n} crates in the image binary'); sys.exit(0 if n > 100 and not d['not_auditable'] and not d['errors'] else 1)" reports/image-scan/devsecops-audit.json
 }
 
 # CI/CD definitions: workflows (GitHub schema, zizmor, pins, permissions), the Jenkinsfile (Groovy

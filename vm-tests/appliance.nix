@@ -1,6 +1,7 @@
 # The appliance booted in a VM with no network beyond itself: k3s comes up from the airgap images,
 # the chart deploys the service behind the ingress, a killed container is restarted, the image and
-# the closure pass the project's gate offline, a request's log line reaches Loki, Grafana lists the
+# the closure pass the project's gate offline (every Rust binary of the system closure audited from
+# the crates cargo auditable embedded in it), a request's log line reaches Loki, Grafana lists the
 # provisioned dashboards and Prometheus scrapes the service's metrics port, which the ingress never
 # serves.
 { pkgs, project, nixosModules, advisory-db }:
@@ -114,6 +115,27 @@ pkgs.testers.runNixOSTest {
         )
         summary = appliance.succeed("cat /tmp/scan/reports/devsecops-summary.md")
         print(summary)
+
+    with subtest("every Rust binary of the system closure and the image's binary are audited offline"):
+        # What a user with Nix sees: each binary's embedded crates against the pinned database,
+        # findings attributed to store path and NAR hash, Rust binaries without the list named.
+        appliance.succeed(
+            "cd /tmp/scan && devsecops audit --nix /run/current-system --db advisory-db --output closure-audit.json"
+        )
+        audit = json.loads(appliance.succeed("cat /tmp/scan/closure-audit.json"))
+        assert audit["errors"] == [] and audit["store_paths"] > 100, audit["errors"]
+        assert any("-cargo-audit-" in b["path"] for b in audit["binaries"]), "nixpkgs builds cargo-audit with cargo auditable"
+        print(
+            f"{audit['store_paths']} store paths, {len(audit['binaries'])} Rust binaries audited"
+            f" ({sum(b['crates'] for b in audit['binaries'])} crates); not auditable:"
+            f" {[a['path'] for a in audit['not_auditable']]}; advisories:"
+            f" {[(m['advisory']['id'], m['package'], m['version']) for m in audit['findings']]}"
+        )
+        print(appliance.succeed(
+            "cd /tmp/scan && devsecops ingest --tool devsecops-audit closure-audit.json"
+            " && devsecops audit --db advisory-db ${project.devsecops-app-static}/bin/devsecops-app 2>&1"
+            " && devsecops gate"
+        ))
 
     with subtest("a request's log line reaches Loki by its request id"):
         request_id = f"vmtest-{uuid.uuid4().hex}"

@@ -76,7 +76,12 @@ let
     writeText = name: _text: package name [ "out" ];
     writeShellApplication = args: recorded "writeShellApplication" args.name args;
     mkShell = args: recorded "mkShell" "shell" args;
-    testers.runNixOSTest = test: recorded "runNixOSTest" test.name { };
+    stdenvNoCC.mkDerivation = args: recorded "stdenvNoCC.mkDerivation" args.name args;
+    # A test's evaluated nodes come through as nixos/lib/testing/nodes.nix passes them
+    # (passthru.nodes): here each node's system is a package named after it.
+    testers.runNixOSTest = test: recorded "runNixOSTest" test.name { } // {
+      nodes = lib.mapAttrs (node: _: { system.build.toplevel = package "nixos-system-${node}" [ "out" ]; }) test.nodes;
+    };
     dockerTools = {
       caCertificates = package "docker-ca-certificates" [ "out" ];
       fakeNss = package "fake-nss" [ "out" ] // { override = args: recorded "fakeNss" "fake-nss" args; };

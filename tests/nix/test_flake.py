@@ -101,3 +101,26 @@ def test_the_yanked_crates_check_is_an_app(flake):
     for system in flake["systems"]:
         app = flake["apps"][system]["check-yanked"]
         assert app["type"] == "app" and app["program"].endswith("/bin/check-yanked")
+
+
+def test_the_appliance_closure_is_audited_in_the_sandbox(flake):
+    """checks.appliance-closure-audit: the system of the appliance VM test's node, its path info
+    from exportReferencesGraph under structured attributes (as closureInfo gets it), every Rust
+    binary audited against the pinned advisory database, then the gate; its script passes
+    shellcheck as the builder's bash runs it. pipeline/tests/audit runs the script on a real
+    closure."""
+    import subprocess
+    for system in flake["systems"]:
+        drv = flake["checks"][system]["appliance-closure-audit"]
+        args = drv["args"]
+        assert drv["builder"] == "stdenvNoCC.mkDerivation" and args["__structuredAttrs"] is True
+        assert args["exportReferencesGraph"] == {"closure": [{"package": "nixos-system-appliance", "outputName": "out"}]}
+        assert {i["package"] for i in args["nativeBuildInputs"]} == {"devsecops", "jq"}
+        script = args["buildCommand"]
+        assert "devsecops audit --nix closure.json --db /nix/store/00000000000000000000000000000000-advisory-db\n" in script
+        assert script.index("devsecops audit") < script.index("devsecops gate")
+        # Structured attributes define these for the builder (.attrs.sh, NIX_ATTRS_JSON_FILE).
+        declared = "declare -A outputs=([out]=/nix/store/x)\nNIX_ATTRS_JSON_FILE=/build/.attrs.json\ngateConfig=/nix/store/x\nTMPDIR=/build\n"
+        check = subprocess.run(["shellcheck", "-s", "bash", "-"], input="#!/usr/bin/env bash\nset -euo pipefail\n" + declared + script,
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout

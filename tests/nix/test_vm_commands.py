@@ -91,3 +91,12 @@ def test_a_command_the_check_cannot_read_is_an_error():
 def test_a_command_shfmt_cannot_parse_is_an_error():
     with pytest.raises(vm_commands.ExtractionError):
         vm_commands.check("m.succeed('echo \"unterminated')")
+
+
+def test_the_appliance_audits_its_system_closure_and_the_image_binary():
+    cmds = vm_commands.commands(vm_test_script("appliance"))
+    audits = [c for c in cmds if "devsecops audit" in c.text]
+    assert [c.method for c in audits] == ["succeed", "succeed"]
+    assert "devsecops audit --nix /run/current-system --db advisory-db --output closure-audit.json" in audits[0].text
+    assert "devsecops audit --db advisory-db /nix/store/00000000000000000000000000000000-devsecops-app-static/bin/devsecops-app" in audits[1].text
+    assert audits[1].text.rstrip().endswith("devsecops gate"), "the gate decides over the audits' findings"
