@@ -98,7 +98,9 @@ if [ -n "${SONAR_SCANNER_HOME:-}" ]; then cmd+=(-v "$SONAR_SCANNER_HOME:$SONAR_S
 cmd+=(-w "$repo")
 # -e NAME passes the caller's value, if any, without putting it on a command line.
 for name in $PASSED_ENV; do cmd+=(-e "$name"); done
+# CI_HOST_CACHE_DIR: where the caches are on the host, for a command that starts containers itself.
 cmd+=(-e RUST_TOOLCHAIN="$RUST_TOOLCHAIN" -e CI_HOST_UID="$(id -u)" -e CI_HOST_GID="$(id -g)"
+  -e CI_HOST_CACHE_DIR="$cache"
   "$image" scripts/ci-debian.sh --inside "$@")
 
 if [ "$dry_run" = 1 ]; then

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,25 @@ def debian_image(suite):
 
 
 @pytest.fixture(scope="module")
-def bookworm():
-    return debian_image("bookworm")
+def image_builds():
+    """Both Debian images (and Debian 13's PostgreSQL image) are built side by side from the start:
+    a first run spends its time on downloads, which overlap well."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {"bookworm": pool.submit(debian_image, "bookworm"),
+               "trixie-postgresql": pool.submit(trixie_postgresql_image)}
+
+
+@pytest.fixture(scope="module")
+def bookworm(image_builds):
+    return image_builds["bookworm"].result()
 
 
 def ci_cache(tmp_path):
     """CI_CACHE_DIR holding this machine's cargo home, rustup and tool virtualenvs, as a CI cache would
-    (rustup itself cannot be downloaded here)."""
+    (rustup itself cannot be downloaded here). Inside scripts/ci-debian.sh's own container (GitHub CI)
+    those are the host's cache directories, which it names."""
+    if os.environ.get("CI_HOST_CACHE_DIR"):
+        return Path(os.environ["CI_HOST_CACHE_DIR"])
     cache = tmp_path / "cache"
     cache.mkdir()
     for name, source in (("cargo", Path.home() / ".cargo"), ("rustup", Path.home() / ".rustup"),
@@ -45,6 +58,7 @@ def ci_cache(tmp_path):
 
 STAGE_PREFLIGHT = r"""
 set -euo pipefail
+trap 'echo "preflight failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 echo "os=$(. /etc/os-release; echo "$ID-$VERSION_ID")"
 echo "cc=$(cc -dumpversion)"
 venv=$(mktemp -d); python3 -m venv "$venv/v" && "$venv/v/bin/python" -c 'print("venv=ok")'; rm -rf "$venv"
@@ -79,7 +93,7 @@ def test_the_stage_commands_find_what_they_assume_in_the_debian_12_container(boo
     script = "export DIGEST=" + DIGEST + "\n" + STAGE_PREFLIGHT
     out = subprocess.run([ROOT / "scripts" / "ci-debian.sh", "bash", "-c", script], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1200)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-8000:]
     facts = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     assert facts["os"] == "debian-12"
     assert int(facts["cc"].split(".")[0]) >= 12
@@ -105,8 +119,7 @@ def test_the_prepared_image_is_reused(bookworm, tmp_path):
     assert out.returncode == 0 and "preparing" not in out.stderr, out.stderr
 
 
-@pytest.fixture(scope="module")
-def trixie_with_postgresql():
+def trixie_postgresql_image():
     """Debian 13 with its PostgreSQL installed and the cluster its package created removed, so
     ensure_postgres must find the major version and create the cluster itself."""
     base = debian_image("trixie")
@@ -122,6 +135,11 @@ def trixie_with_postgresql():
         subprocess.run(["docker", "commit", name, tag], check=True, capture_output=True)
         subprocess.run(["docker", "rm", name], check=True, capture_output=True)
     return tag
+
+
+@pytest.fixture(scope="module")
+def trixie_with_postgresql(image_builds):
+    return image_builds["trixie-postgresql"].result()
 
 
 def test_the_test_command_runs_postgresql_of_the_distributions_major_version(trixie_with_postgresql):
