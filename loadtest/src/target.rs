@@ -33,6 +33,8 @@ pub fn start(workers: usize, log_path: &Path) -> Result<LocalService, String> {
     let env: HashMap<String, String> = [
         ("HOST", "127.0.0.1".to_string()),
         ("PORT", "0".to_string()),
+        // The internal listener (metrics) on a free port too: runs side by side must not collide.
+        ("METRICS_PORT", "0".to_string()),
         ("APP_ENV", "production".to_string()),
         ("API_TOKEN", token.clone()),
         ("WORKERS", workers.to_string()),
