@@ -16,6 +16,7 @@ the peers' virtualenv and builds the release binaries. Loopback only; every load
 """
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -75,18 +76,33 @@ def raw_ready(port):
         return False
 
 
+STARTED = []
+
+
+@atexit.register
+def stop_leftovers():
+    """A run that fails half-way leaves no server behind."""
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Server:
     """A server under test: one process, or a master with workers (CPU and RSS cover them all)."""
 
     def __init__(self, command, env, log_path, cwd=None):
         self.port = free_port()
-        full_env = {"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), "HOST": "127.0.0.1"}
+        # The service serves /metrics on its own internal listener (METRICS_PORT); the others ignore it.
+        self.metrics_port = free_port()
+        full_env = {"PATH": os.environ.get("PATH", ""), "PORT": str(self.port), "HOST": "127.0.0.1",
+                    "METRICS_PORT": str(self.metrics_port)}
         full_env.update(env)
         self.log = open(log_path, "wb")
         self.started = time.perf_counter()
         command = [command] if isinstance(command, str) else command
         command = [c.replace("{port}", str(self.port)) for c in command]
         self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
+        STARTED.append(self.proc)
         self.ready_ms = None
 
     def wait_ready(self, path="/ready"):
@@ -325,6 +341,32 @@ def row(name, r):
             f"{r['cpu_us_per_request']:>10.1f} {r['peak_rss_mb']:>8.1f} {r['non_2xx']:>7}")
 
 
+def instructions_per_request(common, workdir):
+    """User-space instructions per /health request under callgrind, which a busy machine does not
+    change: runs of 2 s and 6 s, the difference in instructions over the difference in requests, so
+    start-up and shutdown cancel out. Kernel work (the write(2) calls) is not in these counts."""
+    def once(binary, env, seconds, tag):
+        out = os.path.join(workdir, f"callgrind-{tag}-{seconds}.out")
+        s = Server(["valgrind", "--tool=callgrind", "--vgdb=no", f"--callgrind-out-file={out}", binary],
+                   env, os.path.join(workdir, f"callgrind-{tag}.log"))
+        s.wait_ready("/health")
+        n = wrk(s.port, "/health", seconds, 10)["requests"]
+        s.stop()
+        with open(out) as f:
+            ir = sum(int(l.split()[1]) for l in f if l.startswith("summary:"))
+        return n, ir
+
+    counts = {}
+    for tag, binary, env in (("bare", BARE, {"WORKERS": "2"}),
+                             ("batched", SERVICE, {**common, "LOG_WRITE": "batched",
+                                                   "DATABASE_URL": f"sqlite://{workdir}/ir-batched.db"}),
+                             ("sync", SERVICE, {**common, "LOG_WRITE": "sync",
+                                                "DATABASE_URL": f"sqlite://{workdir}/ir-sync.db"})):
+        (n1, i1), (n2, i2) = once(binary, env, 2, tag), once(binary, env, 6, tag)
+        counts[tag] = (i2 - i1) / (n2 - n1)
+    return counts
+
+
 def summarize(paths):
     """Markdown tables for BENCHMARKS.md from the --json files of several runs: each scenario's range
     over the runs, the ratios and log-loss figures per run, and each target met in how many runs."""
@@ -364,6 +406,12 @@ def summarize(paths):
     for key, label in (("sqlite_health", "LOG_WRITE=batched"), ("sqlite_health_sync", "LOG_WRITE=sync"),
                        ("bare_health", "bare actix-web")):
         print(f"| {label} | " + " | ".join(f"{r[key].get('writes_per_request', float('nan')):.3f}" for r in runs) + " |")
+    if all("instructions_per_health_request" in r for r in runs):
+        print()
+        print("| instructions per /health request (callgrind) | " + " | ".join(f"run {i + 1}" for i in range(n)) + " |")
+        print("|---|" + "---|" * n)
+        for key, label in (("bare", "bare actix-web"), ("batched", "LOG_WRITE=batched"), ("sync", "LOG_WRITE=sync")):
+            print(f"| {label} | " + " | ".join(f"{r['instructions_per_health_request'][key]:,.0f}" for r in runs) + " |")
     print()
     print("| log lines lost under load | " + " | ".join(f"run {i + 1}" for i in range(n)) + " |")
     print("|---|" + "---|" * n)
@@ -387,6 +435,8 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
     parser.add_argument("--connections", type=int, default=10, help="concurrent connections (default 10)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per /health request under callgrind (about a minute)")
     parser.add_argument("--summarize", nargs="+", metavar="JSON",
                         help="print BENCHMARKS.md tables from the --json files of earlier runs, run nothing")
     args = parser.parse_args()
@@ -430,7 +480,7 @@ def main():
     results["sqlite_health"] = measure(s, "/health", args.duration, args.connections)
     results["sqlite_post_users"] = measure(s, "/api/users", args.duration, args.connections, post_script(workdir))
     results["sqlite_list_users"] = measure(s, "/api/users?limit=20", args.duration, args.connections)
-    served = total_requests(s.port) + 1  # this scrape logs a line too
+    served = total_requests(s.metrics_port) + 1  # this scrape logs a line too
     s.stop()
     results["sqlite_access_lines"] = {"served": served, "logged": count_access_lines(sqlite_log)}
 
@@ -449,7 +499,7 @@ def main():
     results["postgres_health"] = measure(p, "/health", args.duration, args.connections)
     results["postgres_list_users"] = measure(p, "/api/users?limit=20", args.duration, args.connections)
     results["postgres_post_users"] = measure(p, "/api/users", args.duration, args.connections, post_script(workdir))
-    served = total_requests(p.port) + 1
+    served = total_requests(p.metrics_port) + 1
     p.stop()
     results["postgres_access_lines"] = {"served": served, "logged": count_access_lines(pg_log)}
     for peer in ("flask", "fastapi"):
@@ -459,6 +509,9 @@ def main():
         server.stop()
     results["pgbench_select_tps"] = pgbench(db_url, args.duration, args.connections, workdir)
     psql(admin_url, f"DROP DATABASE IF EXISTS {db_name}")
+
+    if args.instructions:
+        results["instructions_per_health_request"] = instructions_per_request(common, workdir)
 
     # Lines lost when the service is stopped or killed under load, in both log modes.
     after_ms = max(1000, args.duration * 300)
@@ -483,6 +536,10 @@ def main():
 
     print(f"\nwrite(2) calls per /health request: LOG_WRITE=batched {results['sqlite_health']['writes_per_request']:.3f}, "
           f"sync {results['sqlite_health_sync']['writes_per_request']:.3f}, bare {results['bare_health']['writes_per_request']:.3f}")
+    if "instructions_per_health_request" in results:
+        ir = results["instructions_per_health_request"]
+        print("instructions per /health request (callgrind, user space): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in ir.items()))
     print(f"\n{'log lines lost under load':<34} {'responses':>10} {'lost':>8} {'ms of traffic':>14}")
     for loss in results["log_loss"]:
         print(f"{'LOG_WRITE=' + loss['mode'] + ', SIG' + loss['signal']:<34} {loss['responses']:>10} {loss['lost']:>8} "
