@@ -622,6 +622,44 @@ def test_ci_runs_the_test_command_in_debian_12_sharing_network_and_docker():
     assert "scripts/ci-debian.sh .ci/run" in runs
 
 
+def test_pull_requests_are_gated_by_the_policy_of_their_base(tmp_path):
+    """After the test command (which scans with the change's own files), a pull request is gated with
+    the policy of its base commit, before anything is uploaded, and the summary goes to the job."""
+    steps = load_workflow(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["test"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    gate = next(step for step in steps if "--base" in step.get("run", ""))
+    assert gate["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert "github.event_name == 'pull_request'" in gate["if"] and "!cancelled()" in gate["if"]
+    at = steps.index(gate)
+    assert runs.index("scripts/ci-debian.sh .ci/run") < at
+    assert all(steps.index(s) > at for s in steps if "upload" in s.get("uses", "")), "uploads carry the policy diff"
+    assert steps[0]["with"]["fetch-depth"] == 0, "the base commit is in the clone"
+    # The step as GitHub runs it (without the container, which only changes where it runs), on a pull
+    # request that relaxes the threshold.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *args: subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    (repo / "devsecops.toml").write_text('[policy]\nfail_on = ["critical", "high"]\n')
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    base = git("rev-parse", "HEAD").strip()
+    (repo / "devsecops.toml").write_text('[policy]\nfail_on = ["critical"]\n')
+    binary = os.environ.get("DEVSECOPS_BIN", str(ROOT / "target" / "debug" / "devsecops"))
+    (repo / "target" / "debug").mkdir(parents=True)
+    (repo / "target" / "debug" / "devsecops").symlink_to(binary)
+    summary = tmp_path / "summary.md"
+    script = gate["run"].replace("scripts/ci-debian.sh ", "")
+    out = subprocess.run(["bash", "-e", "-c", script], cwd=repo, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, BASE_SHA=base, GITHUB_STEP_SUMMARY=str(summary)))
+    assert out.returncode == 1, out.stdout + out.stderr
+    text = summary.read_text()
+    assert "### Policy changes against" in text and "no longer fails on high" in text, text
+    assert "❌ weakening, not approved" in text
+
+
 def test_the_shared_data_fetched_in_ci_is_the_pinned_content(tmp_path):
     script = ROOT / "scripts" / "fetch-shared.sh"
     manifest = re.search(r'MANIFEST="\n(.*?)\n"', script.read_text(), re.S).group(1).splitlines()

@@ -151,6 +151,9 @@ def first_build_environment(pipeline):
 
 
 SHELL_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+# What a multibranch build of a change request adds (CHANGE_TARGET: the branch it goes into). A
+# branch build has none, so a command may read them only with a default: ${CHANGE_TARGET:-main}.
+CHANGE_REQUEST_GUARD = re.compile(r"\$\{CHANGE_\w+:[-+][^}]*\}")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +188,7 @@ def test_every_variable_of_every_shell_command_is_defined_on_a_first_build(pipel
         defined = set(env) | set(stage.environment)
         post_bodies = [n for body in stage.post.values() for n in body]
         for command, bound in shell_steps(stage.steps) + shell_steps(post_bodies):
-            for a, b in SHELL_VAR.findall(command):
+            for a, b in SHELL_VAR.findall(CHANGE_REQUEST_GUARD.sub("", command)):
                 if (a or b) not in defined | bound:
                     undefined.append(f"{stage.name}: ${a or b} in {command!r}")
     assert not undefined, "empty on a first build (parameters are not environment variables yet):\n" + \
@@ -234,12 +237,12 @@ def workspace(tmp_path):
     return ws
 
 
-def run_first_build(pipeline, tmp_path, branch="main", overrides=None):
+def run_first_build(pipeline, tmp_path, branch="main", overrides=None, change_request=None):
     """Every stage that runs on this branch, each sh command in a clean environment holding only what
     Jenkins gives a first build, with scripts/ci-debian.sh in dry-run mode: prints, per command, the
     command the Debian 12 container would run."""
     params = dict(pipeline.defaults(), **(overrides or {}))
-    env = dict(JENKINS_BUILTINS, BRANCH_NAME=branch)
+    env = dict(JENKINS_BUILTINS, BRANCH_NAME=branch, **(change_request or {}))
     for name, value in pipeline.environment.items():
         env[name] = gstring_value(value, params, env)
     ws = workspace(tmp_path)
@@ -309,6 +312,38 @@ def test_feature_branches_neither_analyse_nor_deploy(pipeline, tmp_path):
     stages = {name for name, _, _ in ran}
     assert {"Build", "Security scan", "Image scan"} <= stages
     assert not stages & {"SonarQube analysis", "Quality gate", "Push", "Production approval", "Deploy"}
+
+
+def test_the_security_scan_takes_the_policy_from_the_branch_the_change_goes_into(pipeline, tmp_path):
+    """A change request is gated by its target's policy, a branch by main's (pipeline/README.md)."""
+    def scan_args(**kwargs):
+        ran, _ = run_first_build(pipeline, tmp_path / str(len(kwargs)), **kwargs)
+        scans = [inner_command(out)[1] for stage, _, out in ran if stage == "Security scan"]
+        assert len(scans) == 1
+        return scans[0]
+    assert scan_args()[-3:] == ["scan", "--base", "origin/main"]
+    assert scan_args(branch="feature-x")[-2:] == ["--base", "origin/main"]
+    pr = scan_args(branch="PR-7", change_request={"CHANGE_ID": "7", "CHANGE_TARGET": "release-1"})
+    assert pr[-2:] == ["--base", "origin/release-1"]
+    # The command as the agent runs it, in a checkout like the one of `checkout scm` (the target is
+    # fetched as origin/<target>): a change that relaxes the threshold fails.
+    devsecops = os.environ.get("DEVSECOPS_BIN", str(ROOT / "target" / "debug" / "devsecops"))
+    upstream, clone = tmp_path / "upstream", tmp_path / "clone"
+    git = lambda *args, cwd=upstream: subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+    upstream.mkdir()
+    git("init", "-q", "-b", "release-1")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    (upstream / "devsecops.toml").write_text('[policy]\nfail_on = ["critical", "high"]\n')
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    git("clone", "-q", str(upstream), str(clone), cwd=tmp_path)
+    (clone / "devsecops.toml").write_text('[policy]\nfail_on = ["critical"]\n')
+    args = pr[pr.index("target/debug/devsecops") + 1:]
+    assert args[0] == "scan"
+    out = subprocess.run([devsecops, "gate", *args[1:]], cwd=clone, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "weakening, not approved" in out.stdout and "no longer fails on high" in out.stdout, out.stdout
 
 
 def test_production_waits_for_an_approval_before_the_deploy(pipeline):
