@@ -8,6 +8,7 @@ there inside. And the test command's PostgreSQL on a distribution whose major ve
 import os
 import re
 import shutil
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,8 +68,8 @@ echo "cargo=$(cargo --version | cut -d' ' -f2)"
 echo "java=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
 source scripts/lib.sh
 # The host's own cluster has port 5432 (the container shares its network): the cluster the package
-# created goes, and ensure_postgres makes one on another port.
-export PG_PORT=5439
+# created goes, and ensure_postgres makes one on a free port the test chose.
+export PG_PORT="$FREE_PORT"
 pg_dropcluster "$(postgres_major)" main
 ensure_postgres >&2
 echo "postgres=$(psql "$TEST_POSTGRES_URL" -Atc 'show server_version_num')"
@@ -90,7 +91,10 @@ rm -rf "$state"
 def test_the_stage_commands_find_what_they_assume_in_the_debian_12_container(bookworm, tmp_path):
     env = dict(os.environ, CI_DEBIAN_IMAGE=bookworm, CI_CACHE_DIR=str(ci_cache(tmp_path)), DIGEST=DIGEST)
     env.pop("TEST_POSTGRES_URL", None)
-    script = "export DIGEST=" + DIGEST + "\n" + STAGE_PREFLIGHT
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = f"export DIGEST={DIGEST} FREE_PORT={port}\n" + STAGE_PREFLIGHT
     out = subprocess.run([ROOT / "scripts" / "ci-debian.sh", "bash", "-c", script], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-8000:]
@@ -125,8 +129,8 @@ def trixie_postgresql_image():
     base = debian_image("trixie")
     tag = base + "-postgresql"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        name = "devsecops-trixie-postgresql-prepare"
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        # A name of this run's own: another run on the machine may be preparing the same image.
+        name = f"devsecops-trixie-postgresql-prepare-{os.getpid()}"
         out = subprocess.run(["docker", "run", "--name", name, "-e", "DEBIAN_FRONTEND=noninteractive", base, "sh", "-c",
                               "apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql "
                               "postgresql-client >/dev/null && pg_dropcluster --stop \"$(ls /usr/lib/postgresql)\" main"],
