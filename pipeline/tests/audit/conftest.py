@@ -58,8 +58,13 @@ def cargo_build(source, target, auditable):
 
 @pytest.fixture(scope="session")
 def bins():
+    return build_bins()
+
+
+def build_bins():
     """vuln-tool and patched-tool (cargo auditable), plain-tool (the patched crate built without
-    it), c-tool (a C program): built once per content of the fixture crates and toolchain."""
+    it), c-tool (a C program): built once per content of the fixture crates and toolchain; the
+    directory holding them. bench/audit.py uses them too."""
     assert shutil.which("cargo-auditable"), "cargo-auditable is missing: scripts/test.sh installs it"
     cache = os.path.join(ROOT, "target", "auditable-fixtures", fixture_key())
     out = os.path.join(cache, "bin")
@@ -143,6 +148,10 @@ def path_info(store_path):
 
 @pytest.fixture(scope="session")
 def closure(bins):
+    return build_closure(bins)
+
+
+def build_closure(bins):
     """The store path of the appliance closure, and every store path in it by name."""
     root = nix_build(os.path.join(FIXTURES, "audit-closure.nix"), "--arg", "bins", bins)
     infos = path_info(root)
