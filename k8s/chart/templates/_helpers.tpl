@@ -50,15 +50,69 @@ app.kubernetes.io/component: helm-test
 {{- end -}}
 {{- end -}}
 
+{{/* The workload's kind and API, for the autoscalers' targets. */}}
+{{- define "devsecops-app.workloadRef" -}}
+{{- if .Values.rollouts.enabled -}}
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+{{- else -}}
+apiVersion: apps/v1
+kind: Deployment
+{{- end }}
+name: {{ include "devsecops-app.fullname" . }}
+{{- end -}}
+
+{{/* The custom metric prometheus-adapter serves for API requests per second per pod. */}}
+{{- define "devsecops-app.requestRateMetric" -}}
+http_requests_per_second
+{{- end -}}
+
 {{/* The Secret holding the API token. */}}
 {{- define "devsecops-app.tokenSecret" -}}
 {{- default (printf "%s-auth" (include "devsecops-app.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{/* The CloudNativePG Cluster's name; a restore moves the release to a new one. */}}
+{{- define "devsecops-app.cnpgCluster" -}}
+{{- default (printf "%s-db" (include "devsecops-app.fullname" .)) .Values.database.cloudnativepg.clusterName -}}
+{{- end -}}
+
+{{/* The backup job's pods: their own name, so that neither the workload's selector, its Service
+nor its policies select them. */}}
+{{- define "devsecops-app.backupSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "devsecops-app.name" . }}-backup
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: backup
+{{- end -}}
+
+{{/* Security contexts of every pod the chart makes: Pod Security "restricted", not configurable. */}}
+{{- define "devsecops-app.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "devsecops-app.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
 {{/* The Secret and key holding the PostgreSQL URL. */}}
 {{- define "devsecops-app.databaseSecret" -}}
 {{- if .Values.database.cloudnativepg.enabled -}}
-{{- printf "%s-db-app" (include "devsecops-app.fullname" .) -}}
+{{- printf "%s-app" (include "devsecops-app.cnpgCluster" .) -}}
 {{- else -}}
 {{- .Values.database.postgres.existingSecret -}}
 {{- end -}}
@@ -89,10 +143,43 @@ app.kubernetes.io/component: helm-test
 {{- if .Values.database.cloudnativepg.enabled -}}
 {{- fail "database.cloudnativepg.enabled needs database.type=postgres" -}}
 {{- end -}}
+{{- if and .Values.database.sqlite.backup.enabled (not .Values.database.sqlite.persistence.enabled) -}}
+{{- fail "database.sqlite.backup.enabled needs database.sqlite.persistence.enabled: the backup job reads the database from the service's volume, which an emptyDir is not" -}}
+{{- end -}}
 {{- else -}}
+{{- if .Values.database.sqlite.backup.enabled -}}
+{{- fail "database.sqlite.backup is for SQLite; with PostgreSQL use database.cloudnativepg.backup or the provider's backups (pg_dump, docs/kubernetes.md)" -}}
+{{- end -}}
 {{- if and (not .Values.database.cloudnativepg.enabled) (not .Values.database.postgres.existingSecret) -}}
 {{- fail "database.type=postgres needs database.postgres.existingSecret or database.cloudnativepg.enabled=true" -}}
 {{- end -}}
+{{- end -}}
+{{- $cnpg := .Values.database.cloudnativepg -}}
+{{- if and (or $cnpg.backup.enabled $cnpg.recovery.enabled) (not $cnpg.enabled) -}}
+{{- fail "database.cloudnativepg.backup and .recovery need database.cloudnativepg.enabled" -}}
+{{- end -}}
+{{- if and $cnpg.backup.enabled (eq $cnpg.backup.method "objectStore") (not $cnpg.backup.objectStore.destinationPath) -}}
+{{- fail "database.cloudnativepg.backup.method=objectStore needs database.cloudnativepg.backup.objectStore.destinationPath" -}}
+{{- end -}}
+{{- if and $cnpg.backup.enabled (eq $cnpg.backup.method "volumeSnapshot") (not $cnpg.backup.volumeSnapshot.className) -}}
+{{- fail "database.cloudnativepg.backup.method=volumeSnapshot needs database.cloudnativepg.backup.volumeSnapshot.className" -}}
+{{- end -}}
+{{- if $cnpg.recovery.enabled -}}
+{{- if eq (not $cnpg.recovery.backupName) (not $cnpg.recovery.sourceCluster) -}}
+{{- fail "database.cloudnativepg.recovery needs exactly one of backupName (a volume snapshot Backup) or sourceCluster (the old cluster in the object store)" -}}
+{{- end -}}
+{{- if and $cnpg.recovery.sourceCluster (not $cnpg.backup.objectStore.destinationPath) -}}
+{{- fail "database.cloudnativepg.recovery.sourceCluster reads the object store of database.cloudnativepg.backup.objectStore: set its destinationPath" -}}
+{{- end -}}
+{{- if and $cnpg.recovery.targetTime (not $cnpg.recovery.sourceCluster) -}}
+{{- fail "database.cloudnativepg.recovery.targetTime needs the WAL archive of an object store: set sourceCluster" -}}
+{{- end -}}
+{{- if eq (include "devsecops-app.cnpgCluster" .) $cnpg.recovery.sourceCluster -}}
+{{- fail "database.cloudnativepg.recovery restores into a new cluster: set database.cloudnativepg.clusterName to a name other than the source's" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.autoscaling.requestRate.enabled (not .Values.autoscaling.enabled) -}}
+{{- fail "autoscaling.requestRate.enabled is a metric of the HorizontalPodAutoscaler: set autoscaling.enabled" -}}
 {{- end -}}
 {{- end -}}
 
@@ -124,13 +211,7 @@ spec:
   {{- end }}
   terminationGracePeriodSeconds: {{ include "devsecops-app.terminationGracePeriod" . }}
   securityContext:
-    runAsNonRoot: true
-    runAsUser: 10001
-    runAsGroup: 10001
-    fsGroup: 10001
-    fsGroupChangePolicy: OnRootMismatch
-    seccompProfile:
-      type: RuntimeDefault
+    {{- include "devsecops-app.podSecurityContext" . | nindent 4 }}
   {{- if .Values.topologySpread.enabled }}
   topologySpreadConstraints:
     - maxSkew: {{ .Values.topologySpread.maxSkew | int64 }}
@@ -183,16 +264,7 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        allowPrivilegeEscalation: false
-        privileged: false
-        readOnlyRootFilesystem: true
-        capabilities:
-          drop: ["ALL"]
-        seccompProfile:
-          type: RuntimeDefault
+        {{- include "devsecops-app.containerSecurityContext" . | nindent 8 }}
       startupProbe:
         httpGet: {path: /health, port: http}
         {{- toYaml .Values.probes.startup | nindent 8 }}
