@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a single-node MicroK8s on Ubuntu with the platform: addons (dns, ingress, metrics-server,
-# hostpath storage, registry), then Prometheus (with the project's rules and Alertmanager routes),
-# Loki, Alloy, Grafana (datasources and the project's dashboards, delivered once), Jenkins,
-# SonarQube, the operators the environment's chart needs (Argo Rollouts, CloudNativePG) and
+# hostpath storage, registry), the ingress addon's Traefik with the service's request limits and
+# a JSON access log, then Prometheus (with the project's rules and Alertmanager routes), Loki,
+# Alloy, Grafana (datasources and the project's dashboards, delivered once), Jenkins, SonarQube,
+# what the environment's chart needs (Argo Rollouts, CloudNativePG, prometheus-adapter) and
 # devsecops-app itself, each with its values file from k8s/platform/ and k8s/overlays/. Safe to run
 # again: it skips what is already in place. On a fresh host the user joins the microk8s group (in
 # effect from the next login); until then this script reaches MicroK8s through sudo.
@@ -19,7 +20,10 @@ SKIP_CI=0
 ADDONS=(dns ingress metrics-server hostpath-storage registry)
 MONITORING_NS=monitoring
 CI_NS=ci
-CHANNEL="${MICROK8S_CHANNEL:-1.32/stable}"
+# 1.35 is the first release whose ingress addon is Traefik (canonical/microk8s-core-addons#375);
+# the limits below are Traefik's.
+CHANNEL="${MICROK8S_CHANNEL:-1.35/stable}"
+INGRESS_NS=ingress
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -136,15 +140,34 @@ release() {
 # The service's values on this path: the environment's own, then MicroK8s' facts.
 APP_VALUES=(-f "$ROOT/k8s/overlays/$ENVIRONMENT/values.yaml" -f "$ROOT/k8s/platform/devsecops-app-microk8s.yaml")
 
-# Kinds of the service's render for this environment: a Rollout needs Argo Rollouts, a Cluster
-# CloudNativePG. Rendered with the same chart and values the release uses.
-needed_kinds() {
+# The service's render for this environment, with the same chart and values the release uses: its
+# kinds say what it needs (a Rollout Argo Rollouts, a Cluster CloudNativePG, a Pods metric
+# prometheus-adapter).
+render_app() {
   local helm=(helm_)
   if ! command -v microk8s >/dev/null 2>&1; then
     command -v helm >/dev/null 2>&1 || { echo "neither microk8s nor helm: cannot render the chart" >&2; return 1; }
     helm=(helm)
   fi
-  "${helm[@]}" template devsecops-app "$ROOT/k8s/chart" "${APP_VALUES[@]}" | sed -n 's/^kind: //p' | sort -u
+  "${helm[@]}" template devsecops-app "$ROOT/k8s/chart" "${APP_VALUES[@]}"
+}
+
+# The addon's Traefik release, upgraded in place (same chart version, its values kept) with the
+# service's limits and the access log (k8s/platform/traefik-values.json, shared with the appliance).
+# Entry point settings apply to every host behind the ingress (Grafana, Jenkins, SonarQube too).
+configure_ingress() {
+  local version=""
+  if [ "$DRY_RUN" -eq 0 ] || command -v microk8s >/dev/null 2>&1; then
+    version=$(helm_ list --namespace "$INGRESS_NS" --filter '^traefik$' -o json 2>/dev/null |
+      sed -n 's/.*"chart":"traefik-\([^"]*\)".*/\1/p')
+    if [ -z "$version" ] && [ "$DRY_RUN" -eq 0 ]; then
+      echo "the ingress addon runs no Traefik release in namespace $INGRESS_NS (MicroK8s before 1.35 runs NGINX):" \
+        "the ingress limits are Traefik's; refresh to 1.35 (snap refresh microk8s --channel=1.35/stable)" >&2
+      return 1
+    fi
+  fi
+  run helm_ upgrade traefik traefik/traefik --namespace "$INGRESS_NS" --reuse-values --version "${version:-DEPLOYED}" \
+    --wait --timeout 10m -f "$ROOT/k8s/platform/traefik-values.json"
 }
 
 # The project's Alertmanager routes as the prometheus chart's alertmanager.config value.
@@ -159,9 +182,11 @@ main() {
   trap 'rm -rf "$WORK"' EXIT
   ensure_microk8s
   ensure_addons
-  local kinds
-  kinds=$(needed_kinds)
+  local kinds rendered
+  rendered=$(render_app)
+  kinds=$(sed -n 's/^kind: //p' <<<"$rendered" | sort -u)
 
+  ensure_repo traefik https://traefik.github.io/charts
   ensure_repo prometheus-community https://prometheus-community.github.io/helm-charts
   ensure_repo grafana https://grafana.github.io/helm-charts
   ensure_repo jenkins https://charts.jenkins.io
@@ -173,6 +198,7 @@ main() {
     ensure_repo cnpg https://cloudnative-pg.github.io/charts
   fi
   run helm_ repo update
+  configure_ingress
 
   # Observability: privileged agents (Alloy reads node logs) get baseline, everything else restricted.
   ensure_namespace "$MONITORING_NS" baseline
@@ -204,6 +230,11 @@ main() {
   fi
   if grep -qx Cluster <<<"$kinds"; then
     release cnpg cnpg/cloudnative-pg cnpg-system --create-namespace
+  fi
+  # The custom metric of the request-rate autoscaler, from this Prometheus.
+  if grep -Eq '^ *- type: Pods$' <<<"$rendered"; then
+    release prometheus-adapter prometheus-community/prometheus-adapter "$MONITORING_NS" \
+      -f "$ROOT/k8s/platform/prometheus-adapter-values.yaml"
   fi
 
   # The service, with the environment's values and MicroK8s' (ingress class and namespace, pod

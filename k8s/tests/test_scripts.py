@@ -54,6 +54,8 @@ if [ "$(basename "$0")" = microk8s ]; then
     helm3)
       shift
       if [ "$1" = "repo" ] && [ "$2" = "list" ]; then cat "$REPOS" 2>/dev/null; fi
+      # The ingress addon's release: Traefik on MicroK8s 1.35 and later, none before (NGINX).
+      if [ "$1" = "list" ]; then cat "$INGRESS_RELEASES"; fi
       if [ "$1" = "repo" ] && [ "$2" = "add" ]; then echo "$3 $4" >> "$REPOS"; fi
       # The chart renders for real: the script decides from the render which operators it needs.
       if [ "$1" = "template" ]; then exec "$REAL_HELM" "$@"; fi
@@ -83,9 +85,13 @@ def stubs(tmp_path):
         path = bin_dir / name
         path.write_text(STUB)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    releases = tmp_path / "ingress-releases.json"
+    releases.write_text('[{"name":"traefik","namespace":"ingress","revision":"1","status":"deployed",'
+                        '"chart":"traefik-39.0.8","app_version":"v3.6.13"}]\n')
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STUB_LOG=str(tmp_path / "calls"),
                ENABLED=str(tmp_path / "enabled"), REPOS=str(tmp_path / "repos"),
-               SECRET_EXISTS=str(tmp_path / "secret"), REAL_HELM=shutil.which("helm"), STUB_DIR=str(tmp_path))
+               SECRET_EXISTS=str(tmp_path / "secret"), REAL_HELM=shutil.which("helm"), STUB_DIR=str(tmp_path),
+               INGRESS_RELEASES=str(releases))
     return env, tmp_path / "calls"
 
 
@@ -196,12 +202,15 @@ def dry_run_plan(stubs, env_name):
 
 
 @pytest.mark.parametrize("env_name,operators", [("development", set()),
-                                                ("staging", {"argo-rollouts", "cnpg"}),
+                                                ("staging", {"argo-rollouts", "cnpg", "prometheus-adapter"}),
                                                 ("production", {"argo-rollouts"})])
 def test_setup_installs_the_operators_the_environment_needs_before_the_service(stubs, env_name, operators):
     plan = dry_run_plan(stubs, env_name)
     releases = [line.split("upgrade --install ")[1].split()[0] for line in plan if "upgrade --install" in line]
-    assert {"argo-rollouts", "cnpg"} & set(releases) == operators, releases
+    assert {"argo-rollouts", "cnpg", "prometheus-adapter"} & set(releases) == operators, releases
+    if "prometheus-adapter" in operators:
+        (adapter,) = [line for line in plan if "upgrade --install prometheus-adapter" in line]
+        assert adapter.split()[-1].endswith("k8s/platform/prometheus-adapter-values.yaml"), adapter
     for operator in operators:
         assert releases.index(operator) < releases.index("devsecops-app"), releases
 
@@ -359,3 +368,26 @@ def test_deploy_without_a_rollout_lets_helm_wait(deploy_env):
     out = deploy(env, "development")
     assert out.returncode == 0, out.stderr
     assert not [c for c in calls(tmp / "calls") if c.startswith("kubectl get rollout")]
+
+
+def test_setup_puts_the_service_limits_on_the_ingress_addons_traefik(stubs):
+    """The addon's own release, upgraded in place: same chart version, its values kept, the shared
+    Traefik values added; before the platform's releases, whose ingresses it then serves."""
+    plan = dry_run_plan(stubs, "development")
+    (upgrade,) = [line for line in plan if "upgrade traefik " in line]
+    words = upgrade.split()
+    assert words[words.index("--namespace") + 1] == "ingress" and "--reuse-values" in words
+    assert words[words.index("--version") + 1] == "39.0.8"
+    assert words[-1] == os.path.join(PLATFORM, "traefik-values.json")
+    first_release = next(i for i, line in enumerate(plan) if "upgrade --install" in line)
+    assert plan.index(upgrade) < first_release
+
+
+def test_setup_refuses_an_ingress_addon_without_traefik(stubs, tmp_path):
+    """MicroK8s before 1.35 runs NGINX: the limits cannot be applied, and setup says so and stops
+    before installing the platform."""
+    env, log = stubs
+    (tmp_path / "ingress-releases.json").write_text("[]\n")
+    out = subprocess.run([SETUP, "--skip-ci"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "MicroK8s before 1.35 runs NGINX" in out.stderr, out.stderr
+    assert not [c for c in calls(log) if "upgrade --install" in c]
