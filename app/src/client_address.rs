@@ -54,15 +54,13 @@ fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<Ip
     };
     let mut hops = Vec::new();
     for value in headers.get_all(name) {
-        let Ok(text) = value.to_str() else {
-            hops.push(None);
-            continue;
-        };
-        for element in text.split(',') {
-            let node = match header {
+        // Element by element: a byte that is not UTF-8 spoils its own hop only, not the hops a
+        // proxy appended to the same line after it.
+        for element in value.as_bytes().split(|b| *b == b',') {
+            let node = std::str::from_utf8(element).ok().and_then(|element| match header {
                 ForwardedHeader::XForwardedFor => Some(element.trim()),
                 ForwardedHeader::Forwarded => forwarded_for(element),
-            };
+            });
             hops.push(node.and_then(parse_node));
         }
     }
@@ -202,6 +200,22 @@ mod tests {
             &[("x-forwarded-for", "10.1.2.3")],
         );
         assert_eq!(got, Some(ip("10.1.2.3")));
+    }
+
+    #[test]
+    fn a_bad_byte_spoils_only_its_own_hop() {
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_bytes(b"6.6.6.6\x80, 203.0.113.9").expect("value"),
+        );
+        let got = client_address(
+            Some(ip("10.42.0.5")),
+            &map,
+            &nets(&["10.0.0.0/8"]),
+            ForwardedHeader::XForwardedFor,
+        );
+        assert_eq!(got, Some(ip("203.0.113.9")));
     }
 
     #[test]
