@@ -19,6 +19,11 @@ let
   # User values are literal; only the module's own %d (the credentials directory) is a specifier.
   literal = import ./systemd-literal.nix { inherit lib; };
 
+  stateDirectory = "/var/lib/devsecops-app";
+  backupDirectory = "/var/lib/devsecops-app-backups";
+  sqliteDefault = cfg.databaseUrl == null && cfg.databaseUrlFile == null;
+  usesSqlite = sqliteDefault || (cfg.databaseUrl != null && lib.hasPrefix "sqlite:" cfg.databaseUrl);
+
   environment = {
     HOST = literal cfg.host;
     PORT = toString cfg.port;
@@ -39,9 +44,60 @@ let
     else if cfg.databaseUrl != null then
       { DATABASE_URL = literal cfg.databaseUrl; }
     else
-      { DATABASE_URL = "sqlite:///var/lib/devsecops-app/devsecops-app.db"; }
+      { DATABASE_URL = "sqlite://${stateDirectory}/devsecops-app.db"; }
   )
   // lib.mapAttrs (_: literal) cfg.extraEnvironment;
+
+  # What `backup` and `restore` read: the database as the service names it, and the settings for
+  # reaching it; nothing else (no token, no ports).
+  databaseEnvironment = lib.filterAttrs
+    (name: _: lib.elem name [ "DATABASE_URL" "LOG_LEVEL" "CONFIG_FILE" "DB_STATEMENT_TIMEOUT_MS" "DB_ACQUIRE_TIMEOUT_MS" ])
+    environment;
+
+  # Sandboxing shared by the service and its backup and restore units: nothing but the state
+  # directories is writable, no privileges, no devices, a system-call allow-list.
+  sandbox = {
+    DynamicUser = true;
+    UMask = "0077";
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    ProtectHostname = true;
+    ProtectClock = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectProc = "invisible";
+    ProcSubset = "pid";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    RemoveIPC = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
+    SystemCallErrorNumber = "EPERM";
+    DevicePolicy = "closed";
+  };
+
+  # The backup and restore commands run as the service's own dynamic user (same name, so the same
+  # UID while both run; systemd chowns the state directories to it otherwise), offline.
+  databaseTool = sandbox // {
+    Type = "oneshot";
+    User = "devsecops-app";
+    StateDirectory = [ "devsecops-app" "devsecops-app-backups" ];
+    StateDirectoryMode = "0700";
+    WorkingDirectory = stateDirectory;
+    CapabilityBoundingSet = [ "" ];
+    PrivateUsers = true;
+    PrivateNetwork = true;
+    IPAddressDeny = "any";
+    RestrictAddressFamilies = [ "none" ];
+  };
 in
 {
   options.services.devsecops-app = {
@@ -168,6 +224,25 @@ in
       };
     };
 
+    backup = {
+      enable = lib.mkEnableOption ''
+        scheduled online backups of the SQLite database: `devsecops-app backup` (a verified copy
+        taken while the service runs) into ${backupDirectory}, from a systemd timer. Restore one
+        with the service stopped: `systemctl start devsecops-app-restore@<file name>`
+      '';
+      schedule = mkOption {
+        type = types.str;
+        default = "daily";
+        example = "*-*-* 03:17:00";
+        description = "When to back up: a systemd calendar expression (OnCalendar=, systemd.time(7)). A run missed while the machine was off happens at boot.";
+      };
+      keep = mkOption {
+        type = types.ints.positive;
+        default = 7;
+        description = "Backups kept in ${backupDirectory}; the backup command deletes older ones after a verified copy.";
+      };
+    };
+
     extraEnvironment = mkOption {
       type = types.attrsOf types.str;
       default = { };
@@ -204,6 +279,10 @@ in
         message = "services.devsecops-app: TRUST_FORWARDED_FOR is no longer read; list the proxies to believe in trustedProxies.";
       }
       {
+        assertion = cfg.backup.enable -> usesSqlite;
+        message = "services.devsecops-app: backup.enable copies a SQLite database; with PostgreSQL use pg_dump (docs/kubernetes.md), or set databaseUrl to a sqlite:// URL (a databaseUrlFile cannot be told apart).";
+      }
+      {
         assertion = !(cfg.extraEnvironment ? API_TOKEN);
         message = "services.devsecops-app: extraEnvironment.API_TOKEN would be world-readable in the Nix store; use apiTokenFile.";
       }
@@ -220,7 +299,8 @@ in
       wants = [ "network-online.target" ] ++ lib.optional config.services.postgresql.enable "postgresql.target";
       inherit environment;
 
-      serviceConfig = {
+      # `systemd-analyze security devsecops-app` rates the sandbox in the VM test.
+      serviceConfig = sandbox // {
         ExecStart = "${cfg.package}/bin/devsecops-app";
         Type = "exec";
         Restart = "on-failure";
@@ -229,44 +309,54 @@ in
         KillSignal = "SIGTERM";
         TimeoutStopSec = stopTimeout;
 
-        DynamicUser = true;
         StateDirectory = "devsecops-app";
         StateDirectoryMode = "0700";
-        WorkingDirectory = "/var/lib/devsecops-app";
+        WorkingDirectory = stateDirectory;
         LoadCredential =
           lib.optional (cfg.apiTokenFile != null) "api-token:${literal (toString cfg.apiTokenFile)}"
-          ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${literal (toString cfg.databaseUrlFile)}";
-        UMask = "0077";
+            ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${literal (toString cfg.databaseUrlFile)}";
 
-        # Sandboxing: nothing but its state directory is writable, no privileges, no devices, a
-        # system-call allow-list. `systemd-analyze security devsecops-app` rates it in the VM test.
+        # Binding a port below 1024 is the one privilege the unit may get.
         CapabilityBoundingSet = if privilegedPort then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
         AmbientCapabilities = lib.optionals privilegedPort [ "CAP_NET_BIND_SERVICE" ];
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
         PrivateUsers = !privilegedPort;
-        ProtectHostname = true;
-        ProtectClock = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectProc = "invisible";
-        ProcSubset = "pid";
         RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
-        RemoveIPC = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
-        SystemCallErrorNumber = "EPERM";
-        DevicePolicy = "closed";
+      };
+    };
+
+    # A verified online copy on a schedule, the oldest beyond `keep` deleted by the command itself.
+    # The service keeps running; the command shares its database lock (backup-interface: a
+    # restore cannot start meanwhile).
+    systemd.services.devsecops-app-backup = lib.mkIf cfg.backup.enable {
+      description = "devsecops-app: online backup of the SQLite database";
+      after = [ "devsecops-app.service" ];
+      environment = databaseEnvironment;
+      serviceConfig = databaseTool // {
+        ExecStart = "${cfg.package}/bin/devsecops-app backup --dir ${backupDirectory} --keep ${toString cfg.backup.keep}";
+      };
+    };
+    systemd.timers.devsecops-app-backup = lib.mkIf cfg.backup.enable {
+      description = "devsecops-app: scheduled backups";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = cfg.backup.schedule;
+        # A run missed while the machine was off happens when it is back.
+        Persistent = true;
+        RandomizedDelaySec = "5min";
+      };
+    };
+
+    # Restore a backup by its file name in the backup directory, with the service stopped (the
+    # command refuses, exit 3, while the service holds the database):
+    #   systemctl stop devsecops-app
+    #   systemctl start devsecops-app-restore@devsecops-app-20261120T031700.000Z.db
+    #   systemctl start devsecops-app
+    systemd.services."devsecops-app-restore@" = lib.mkIf cfg.backup.enable {
+      description = "devsecops-app: restore the SQLite database from backup %i";
+      conflicts = [ "devsecops-app-backup.service" ];
+      environment = databaseEnvironment;
+      serviceConfig = databaseTool // {
+        ExecStart = "${cfg.package}/bin/devsecops-app restore --from ${backupDirectory}/%i";
       };
     };
   };

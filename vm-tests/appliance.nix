@@ -3,7 +3,8 @@
 # the closure pass the project's gate offline (every Rust binary of the system closure audited from
 # the crates cargo auditable embedded in it), a request's log line reaches Loki, Grafana lists the
 # provisioned dashboards and Prometheus scrapes the service's metrics port, which the ingress never
-# serves.
+# serves. A second machine checks the ingress: the service's limits, and Traefik's access log
+# naming the client's own address. The backup CronJob runs and the service exports its time.
 { pkgs, project, nixosModules, advisory-db }:
 
 let
@@ -62,6 +63,10 @@ pkgs.testers.runNixOSTest {
     };
     environment.systemPackages = [ project.devsecops pkgs.cargo-audit pkgs.trivy pkgs.git pkgs.nix ];
   };
+  # A client on the test network: what Traefik logs as the client must be this machine's address.
+  nodes.client = { pkgs, ... }: {
+    environment.systemPackages = [ pkgs.curl ];
+  };
 
   # Commands run as `set -euo pipefail; <command>` (the driver's execute()); tests/nix checks
   # each with shellcheck and for pipelines whose outcome pipefail would decide.
@@ -72,7 +77,7 @@ pkgs.testers.runNixOSTest {
     host = "${hostName}"
     kubectl = "k3s kubectl -n devsecops"
 
-    appliance.start()
+    start_all()
 
     with subtest("k3s is ready and the service's Deployment is available"):
         appliance.wait_for_unit("k3s.service")
@@ -92,6 +97,43 @@ pkgs.testers.runNixOSTest {
     with subtest("/health and /ready through the ingress"):
         appliance.wait_until_succeeds(f"curl -fsS http://{host}/health", timeout=120)
         appliance.succeed(f"curl -fsS http://{host}/ready")
+
+    with subtest("the ingress holds requests to the service's limits and logs the client's address"):
+        # IPv4 on both ends: the address the client connects from is the one Traefik must log.
+        client_address = appliance.succeed("getent ahostsv4 client").split()[0]
+        request_id = f"ingress-{uuid.uuid4().hex}"
+        via = f"-4 -H 'Host: {host}' http://appliance"
+        client.wait_until_succeeds(f"curl -fsS {via}/health", timeout=120)
+        client.succeed(f"curl -fsS -H 'X-Request-ID: {request_id}' {via}/health")
+        # A body over MAX_BODY_BYTES: 413 from Traefik's buffering middleware.
+        status = client.succeed(
+            f"head -c 70000 /dev/zero | tr '\\0' a | curl -s -o /dev/null -w '%{{http_code}}' -X POST"
+            f" -H 'Content-Type: application/json' --data-binary @- {via}/api/users"
+        )
+        assert status == "413", status
+        # Headers over the service's own limit: its 431 problem reaches the client through Traefik.
+        problem = client.succeed(f"curl -s -H \"X-Big: $(head -c 20000 /dev/zero | tr '\\0' a)\" {via}/health")
+        assert json.loads(problem)["status"] == 431, problem
+        # A head over Traefik's limit stops there (actix-http's 128 KiB bare refusal is never reached).
+        status = client.succeed(
+            f"curl -s -o /dev/null -w '%{{http_code}}' -H \"X-Huge: $(head -c 130000 /dev/zero | tr '\\0' a)\" {via}/health"
+        )
+        assert status == "431", status
+        log = appliance.succeed("k3s kubectl -n kube-system logs daemonset/traefik --tail=500")
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"ClientHost"' in line]
+        ours = [line for line in lines if line.get("downstream_X-Request-Id") == request_id]
+        assert [line["ClientHost"] for line in ours] == [client_address], (client_address, ours, lines[-5:])
+        refused = [line for line in lines if line.get("DownstreamStatus") == 413]
+        assert refused and all(line["ClientHost"] == client_address for line in refused), refused
+
+    with subtest("the backup CronJob copies the database and the service exports when"):
+        appliance.succeed(f"{kubectl} create job --from=cronjob/devsecops-app-backup backup-now")
+        appliance.wait_until_succeeds(f"{kubectl} wait --for=condition=Complete job/backup-now --timeout=10s", timeout=300)
+        appliance.wait_until_succeeds(
+            "curl -fsSG http://127.0.0.1:9090/api/v1/query --data-urlencode 'query=app_backup_last_success_timestamp_seconds > 0'"
+            " | jq -e '.data.result | length == 1'",
+            timeout=120,
+        )
 
     with subtest("a killed container is restarted and readiness follows"):
         container = appliance.succeed("k3s crictl ps --name devsecops-app -q").strip()

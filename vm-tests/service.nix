@@ -1,7 +1,7 @@
 # services.devsecops-app on two machines: SQLite in the state directory, and PostgreSQL over its
 # Unix socket with peer authentication (the unit's dynamic user owns its database). Checks the
-# probes, token-guarded writes from a systemd credential, the sandbox's exposure rating and a clean
-# stop within the drain bound.
+# probes, token-guarded writes from a systemd credential, the sandbox's exposure rating, a clean
+# stop within the drain bound, and on SQLite the backup timer's unit and a restore.
 { pkgs, project, nixosModules }:
 
 let
@@ -37,7 +37,13 @@ pkgs.testers.runNixOSTest {
   name = "devsecops-app-service";
 
   nodes = {
-    sqlite = common;
+    sqlite = {
+      imports = [ common ];
+      services.devsecops-app.backup = {
+        enable = true;
+        keep = 2;
+      };
+    };
     postgres = {
       imports = [ common ];
       services.postgresql = {
@@ -115,6 +121,36 @@ pkgs.testers.runNixOSTest {
     with subtest("postgres: the percent-encoded URL reaches the service as written"):
         environment = postgres.succeed("systemctl show -P Environment devsecops-app").split()
         assert "DATABASE_URL=${databaseUrl}" in environment, environment
+
+    with subtest("sqlite: the timer's backup runs beside the service, keeps its newest, and is exported"):
+        timers = sqlite.succeed("systemctl list-timers --all --no-pager devsecops-app-backup.timer")
+        assert "devsecops-app-backup.service" in timers, timers
+        sqlite.succeed("systemctl start devsecops-app")
+        sqlite.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
+        for _ in range(3):
+            sqlite.succeed("systemctl start devsecops-app-backup.service")
+        copies = sqlite.succeed("ls /var/lib/devsecops-app-backups").split()
+        assert len(copies) == 2 and all(re.fullmatch(r"devsecops-app-.+\.db", c) for c in copies), copies
+        metrics = sqlite.succeed("curl -fsS http://127.0.0.1:9464/metrics")
+        (recorded,) = re.findall(r"^app_backup_last_success_timestamp_seconds (\S+)$", metrics, re.M)
+        assert float(recorded) > 0, recorded
+        rating = sqlite.succeed("systemd-analyze security devsecops-app-backup.service --no-pager | tail -n 1")
+        assert float(rating.split(":")[1].split()[0]) < 2.0, rating
+
+    with subtest("sqlite: a restore is refused while the service runs, and brings the backup back once stopped"):
+        token = sqlite.succeed("cat ${tokenFile}").strip()
+        later = json.dumps({"name": "Later", "email": "later@sqlite.example"})
+        sqlite.succeed(
+            f"curl -fsS -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{later}' http://127.0.0.1:8080/api/users"
+        )
+        newest = sorted(copies)[-1]
+        sqlite.fail(f"systemctl start devsecops-app-restore@{newest}.service")
+        sqlite.succeed("systemctl stop devsecops-app")
+        sqlite.succeed(f"systemctl start devsecops-app-restore@{newest}.service", "systemctl start devsecops-app")
+        sqlite.wait_until_succeeds("curl -fsS http://127.0.0.1:8080/ready", timeout=60)
+        users = json.loads(sqlite.succeed("curl -fsS http://127.0.0.1:8080/api/users"))
+        emails = {u["email"] for u in users["items"]}
+        assert "ada@sqlite.example" in emails and "later@sqlite.example" not in emails, emails
 
     with subtest("postgres: data survives a restart"):
         postgres.succeed("systemctl start devsecops-app")

@@ -108,6 +108,24 @@ in
       };
     };
 
+    backup = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Nightly online backups of the service's SQLite database (the chart's backup CronJob) onto a volume of their own.";
+      };
+      schedule = mkOption {
+        type = types.str;
+        default = "17 3 * * *";
+        description = "When to back up, in Kubernetes cron syntax (UTC).";
+      };
+      keep = mkOption {
+        type = types.ints.positive;
+        default = 7;
+        description = "Backups kept on the backup volume.";
+      };
+    };
+
     adminKeys = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -130,6 +148,17 @@ in
         config.services.k3s.package.airgap-images
         cfg.image
       ];
+      # The service's limits and a JSON access log with the client address on k3s' Traefik
+      # (./traefik-values.nix; k8s/platform/traefik-values.json).
+      manifests.traefik-config.content = {
+        apiVersion = "helm.cattle.io/v1";
+        kind = "HelmChartConfig";
+        metadata = {
+          name = "traefik";
+          namespace = "kube-system";
+        };
+        spec.valuesContent = builtins.toJSON (import ./traefik-values.nix);
+      };
       manifests.devsecops-namespace.content = {
         apiVersion = "v1";
         kind = "Namespace";
@@ -149,6 +178,7 @@ in
           inherit (cfg) hostName imageRepository imageTag;
           authSecret = lib.optionalString (cfg.apiTokenFile != null) authSecret;
           app = lib.filterAttrs (_: v: v != null) cfg.app;
+          backup = { enabled = cfg.backup.enable; inherit (cfg.backup) schedule keep; };
         };
       };
     };

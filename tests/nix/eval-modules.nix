@@ -37,6 +37,7 @@ let
       };
       networking.hosts = mkOption { type = types.attrsOf (types.listOf types.str); default = { }; };
       systemd.services = mkOption { type = systemdServices.type; default = { }; };
+      systemd.timers = mkOption { type = systemdServices.timersType; default = { }; };
       services.postgresql = {
         enable = bool false;
         ensureDatabases = mkOption { type = types.listOf types.str; default = [ ]; };
@@ -154,6 +155,13 @@ let
   ];
 
   safe = service { apiTokenFile = "/run/secrets/devsecops-api-token"; };
+  backupSettings = { schedule = "*-*-* 03:17:00"; keep = 5; };
+  backedUp = service { apiTokenFile = "/run/secrets/devsecops-api-token"; backup = backupSettings // { enable = true; }; };
+  backupOnPostgres = service {
+    apiTokenFile = "/run/secrets/t";
+    databaseUrl = "postgres:///devsecops-app?host=/run/postgresql";
+    backup.enable = true;
+  };
   # Literal percent signs everywhere a user's value reaches the unit: a percent-encoded URL (%2F is
   # no systemd specifier, %C and %A are), an IPv6 zone, a file name.
   percentSettings = {
@@ -196,12 +204,18 @@ let
   # only add settings to a unit nixpkgs' own module defines (rendered whole only with nixpkgs).
   overridesOfNixpkgsUnits = [ "alloy" ];
   unitFiles = config: lib.mapAttrs (_: systemdServices.toUnitText) (removeAttrs config.systemd.services overridesOfNixpkgsUnits);
+  timerFiles = config: lib.mapAttrs (_: systemdServices.toTimerText) config.systemd.timers;
   # The shell scripts of `script`, which NixOS runs as `set -e` scripts (systemd-lib.nix makeJobScript).
   unitScripts = config: lib.mapAttrs (_: s: s.script) (lib.filterAttrs (_: s: s.script != "") config.systemd.services);
 in
 {
   units = {
     service = unitFiles safe;
+    backup = {
+      files = unitFiles backedUp;
+      timers = timerFiles backedUp;
+      settings = backupSettings;
+    };
     percent = {
       files = unitFiles percent;
       settings = percentSettings;
@@ -220,6 +234,15 @@ in
     failedAssertions = failedAssertions safe;
   };
   serviceUnsafe.failedAssertions = failedAssertions unsafe;
+  serviceBackup = {
+    inherit (backedUp.systemd.services) devsecops-app devsecops-app-backup;
+    restore = backedUp.systemd.services."devsecops-app-restore@";
+    timer = backedUp.systemd.timers.devsecops-app-backup;
+    failedAssertions = failedAssertions backedUp;
+    onPostgres.failedAssertions = failedAssertions backupOnPostgres;
+    # Off by default: no units beyond the service.
+    byDefault = { services = lib.attrNames safe.systemd.services; timers = lib.attrNames safe.systemd.timers; };
+  };
   servicePort80.serviceConfig = port80.systemd.services.devsecops-app.serviceConfig;
   serviceMetricsPort443.serviceConfig = metricsPort443.systemd.services.devsecops-app.serviceConfig;
   serviceProxied.environment = proxied.systemd.services.devsecops-app.environment;
@@ -245,6 +268,7 @@ in
       images = map toString appliance.services.k3s.images;
       chart = { inherit (appliance.services.k3s.autoDeployCharts.devsecops-app) targetNamespace values; };
       namespaceLabels = appliance.services.k3s.manifests.devsecops-namespace.content.metadata.labels;
+      traefikConfig = appliance.services.k3s.manifests.traefik-config.content;
     };
     prometheusRules = map toString appliance.services.prometheus.ruleFiles;
     # As written to prometheus.yml.

@@ -8,7 +8,9 @@
 #   - the derived [Unit] settings: systemd-lib.nix `unitConfig`;
 #   - the unit text: systemd-lib.nix `serviceToUnit`, `commonUnitText`, `attrsToSection`,
 #     `toOption`: one `Environment=` line per variable, the JSON-quoted "NAME=value", sorted by
-#     name; list settings repeat their key.
+#     name; list settings repeat their key;
+#   - timers: systemd-unit-options.nix `timerOptions` (timerConfig, the common unit options) and
+#     systemd-lib.nix `timerToUnit` (a [Timer] section of timerConfig).
 # Not modelled: systemd.globalEnvironment (set by other NixOS modules, not by ours).
 { lib, storePath }:
 
@@ -30,19 +32,38 @@ let
     && (!(attrs ? Restart) || lib.elem attrs.Restart [ "no" "on-success" "on-failure" "on-abnormal" "on-abort" "always" ]);
   unitNames = mkOption { type = types.listOf types.str; default = [ ]; };
 
+  commonOptions = {
+    description = mkOption { type = types.singleLineStr; default = ""; };
+    wantedBy = unitNames;
+    requiredBy = unitNames;
+    requires = unitNames;
+    wants = unitNames;
+    after = unitNames;
+    before = unitNames;
+    bindsTo = unitNames;
+    partOf = unitNames;
+    conflicts = unitNames;
+    unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+  };
+  derivedUnitConfig = config:
+    optionalAttrs (config.requires != [ ]) { Requires = toString config.requires; }
+    // optionalAttrs (config.wants != [ ]) { Wants = toString config.wants; }
+    // optionalAttrs (config.after != [ ]) { After = toString config.after; }
+    // optionalAttrs (config.before != [ ]) { Before = toString config.before; }
+    // optionalAttrs (config.bindsTo != [ ]) { BindsTo = toString config.bindsTo; }
+    // optionalAttrs (config.partOf != [ ]) { PartOf = toString config.partOf; }
+    // optionalAttrs (config.conflicts != [ ]) { Conflicts = toString config.conflicts; }
+    // optionalAttrs (config.description != "") { Description = config.description; };
+
+  timer = { config, ... }: {
+    options = commonOptions // {
+      timerConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+    };
+    config.unitConfig = derivedUnitConfig config;
+  };
+
   service = { name, config, ... }: {
-    options = {
-      description = mkOption { type = types.singleLineStr; default = ""; };
-      wantedBy = unitNames;
-      requiredBy = unitNames;
-      requires = unitNames;
-      wants = unitNames;
-      after = unitNames;
-      before = unitNames;
-      bindsTo = unitNames;
-      partOf = unitNames;
-      conflicts = unitNames;
-      unitConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+    options = commonOptions // {
       environment = mkOption { type = types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ])); default = { }; };
       path = mkOption { type = types.listOf (types.oneOf [ types.package types.str ]); default = [ ]; };
       serviceConfig = mkOption { type = types.addCheck (types.attrsOf unitOption) checkService; default = { }; };
@@ -52,15 +73,7 @@ let
       path = lib.mkAfter (map fakeDrv [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" ]);
       environment.PATH = "${lib.makeBinPath config.path}:${lib.makeSearchPathOutput "bin" "sbin" config.path}";
       serviceConfig.ExecStart = lib.mkIf (config.script != "") "${storePath "unit-script-${name}-start"}/bin/${name}-start ";
-      unitConfig =
-        optionalAttrs (config.requires != [ ]) { Requires = toString config.requires; }
-        // optionalAttrs (config.wants != [ ]) { Wants = toString config.wants; }
-        // optionalAttrs (config.after != [ ]) { After = toString config.after; }
-        // optionalAttrs (config.before != [ ]) { Before = toString config.before; }
-        // optionalAttrs (config.bindsTo != [ ]) { BindsTo = toString config.bindsTo; }
-        // optionalAttrs (config.partOf != [ ]) { PartOf = toString config.partOf; }
-        // optionalAttrs (config.conflicts != [ ]) { Conflicts = toString config.conflicts; }
-        // optionalAttrs (config.description != "") { Description = config.description; };
+      unitConfig = derivedUnitConfig config;
     };
   };
 
@@ -71,6 +84,13 @@ let
 in
 {
   type = types.attrsOf (types.submodule service);
+  timersType = types.attrsOf (types.submodule timer);
+
+  # The text of /etc/systemd/system/<name>.timer.
+  toTimerText = def:
+    "[Unit]\n${attrsToSection def.unitConfig}\n"
+    + "[Timer]\n${attrsToSection def.timerConfig}"
+    + optionalString (def.wantedBy != [ ]) "\n[Install]\nWantedBy=${lib.concatStringsSep " " def.wantedBy}\n";
 
   # The text of /etc/systemd/system/<name>.service.
   toUnitText = def:

@@ -27,9 +27,9 @@ NIXPKGS_UNITS = {
 MAX_EXPOSURE_TENTHS = 19
 
 
-def install(directory, name, text):
-    """Writes `name`.service into `directory` with its store paths under directory/store; returns
-    the unit's path."""
+def install(directory, name, text, kind="service"):
+    """Writes `name`.`kind` (a service or a timer) into `directory` with its store paths under
+    directory/store; returns the unit's path."""
     store = os.path.join(directory, "store") + "/"
     text = text.replace(STORE, store)
     for command in re.findall(r"^Exec\w*=[-@:+!|]*(\S+)", text, re.M):
@@ -41,10 +41,9 @@ def install(directory, name, text):
     standins = os.path.join(directory, "nixpkgs-units")
     os.makedirs(standins, exist_ok=True)
     for unit in NIXPKGS_UNITS:
-        kind = unit.rsplit(".", 1)[1]
         with open(os.path.join(standins, unit), "w") as f:
-            f.write("[Service]\nExecStart=/bin/true\n" if kind == "service" else "[Unit]\n")
-    path = os.path.join(directory, f"{name}.service")
+            f.write("[Service]\nExecStart=/bin/true\n" if unit.endswith(".service") else "[Unit]\n")
+    path = os.path.join(directory, f"{name}.{kind}")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -99,3 +98,9 @@ def literal_values(text, setting, credentials="${CREDENTIALS_DIRECTORY}"):
         name, _, value = word.partition(separator)
         values[name] = value
     return values
+
+
+def calendar(expression):
+    """systemd's own parse of an OnCalendar= expression: (ok, output)."""
+    out = subprocess.run(["systemd-analyze", "calendar", expression], capture_output=True, text=True)
+    return out.returncode == 0, out.stdout + out.stderr

@@ -327,3 +327,29 @@ def test_the_vm_test_machines_evaluate(modules):
     for test in ("service", "appliance"):
         for name, machine in modules["vmTests"][test]["nodes"].items():
             assert machine["failedAssertions"] == [], (test, name)
+
+
+def test_the_appliance_gives_k3s_traefik_the_shared_limits_and_a_layout_that_keeps_client_addresses(modules):
+    """k3s merges a HelmChartConfig named after its bundled chart over that chart's values
+    (kube-system, name traefik). The limits and access log are k8s/platform/traefik-values.json as
+    it is (k8s/tests checks them against the service's values); the layout replaces ServiceLB,
+    whose svclb pods masquerade every client, by host ports on a DaemonSet."""
+    config = modules["appliance"]["k3s"]["traefikConfig"]
+    assert (config["apiVersion"], config["kind"]) == ("helm.cattle.io/v1", "HelmChartConfig")
+    assert config["metadata"] == {"name": "traefik", "namespace": "kube-system"}
+    values = yaml.safe_load(config["spec"]["valuesContent"])
+    with open(os.path.join(ROOT, "k8s", "platform", "traefik-values.json")) as f:
+        shared = json.load(f)
+    assert {k: values[k] for k in shared} == shared
+    assert values["deployment"]["kind"] == "DaemonSet"
+    assert (values["ports"]["web"]["hostPort"], values["ports"]["websecure"]["hostPort"]) == (80, 443)
+    assert values["service"]["enabled"] is False
+    assert values["providers"]["kubernetesIngress"]["publishedService"]["enabled"] is False
+    # The host ports are the ones the firewall opens for the ingress.
+    with open(os.path.join(ROOT, "nixos-modules", "appliance", "default.nix")) as f:
+        assert "allowedTCPPorts = [ 22 80 443 6443 ];" in f.read()
+
+
+def test_the_appliance_backs_up_its_database_by_default(modules):
+    backup = modules["appliance"]["k3s"]["chart"]["values"]["database"]["sqlite"]["backup"]
+    assert backup == {"enabled": True, "schedule": "17 3 * * *", "keep": 7}

@@ -138,3 +138,69 @@ def test_the_exposure_check_fails_on_an_unsandboxed_unit(modules, tmp_path):
                                              "NoNewPrivileges", "DynamicUser", "MemoryDeny", "LockPersonality")))
     rating, within = systemd_units.exposure(systemd_units.install(str(tmp_path), "devsecops-app", bare))
     assert not within and rating > 1.9, rating
+
+
+# The backup timer, its service and the restore template (services.devsecops-app.backup).
+
+def install_backup_units(modules, directory):
+    """The backup service, the restore template (as an instance, as systemctl starts it) and the
+    timer, side by side as NixOS installs them."""
+    backup = modules["units"]["backup"]
+    directory.mkdir(exist_ok=True)
+    paths = {name: systemd_units.install(str(directory), name, text) for name, text in backup["files"].items()}
+    instance = directory / "devsecops-app-restore@devsecops-app-20261120T031700.000Z.db.service"
+    instance.symlink_to(paths["devsecops-app-restore@"])
+    paths["restore instance"] = str(instance)
+    for name, text in backup["timers"].items():
+        paths[f"{name}.timer"] = systemd_units.install(str(directory), name, text, kind="timer")
+    return paths
+
+
+def test_backup_units_load_without_a_diagnostic_and_are_sandboxed(modules, tmp_path):
+    paths = install_backup_units(modules, tmp_path / "backup")
+    assert set(paths) == {"devsecops-app", "devsecops-app-backup", "devsecops-app-restore@", "restore instance",
+                          "devsecops-app-backup.timer"}
+    for name in ("devsecops-app-backup", "restore instance", "devsecops-app-backup.timer"):
+        assert systemd_units.verify(paths[name]) == [], name
+    for name in ("devsecops-app-backup", "restore instance"):
+        rating, within = systemd_units.exposure(paths[name])
+        assert within, f"{name}: exposure {rating}"
+
+
+def test_the_backup_runs_the_services_database_as_its_user_on_the_schedule(modules):
+    backup = modules["serviceBackup"]
+    service, job, restore, timer = (backup[k] for k in ("devsecops-app", "devsecops-app-backup", "restore", "timer"))
+    settings = modules["units"]["backup"]["settings"]
+    assert backup["failedAssertions"] == []
+    # The interface: backup --dir DIR --keep N, restore --from FILE (backup-interface).
+    command = job["serviceConfig"]["ExecStart"].split()
+    assert command[1:] == ["backup", "--dir", "/var/lib/devsecops-app-backups", "--keep", str(settings["keep"])]
+    assert command[0] == service["serviceConfig"]["ExecStart"]
+    assert restore["serviceConfig"]["ExecStart"].split()[1:] == ["restore", "--from", "/var/lib/devsecops-app-backups/%i"]
+    for unit in (job, restore):
+        config = unit["serviceConfig"]
+        # The service's database, as the service's dynamic user (the unit name is its user name).
+        assert unit["environment"]["DATABASE_URL"] == service["environment"]["DATABASE_URL"]
+        assert not {"API_TOKEN_FILE", "PORT", "HOST"} & set(unit["environment"]), "a database tool needs no token or port"
+        assert config["DynamicUser"] is True and config["User"] == "devsecops-app"
+        assert config["StateDirectory"] == ["devsecops-app", "devsecops-app-backups"]
+        assert config["Type"] == "oneshot" and config["PrivateNetwork"] is True
+    assert timer["wantedBy"] == ["timers.target"]
+    assert timer["timerConfig"]["OnCalendar"] == settings["schedule"] and timer["timerConfig"]["Persistent"] is True
+    ok, parsed = systemd_units.calendar(timer["timerConfig"]["OnCalendar"])
+    assert ok, parsed
+    # Off by default, and refused where there is no SQLite file to copy.
+    assert backup["byDefault"] == {"services": ["devsecops-app"], "timers": []}
+    assert any("backup.enable copies a SQLite database" in m for m in backup["onPostgres"]["failedAssertions"])
+
+
+def test_verify_reports_a_timer_with_a_schedule_systemd_cannot_parse(modules, tmp_path):
+    paths = install_backup_units(modules, tmp_path / "backup")
+    timer = paths["devsecops-app-backup.timer"]
+    with open(timer) as f:
+        text = f.read()
+    with open(timer, "w") as f:
+        f.write(text.replace("OnCalendar=*-*-* 03:17:00", "OnCalendar=every night at three"))
+    findings = systemd_units.verify(timer)
+    assert any("OnCalendar" in f or "calendar" in f.lower() for f in findings), findings
+    assert not systemd_units.calendar("every night at three")[0]
