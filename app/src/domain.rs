@@ -30,12 +30,14 @@ pub struct User {
 }
 
 /// Whether a character is refused in names and emails: control characters (Cc), format characters
-/// (Cf: zero-width spaces and joiners, bidi embeddings, overrides and isolates, tags, the BOM), and
-/// line and paragraph separators (Zl, Zp). None of them is visible, and each can make two strings
-/// that look the same compare different, or reorder what a reader sees. The joiners U+200C and
-/// U+200D are refused too, although some scripts and emoji sequences use them: telling a needed
-/// joiner from a hidden one takes per-script rules (RFC 5892's CONTEXTJ), and names read fine
-/// without them.
+/// (Cf: zero-width spaces and joiners, bidi embeddings, overrides and isolates, tags, the BOM), line
+/// and paragraph separators (Zl, Zp), private-use characters (Co), noncharacters, the
+/// default-ignorable code points (which renderers show as nothing: Hangul fillers, variation
+/// selectors, the combining grapheme joiner) and the blank braille pattern U+2800. None of them is
+/// visible, and each can make two strings that look the same compare different, or reorder what a
+/// reader sees. The joiners U+200C and U+200D and the emoji variation selector U+FE0F are refused
+/// too, although some scripts and emoji sequences use them: telling a needed joiner from a hidden
+/// one takes per-script rules (RFC 5892's CONTEXTJ), and names read fine without them.
 pub fn is_refused_char(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     matches!(
@@ -44,6 +46,53 @@ pub fn is_refused_char(c: char) -> bool {
             | GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+    ) || is_default_ignorable(c)
+        || is_noncharacter(c)
+        || c == '\u{2800}'
+}
+
+/// Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, unchanged since
+/// Unicode 9 but for U+180F added in 14); unicode-properties does not provide it.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// The 66 noncharacters: U+FDD0..U+FDEF and the last two code points of every plane.
+fn is_noncharacter(c: char) -> bool {
+    let n = c as u32;
+    (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
+}
+
+/// Combining marks (Mn, Mc, Me): a name needs at least one character that is not one, so a lone
+/// accent is not a name.
+fn is_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+            | GeneralCategory::EnclosingMark
     )
 }
 
@@ -52,42 +101,51 @@ pub fn is_refused_char(c: char) -> bool {
 /// as the characters themselves (which Python's `re` and ECMA-262 with the `u` flag both read).
 fn refused_class() -> &'static str {
     static CLASS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CLASS.get_or_init(|| {
-        let mut ranges: Vec<(char, char)> = Vec::new();
-        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
-            if !is_refused_char(c) {
-                continue;
-            }
-            match ranges.last_mut() {
-                Some((_, end)) if (*end as u32) + 1 == c as u32 => *end = c,
-                _ => ranges.push((c, c)),
-            }
-        }
-        let item = |c: char| {
-            if (c as u32) <= 0xFFFF {
-                format!("\\u{:04x}", c as u32)
-            } else {
-                c.to_string()
-            }
-        };
-        ranges
-            .into_iter()
-            .map(|(start, end)| {
-                if start == end {
-                    item(start)
-                } else {
-                    format!("{}-{}", item(start), item(end))
-                }
-            })
-            .collect()
-    })
+    CLASS.get_or_init(|| character_class(is_refused_char))
 }
 
-/// The name pattern of the OpenAPI document: no refused character, and at least one that is not
-/// white space. The same rule as [`check_name`].
+/// As [`refused_class`], for the refused characters and the combining marks.
+fn refused_or_mark_class() -> &'static str {
+    static CLASS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CLASS.get_or_init(|| character_class(|c| is_refused_char(c) || is_mark(c)))
+}
+
+fn character_class(member: impl Fn(char) -> bool) -> String {
+    let mut ranges: Vec<(char, char)> = Vec::new();
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        if !member(c) {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some((_, end)) if (*end as u32) + 1 == c as u32 => *end = c,
+            _ => ranges.push((c, c)),
+        }
+    }
+    let item = |c: char| {
+        if (c as u32) <= 0xFFFF {
+            format!("\\u{:04x}", c as u32)
+        } else {
+            c.to_string()
+        }
+    };
+    ranges
+        .into_iter()
+        .map(|(start, end)| {
+            if start == end {
+                item(start)
+            } else {
+                format!("{}-{}", item(start), item(end))
+            }
+        })
+        .collect()
+}
+
+/// The name pattern of the OpenAPI document: no refused character, and at least one that is
+/// neither white space nor a combining mark. The same rule as [`check_name`].
 pub fn name_pattern() -> String {
     let r = refused_class();
-    format!("^[^{r}]*[^\\s{r}][^{r}]*$")
+    let base = refused_or_mark_class();
+    format!("^[^{r}]*[^\\s{base}][^{r}]*$")
 }
 
 /// The email pattern of the OpenAPI document: local@domain.tld, no white space, `<`, `>` or
@@ -99,12 +157,19 @@ pub fn email_pattern() -> String {
 
 /// The key under which emails are unique: Unicode compatibility caseless form (NFKC with full case
 /// folding: the Unicode Standard, section 3.13, D146), so full-width letters, ligatures and case variants of an address
-/// already taken are refused as duplicates.
+/// already taken are refused as duplicates; the domain part is compared in its IDNA ASCII form.
 pub fn email_key(email: &str) -> String {
+    let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
+    // The domain as DNS sees it (UTS #46 ToASCII: `bücher.de` and `xn--bcher-kva.de` are one
+    // domain); a domain IDNA cannot convert is compared by its folded form.
+    let domain = idna::domain_to_ascii(domain).unwrap_or_else(|_| compatibility_fold(domain));
+    format!("{}@{domain}", compatibility_fold(local))
+}
+
+fn compatibility_fold(text: &str) -> String {
     use caseless::Caseless;
     use unicode_normalization::UnicodeNormalization;
-    email
-        .chars()
+    text.chars()
         .nfd()
         .default_case_fold()
         .nfkd()
@@ -249,13 +314,17 @@ fn check_name(raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
         errors.push(field_error(
             "name",
             "invalid_characters",
-            "name must not contain control, format (zero-width, bidi) or separator characters",
+            "name must not contain invisible characters: control, format (zero-width, bidi), separator, private-use, default-ignorable or blank characters",
         ));
         return None;
     }
     let name = raw.trim();
-    if name.is_empty() {
-        errors.push(field_error("name", "empty", "name must not be blank"));
+    if !name.chars().any(|c| !c.is_whitespace() && !is_mark(c)) {
+        errors.push(field_error(
+            "name",
+            "empty",
+            "name must hold a character that is neither white space nor a combining mark",
+        ));
         return None;
     }
     Some(name.to_string())

@@ -49,7 +49,17 @@ async fn invisible_and_bidi_characters_are_refused(backend: Backend) {
         assert_eq!(body["errors"][0]["field"], "name", "{name:?}: {body}");
         assert_eq!(body["errors"][0]["code"], "invalid_characters", "{body}");
     }
-    for email in ["ad\u{200B}a@example.com", "ada@exa\u{202E}mple.com"] {
+    // A lone combining mark is not a name.
+    let body = app
+        .create_user("\u{0301}", "x@example.com")
+        .await
+        .problem(422);
+    assert_eq!(body["errors"][0]["code"], "empty", "{body}");
+    for email in [
+        "ad\u{200B}a@example.com",
+        "ada@exa\u{202E}mple.com",
+        "ada\u{3164}@example.com",
+    ] {
         let reply = app.create_user("Ada", email).await;
         let body = reply.problem(422);
         assert_eq!(body["errors"][0]["field"], "email", "{email:?}: {body}");
@@ -81,6 +91,12 @@ async fn emails_are_unique_after_unicode_folding(backend: Backend) {
         let reply = app.create_user("Twin", twin).await;
         reply.problem(409);
     }
+    // Internationalized domains are compared as DNS compares them.
+    assert_eq!(app.create_user("Bü", "a@bücher.de").await.status, 201);
+    app.create_user("Bü", "a@xn--bcher-kva.de")
+        .await
+        .problem(409);
+    app.create_user("Bü", "a@BÜCHER.de").await.problem(409);
     // A change of address meets the same rule.
     let other = app.create_user("Other", "other@example.com").await.json();
     let id = other["id"].as_i64().expect("id");
