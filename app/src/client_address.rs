@@ -57,10 +57,12 @@ fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<Ip
         // Element by element: a byte that is not UTF-8 spoils its own hop only, not the hops a
         // proxy appended to the same line after it.
         for element in value.as_bytes().split(|b| *b == b',') {
-            let node = std::str::from_utf8(element).ok().and_then(|element| match header {
-                ForwardedHeader::XForwardedFor => Some(element.trim()),
-                ForwardedHeader::Forwarded => forwarded_for(element),
-            });
+            let node = std::str::from_utf8(element)
+                .ok()
+                .and_then(|element| match header {
+                    ForwardedHeader::XForwardedFor => Some(element.trim()),
+                    ForwardedHeader::Forwarded => forwarded_for(element),
+                });
             hops.push(node.and_then(parse_node));
         }
     }
