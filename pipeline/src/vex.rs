@@ -829,6 +829,14 @@ pub fn parse_cyclonedx(file: &Path, bytes: &[u8]) -> Result<(Vec<Statement>, Vec
             .filter(|j| JUSTIFICATIONS.contains(j))
             .or_else(|| given.and_then(openvex_justification))
             .map(str::to_string);
+        // A false positive is its own reason; not_affected needs one, as in OpenVEX.
+        let impact = text_of(analysis.and_then(|a| a.get("detail"))).or_else(|| {
+            (state == "false_positive").then(|| "false positive (CycloneDX analysis state)".into())
+        });
+        if status == Status::NotAffected && justification.is_none() && impact.is_none() {
+            warnings.push(skip("not_affected without a justification or detail"));
+            continue;
+        }
         let mut products = Vec::new();
         for affect in item
             .get("affects")
@@ -890,7 +898,7 @@ pub fn parse_cyclonedx(file: &Path, bytes: &[u8]) -> Result<(Vec<Statement>, Vec
             products,
             status,
             justification,
-            impact: text_of(analysis.and_then(|a| a.get("detail"))),
+            impact,
             action: analysis
                 .and_then(|a| a.get("response"))
                 .and_then(Value::as_array)
@@ -1201,7 +1209,8 @@ mod tests {
             {"id":"CVE-2021-25900","analysis":{"state":"false_positive"},"affects":[{"ref":"c1"}]},
             {"id":"CVE-2021-25900","analysis":{"state":"resolved_with_pedigree"},"affects":[{"ref":"urn:cdx:3e671687-395b-41f5-a30f-a58921a69b79/1#c1"}]},
             {"id":"CVE-2021-25900","analysis":{"state":"not_affected","justification":"protected_at_perimeter"},"affects":[{"ref":"pkg:cargo/smallvec@1.6.0"}]},
-            {"id":"CVE-2021-25900","affects":[{"ref":"c1"}]}
+            {"id":"CVE-2021-25900","affects":[{"ref":"c1"}]},
+            {"id":"CVE-2021-25900","analysis":{"state":"not_affected"},"affects":[{"ref":"c1"}]}
           ]}"#;
         let (s, w) = parse_cyclonedx(Path::new("v.cdx.json"), doc.as_bytes()).expect("parse");
         assert_eq!(
@@ -1218,6 +1227,14 @@ mod tests {
         assert!(
             w[0].contains("vulnerability #3") && w[0].contains("no VEX state"),
             "{w:?}"
+        );
+        assert!(
+            w[1].contains("vulnerability #4") && w[1].contains("without a justification"),
+            "{w:?}"
+        );
+        assert_eq!(
+            s[0].impact.as_deref(),
+            Some("false positive (CycloneDX analysis state)")
         );
         let anonymous = doc.replace(r#","manufacturer":{"name":"Vendor Inc."}"#, "");
         let err =

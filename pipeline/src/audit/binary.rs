@@ -73,9 +73,9 @@ pub struct Scan {
     pub errors: Vec<(PathBuf, String)>,
 }
 
-/// The magic numbers of the executable formats cargo-auditable writes a section into (ELF, and
-/// thin 32/64-bit Mach-O in either byte order).
-fn format_of(head: &[u8]) -> Option<Format> {
+/// The format of an executable from its magic number, if it is one cargo auditable writes a
+/// section into (ELF, and thin 32/64-bit Mach-O in either byte order).
+pub fn format_of(head: &[u8]) -> Option<Format> {
     match head {
         [0x7f, b'E', b'L', b'F', ..] => Some(Format::Elf),
         [0xfe, 0xed, 0xfa, 0xce | 0xcf, ..] | [0xce | 0xcf, 0xfa, 0xed, 0xfe, ..] => {
@@ -102,8 +102,11 @@ pub fn is_rust(bytes: &[u8]) -> bool {
     })
 }
 
-enum Outcome {
+/// What a file is, for the audit.
+#[derive(Debug)]
+pub enum Outcome {
     NotExecutable,
+    /// An executable that is not Rust (or not recognisably so).
     Other,
     Audited(Format, Box<VersionInfo>),
     NotAuditable,
@@ -135,17 +138,23 @@ fn examine(file: &Path) -> Outcome {
     if let Err(e) = handle.read_to_end(&mut bytes) {
         return Outcome::Error(format!("cannot read: {e}"));
     }
+    classify(format, &bytes)
+}
+
+/// What the bytes of an executable of `format` hold: an embedded dependency list, none (Rust or
+/// not), or a section that cannot be read. The fuzz target feeds it arbitrary bytes.
+pub fn classify(format: Format, bytes: &[u8]) -> Outcome {
     use auditable_info::Error as E;
-    match auditable_info::audit_info_from_slice(&bytes, MAX_JSON_BYTES) {
+    match auditable_info::audit_info_from_slice(bytes, MAX_JSON_BYTES) {
         Ok(info) => Outcome::Audited(format, Box::new(info)),
-        Err(E::NoAuditData) => rust_or_other(&bytes),
+        Err(E::NoAuditData) => rust_or_other(bytes),
         // The container itself could not be parsed: an error only when it names the section
         // (a truncated or tampered Rust binary), else an executable we cannot tell anything about.
         Err(E::BinaryParsing(e)) => {
-            if memchr::memmem::find(&bytes, b".dep-v0").is_some() {
+            if memchr::memmem::find(bytes, b".dep-v0").is_some() {
                 Outcome::Error(format!("corrupt embedded dependency list (.dep-v0): {e}"))
             } else {
-                rust_or_other(&bytes)
+                rust_or_other(bytes)
             }
         }
         Err(e) => Outcome::Error(format!("corrupt embedded dependency list (.dep-v0): {e}")),
