@@ -289,28 +289,7 @@ impl Settings {
             },
         };
 
-        let (database_url, database_variable) =
-            match (src.get("DATABASE_URL"), src.get("DATABASE_URL_FILE")) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError(
-                        "DATABASE_URL and DATABASE_URL_FILE are both set; set one".into(),
-                    ))
-                }
-                (Some(url), None) => (url.to_string(), "DATABASE_URL".to_string()),
-                (None, Some(path)) => (
-                    std::fs::read_to_string(path)
-                        .map_err(|e| ConfigError(format!("DATABASE_URL_FILE {path}: {e}")))?
-                        .trim()
-                        .to_string(),
-                    format!("DATABASE_URL_FILE ({path})"),
-                ),
-                (None, None) => (
-                    "sqlite://data/devsecops-app.db".to_string(),
-                    "DATABASE_URL".to_string(),
-                ),
-            };
-        database_options(&database_url)
-            .map_err(|e| ConfigError(format!("{database_variable}: {e}")))?;
+        let database = DatabaseSettings::from_source(src)?;
 
         let hsts = src.parse::<u64>("HSTS_MAX_AGE_SECS", 0)?;
         let default_workers = std::thread::available_parallelism()
@@ -320,8 +299,8 @@ impl Settings {
         let settings = Settings {
             host: src.get("HOST").unwrap_or("127.0.0.1").to_string(),
             port: src.parse("PORT", 8080)?,
-            database_url: Secret::new(database_url),
-            database_url_source: database_variable,
+            database_url: database.url,
+            database_url_source: database.source,
             api_token: Secret::new(api_token),
             environment,
             debug: src.bool("DEBUG", false)?,
@@ -361,9 +340,9 @@ impl Settings {
             shutdown_delay: src.millis("SHUTDOWN_DELAY_MS", 0)?,
             shutdown_timeout: src.seconds("SHUTDOWN_TIMEOUT_SECS", 20)?,
             hsts_max_age: (hsts > 0).then_some(hsts),
-            db_max_connections: src.parse("DB_MAX_CONNECTIONS", 10)?,
-            db_acquire_timeout: src.millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
-            db_statement_timeout: src.millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            db_max_connections: database.max_connections,
+            db_acquire_timeout: database.acquire_timeout,
+            db_statement_timeout: database.statement_timeout,
         };
         settings.validate()?;
         Ok(settings)
@@ -375,13 +354,11 @@ impl Settings {
             ("MAX_BODY_BYTES", self.max_body_bytes as u128),
             ("MAX_HEADER_BYTES", self.max_header_bytes as u128),
             ("MAX_CONNECTIONS", self.max_connections as u128),
-            ("DB_MAX_CONNECTIONS", self.db_max_connections as u128),
             ("REQUEST_TIMEOUT_MS", self.request_timeout.as_millis()),
             (
                 "HEADER_READ_TIMEOUT_MS",
                 self.header_read_timeout.as_millis(),
             ),
-            ("DB_ACQUIRE_TIMEOUT_MS", self.db_acquire_timeout.as_millis()),
             ("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout.as_millis()),
         ];
         for (name, value) in positive {
@@ -420,9 +397,85 @@ impl Settings {
         self.database_url.expose().starts_with("sqlite:")
     }
 
+    /// The database part, as the command-line tools read it on their own.
+    pub fn database(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.database_url.clone(),
+            source: self.database_url_source.clone(),
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+        }
+    }
+
     /// The whole time a SIGTERM may take: the readiness delay plus the drain bound.
     pub fn shutdown_budget(&self) -> Duration {
         self.shutdown_delay + self.shutdown_timeout
+    }
+}
+
+/// What every database user reads: the service, and the `migrate`, `backup` and `restore` commands,
+/// which need nothing else (no token, no ports).
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    /// Where the URL came from (`DATABASE_URL` or `DATABASE_URL_FILE (path)`), for errors.
+    pub source: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` and SQLite's busy timeout.
+    pub statement_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// The process environment, layered over `CONFIG_FILE` when set.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_source(&Source::from_env()?)
+    }
+
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let (url, source) = match (src.get("DATABASE_URL"), src.get("DATABASE_URL_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "DATABASE_URL and DATABASE_URL_FILE are both set; set one".into(),
+                ))
+            }
+            (Some(url), None) => (url.to_string(), "DATABASE_URL".to_string()),
+            (None, Some(path)) => (
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("DATABASE_URL_FILE {path}: {e}")))?
+                    .trim()
+                    .to_string(),
+                format!("DATABASE_URL_FILE ({path})"),
+            ),
+            (None, None) => (
+                "sqlite://data/devsecops-app.db".to_string(),
+                "DATABASE_URL".to_string(),
+            ),
+        };
+        database_options(&url).map_err(|e| ConfigError(format!("{source}: {e}")))?;
+        let settings = DatabaseSettings {
+            url: Secret::new(url),
+            source,
+            max_connections: src.parse("DB_MAX_CONNECTIONS", 10)?,
+            acquire_timeout: src.millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            statement_timeout: src.millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+        };
+        if settings.max_connections == 0 {
+            return Err(ConfigError(
+                "DB_MAX_CONNECTIONS: must be greater than 0".into(),
+            ));
+        }
+        if settings.acquire_timeout.is_zero() {
+            return Err(ConfigError(
+                "DB_ACQUIRE_TIMEOUT_MS: must be greater than 0".into(),
+            ));
+        }
+        Ok(settings)
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.expose().starts_with("sqlite:")
     }
 }
 

@@ -21,7 +21,8 @@ use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::configuration::{database_options, DatabaseOptions, Settings};
+use crate::backup::DatabaseLock;
+use crate::configuration::{database_options, DatabaseOptions, DatabaseSettings};
 use crate::domain::{email_key, User, ValidPatch, ValidUser};
 
 /// One schema migration: statements per backend, applied in order in one transaction, then an
@@ -78,10 +79,39 @@ const MIGRATIONS: &[Migration] = &[
         postgres: &["ALTER TABLE users ADD COLUMN email_key TEXT"],
         after: Some(DataStep::FillEmailKeys),
     },
+    Migration {
+        version: 4,
+        description: "row versions for conditional requests",
+        sqlite: &["ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 1"],
+        postgres: &["ALTER TABLE users ADD COLUMN version BIGINT NOT NULL DEFAULT 1"],
+        after: None,
+    },
+    Migration {
+        version: 5,
+        description: "backup records",
+        sqlite: &["CREATE TABLE backups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            taken_at TEXT NOT NULL,
+            completed_at TEXT NOT NULL,
+            path TEXT NOT NULL,
+            bytes INTEGER NOT NULL
+        )"],
+        postgres: &["CREATE TABLE backups (
+            id BIGSERIAL PRIMARY KEY,
+            taken_at TIMESTAMPTZ NOT NULL,
+            completed_at TIMESTAMPTZ NOT NULL,
+            path TEXT NOT NULL,
+            bytes BIGINT NOT NULL
+        )"],
+        after: None,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Backup records kept in the `backups` table; older ones are deleted as new ones are written.
+const BACKUP_RECORDS_KEPT: i64 = 100;
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant, the same for every replica).
 const MIGRATION_LOCK_ID: i64 = 0x6465_7673_6563;
@@ -159,6 +189,17 @@ pub enum DbError {
     Unavailable(StorageFault, String),
     /// Anything else: a bug or corrupt data.
     Other(String),
+}
+
+impl DbError {
+    /// The error as an operator reads it (no URL, no password: sqlx errors carry neither).
+    pub fn describe(&self) -> String {
+        match self {
+            DbError::Unavailable(fault, cause) => format!("{} ({cause})", fault.as_str()),
+            DbError::Other(cause) => cause.clone(),
+            DbError::Conflict => "a unique constraint failed".into(),
+        }
+    }
 }
 
 impl From<sqlx::Error> for DbError {
@@ -254,7 +295,48 @@ enum Pool {
 pub struct Database {
     pool: Pool,
     health: Arc<Health>,
+    /// SQLite: the shared lock on the database's lock file, held while this process uses it, so
+    /// that `restore` cannot replace the file underneath (see [`crate::backup`]).
+    _lock: Option<Arc<DatabaseLock>>,
 }
+
+/// Why the database could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The URL or the SQLite path is unusable: the operator's to fix.
+    Invalid(String),
+    /// A restore holds the database's lock.
+    Busy(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Invalid(message) | OpenError::Busy(message) => f.write_str(message),
+        }
+    }
+}
+
+/// A stored user and the version of its row, which every write increments; the ETag is made from
+/// the version and `updated_at`.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub user: User,
+    pub version: i64,
+}
+
+/// The result of a write that may be conditional.
+#[derive(Debug)]
+pub enum WriteOutcome<T> {
+    Done(T),
+    NotFound,
+    /// The condition did not hold for the row as it was, or the row changed meanwhile.
+    PreconditionFailed,
+}
+
+/// What a conditional write requires of the row as it is (its ETag and dates): `If-Match` and the
+/// other preconditions of RFC 9110 section 13, evaluated by the caller.
+pub type Condition<'a> = &'a dyn Fn(&StoredUser) -> bool;
 
 /// Runs `$body` with `$pool` bound to whichever pool backs `$db`.
 macro_rules! on_pool {
@@ -340,38 +422,97 @@ macro_rules! user_from_row {
     };
 }
 
+/// Reads a `users` row with its version.
+macro_rules! stored_user_from_row {
+    ($row:expr) => {
+        (|| -> Result<StoredUser, sqlx::Error> {
+            Ok(StoredUser {
+                user: user_from_row!($row)?,
+                version: $row.try_get("version")?,
+            })
+        })()
+    };
+}
+
+/// The columns [`stored_user_from_row!`] reads, for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "id, name, email, created_at, updated_at, version"
+    };
+}
+
+/// Inside a write transaction: `Ok(None)` without a condition; with one, reads the row and gives
+/// `Ok(Some(version))` when the condition holds for it, else the outcome to answer.
+macro_rules! evaluate_condition {
+    ($conn:expr, $id:expr, $condition:expr) => {
+        match $condition {
+            None => Ok(None),
+            Some(holds) => {
+                match sqlx::query(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1"
+                ))
+                .bind($id)
+                .fetch_all(&mut *$conn)
+                .await?
+                .first()
+                {
+                    None => Err(WriteOutcome::NotFound),
+                    Some(row) => {
+                        let current = stored_user_from_row!(row)?;
+                        if holds(&current) {
+                            Ok(Some(current.version))
+                        } else {
+                            Err(WriteOutcome::PreconditionFailed)
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
 impl Database {
     /// Opens the pool without touching the database: the service starts even while the database is
-    /// down, and readiness reports it.
-    pub fn connect_lazy(settings: &Settings) -> Result<Self, String> {
-        let pool = match database_options(settings.database_url.expose())? {
+    /// down, and readiness reports it. On SQLite it creates the directory and takes the shared lock
+    /// first; a restore in progress makes it fail with [`OpenError::Busy`].
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, OpenError> {
+        let mut lock = None;
+        let pool = match database_options(settings.url.expose()).map_err(OpenError::Invalid)? {
             DatabaseOptions::Sqlite(options) => {
                 let options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(settings.db_statement_timeout);
+                    .busy_timeout(settings.statement_timeout);
                 if let Some(dir) = options.get_filename().parent() {
                     if !dir.as_os_str().is_empty() {
                         std::fs::create_dir_all(dir).map_err(|e| {
-                            format!(
+                            OpenError::Invalid(format!(
                                 "cannot create the database directory {}: {e}",
                                 dir.display()
-                            )
+                            ))
                         })?;
                     }
                 }
+                lock = Some(Arc::new(
+                    DatabaseLock::shared(options.get_filename()).map_err(|e| match e {
+                        crate::backup::LockError::Busy(_) => OpenError::Busy(e.to_string()),
+                        crate::backup::LockError::Io(..) => OpenError::Invalid(e.to_string()),
+                    })?,
+                ));
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
-                        .max_connections(settings.db_max_connections)
+                        .max_connections(settings.max_connections)
                         .test_before_acquire(false)
-                        .acquire_timeout(settings.db_acquire_timeout)
+                        .acquire_timeout(settings.acquire_timeout)
                         .connect_lazy_with(options),
                 )
             }
             DatabaseOptions::Postgres(options) => {
-                let statement_timeout = settings.db_statement_timeout.as_millis().to_string();
+                let statement_timeout = settings.statement_timeout.as_millis().to_string();
                 let options = options
                     .application_name("devsecops-app")
                     .options([("statement_timeout", statement_timeout.as_str())]);
@@ -379,9 +520,9 @@ impl Database {
                 // connection fails its query instead (503), is discarded, and the next one reconnects.
                 Pool::Postgres(
                     PgPoolOptions::new()
-                        .max_connections(settings.db_max_connections)
+                        .max_connections(settings.max_connections)
                         .test_before_acquire(false)
-                        .acquire_timeout(settings.db_acquire_timeout)
+                        .acquire_timeout(settings.acquire_timeout)
                         // Connections idle past this are closed, so a pool recovers quickly.
                         .idle_timeout(Duration::from_secs(60))
                         .connect_lazy_with(options),
@@ -391,6 +532,7 @@ impl Database {
         Ok(Database {
             pool,
             health: Arc::default(),
+            _lock: lock,
         })
     }
 
@@ -636,6 +778,7 @@ impl Database {
         on_pool!(self, pool => pool.close().await)
     }
 
+    /// A page of users in id order, without their versions: a page's ETag is a digest of its body.
     pub async fn list_users(&self, after_id: i64, limit: u32) -> Result<Vec<User>, DbError> {
         const SQL: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id > $1 ORDER BY id LIMIT $2";
         self.check_storage()?;
@@ -652,20 +795,23 @@ impl Database {
         Ok(users)
     }
 
-    pub async fn get_user(&self, id: i64) -> Result<Option<User>, DbError> {
-        const SQL: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = $1";
+    pub async fn get_user(&self, id: i64) -> Result<Option<StoredUser>, DbError> {
+        const SQL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
         self.check_storage()?;
         let user = on_pool!(self, pool => {
             match sqlx::query(SQL).bind(id).fetch_all(pool).await?.first() {
-                Some(row) => Some(user_from_row!(row)?),
+                Some(row) => Some(stored_user_from_row!(row)?),
                 None => None,
             }
         });
         Ok(user)
     }
 
-    pub async fn create_user(&self, user: &ValidUser) -> Result<User, DbError> {
-        const SQL: &str = "INSERT INTO users (name, email, email_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id, name, email, created_at, updated_at";
+    pub async fn create_user(&self, user: &ValidUser) -> Result<StoredUser, DbError> {
+        const SQL: &str = concat!(
+            "INSERT INTO users (name, email, email_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING ",
+            user_columns!()
+        );
         let now = now_micros();
         let key = email_key(&user.email);
         self.write(|| async {
@@ -680,64 +826,187 @@ impl Database {
                 let row = rows
                     .first()
                     .ok_or_else(|| DbError::Other("INSERT returned no row".into()))?;
-                user_from_row!(row)?
+                stored_user_from_row!(row)?
             });
             Ok(created)
         })
         .await
     }
 
-    /// Replaces name and email; `None` when the user does not exist.
-    pub async fn replace_user(&self, id: i64, user: &ValidUser) -> Result<Option<User>, DbError> {
+    /// Replaces name and email, when `condition` (if any) holds for the row as it is.
+    pub async fn replace_user(
+        &self,
+        id: i64,
+        user: &ValidUser,
+        condition: Option<Condition<'_>>,
+    ) -> Result<WriteOutcome<StoredUser>, DbError> {
         self.patch_user(
             id,
             &ValidPatch {
                 name: Some(user.name.clone()),
                 email: Some(user.email.clone()),
             },
+            condition,
         )
         .await
     }
 
-    /// Changes the fields given; `None` when the user does not exist.
-    pub async fn patch_user(&self, id: i64, patch: &ValidPatch) -> Result<Option<User>, DbError> {
-        const SQL: &str = "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), email_key = COALESCE($4, email_key), updated_at = $5 WHERE id = $1 RETURNING id, name, email, created_at, updated_at";
+    /// Changes the fields given, when `condition` (if any) holds for the row as it is.
+    ///
+    /// A condition is evaluated on the row read inside the write transaction, and the UPDATE then
+    /// names the version it was evaluated on (`AND version = $6`): on SQLite the transaction holds
+    /// the write lock from `BEGIN IMMEDIATE`, and on PostgreSQL a row changed by another
+    /// transaction meanwhile no longer matches the WHERE clause, so the write never lands on a
+    /// version the condition was not checked against (it answers `PreconditionFailed` instead).
+    pub async fn patch_user(
+        &self,
+        id: i64,
+        patch: &ValidPatch,
+        condition: Option<Condition<'_>>,
+    ) -> Result<WriteOutcome<StoredUser>, DbError> {
+        const SQL: &str = concat!(
+            "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), email_key = COALESCE($4, email_key), updated_at = $5, version = version + 1 WHERE id = $1 AND ($6 IS NULL OR version = $6) RETURNING ",
+            user_columns!()
+        );
         let now = now_micros();
         let key = patch.email.as_deref().map(email_key);
         self.write(|| async {
-            let user = in_write_transaction!(self, conn => {
-                match sqlx::query(SQL)
-                    .bind(id)
-                    .bind(patch.name.as_deref())
-                    .bind(patch.email.as_deref())
-                    .bind(key.as_deref())
-                    .bind(now)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .first()
-                {
-                    Some(row) => Some(user_from_row!(row)?),
-                    None => None,
+            let outcome = in_write_transaction!(self, conn => {
+                let expected = evaluate_condition!(conn, id, condition);
+                match expected {
+                    Err(outcome) => outcome,
+                    Ok(expected) => {
+                        match sqlx::query(SQL)
+                            .bind(id)
+                            .bind(patch.name.as_deref())
+                            .bind(patch.email.as_deref())
+                            .bind(key.as_deref())
+                            .bind(now)
+                            .bind(expected)
+                            .fetch_all(&mut *conn)
+                            .await?
+                            .first()
+                        {
+                            Some(row) => WriteOutcome::Done(stored_user_from_row!(row)?),
+                            None if expected.is_some() => WriteOutcome::PreconditionFailed,
+                            None => WriteOutcome::NotFound,
+                        }
+                    }
                 }
             });
-            Ok(user)
+            Ok(outcome)
         })
         .await
     }
 
-    /// Deletes a user; false when there was none.
-    pub async fn delete_user(&self, id: i64) -> Result<bool, DbError> {
+    /// Deletes a user, when `condition` (if any) holds for the row as it is; the same atomicity as
+    /// [`Self::patch_user`].
+    pub async fn delete_user(
+        &self,
+        id: i64,
+        condition: Option<Condition<'_>>,
+    ) -> Result<WriteOutcome<()>, DbError> {
         self.write(|| async {
-            let affected = in_write_transaction!(self, conn => {
-                sqlx::query("DELETE FROM users WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+            let outcome = in_write_transaction!(self, conn => {
+                let expected = evaluate_condition!(conn, id, condition);
+                match expected {
+                    Err(outcome) => outcome,
+                    Ok(expected) => {
+                        let affected = sqlx::query("DELETE FROM users WHERE id = $1 AND ($2 IS NULL OR version = $2)")
+                            .bind(id)
+                            .bind(expected)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        match (affected, expected) {
+                            (0, Some(_)) => WriteOutcome::PreconditionFailed,
+                            (0, None) => WriteOutcome::NotFound,
+                            _ => WriteOutcome::Done(()),
+                        }
+                    }
+                }
             });
-            Ok(affected > 0)
+            Ok(outcome)
         })
         .await
+    }
+
+    /// The schema version recorded in `schema_migrations`; `None` when the table is missing or empty.
+    pub async fn schema_version(&self) -> Result<Option<i64>, DbError> {
+        let exists = on_pool!(self, pool => {
+            let sql = if matches!(self.pool, Pool::Postgres(_)) {
+                "SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations' AND table_schema = current_schema()"
+            } else {
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            };
+            !sqlx::query(sql).fetch_all(pool).await?.is_empty()
+        });
+        if !exists {
+            return Ok(None);
+        }
+        let version: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .next()
+                .flatten()
+        });
+        Ok(version)
+    }
+
+    /// Records a verified backup; the service exports the newest one's `taken_at`.
+    pub async fn record_backup(
+        &self,
+        taken_at: OffsetDateTime,
+        completed_at: OffsetDateTime,
+        path: &str,
+        bytes: u64,
+    ) -> Result<(), DbError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        in_write_transaction!(self, conn => {
+            sqlx::query("INSERT INTO backups (taken_at, completed_at, path, bytes) VALUES ($1, $2, $3, $4)")
+                .bind(taken_at)
+                .bind(completed_at)
+                .bind(path)
+                .bind(bytes)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM backups WHERE id <= (SELECT MAX(id) FROM backups) - $1")
+                .bind(BACKUP_RECORDS_KEPT)
+                .execute(&mut *conn)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// When the newest recorded backup was taken (the point in time it restores to).
+    pub async fn last_backup_taken_at(&self) -> Result<Option<OffsetDateTime>, DbError> {
+        let taken_at: Option<OffsetDateTime> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT taken_at FROM backups ORDER BY id DESC LIMIT 1")
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .next()
+        });
+        Ok(taken_at)
+    }
+
+    /// SQLite: writes a consistent copy of the database to `target`, which must not exist. A read
+    /// transaction, so writers go on meanwhile (WAL); every transaction committed before it began
+    /// is in the copy. SQLite does not fsync the copy: the caller does.
+    pub async fn vacuum_into(&self, target: &Path) -> Result<(), DbError> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Err(DbError::Other("VACUUM INTO is SQLite only".into()));
+        };
+        let target = target
+            .to_str()
+            .ok_or_else(|| DbError::Other(format!("{}: not UTF-8", target.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(pool)
+            .await?;
+        Ok(())
     }
 }
 

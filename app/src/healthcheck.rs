@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-const DEFAULT_URL: &str = "http://127.0.0.1:8080/health";
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080/health";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fetches `url` (plain `http://host:port/path`) and returns its status line on 2xx.

@@ -6,7 +6,10 @@
 //! the log and metric outputs. See ARCHITECTURE.md.
 
 pub mod auth;
+pub mod backup;
+pub mod cli;
 pub mod client_address;
+pub mod conditional;
 pub mod configuration;
 pub mod db;
 pub mod domain;

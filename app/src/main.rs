@@ -1,15 +1,19 @@
 use std::process::ExitCode;
 
+use clap::Parser;
+use devsecops_app::cli::{self, Cli, Command};
 use devsecops_app::configuration::Settings;
 use devsecops_app::startup::{Application, StartupError, StartupErrorKind};
 use devsecops_app::telemetry;
 use slog::{crit, info};
 
 fn main() -> ExitCode {
-    // `devsecops-app healthcheck URL`: for images without a shell (helm test, compose healthchecks).
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("healthcheck") {
-        return match devsecops_app::healthcheck::check(args.get(2).map(String::as_str)) {
+    // An unknown command or flag exits 2 here, before anything is read or bound; --help and
+    // --version exit 0.
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        // For images without a shell (helm test, compose health checks).
+        Command::Healthcheck { url } => match devsecops_app::healthcheck::check(Some(&url)) {
             Ok(status) => {
                 println!("{status}");
                 ExitCode::SUCCESS
@@ -18,8 +22,14 @@ fn main() -> ExitCode {
                 eprintln!("devsecops-app healthcheck: {err}");
                 ExitCode::FAILURE
             }
-        };
+        },
+        Command::Migrate => cli::migrate(),
+        Command::Backup(args) => cli::backup(args),
+        Command::Restore(args) => cli::restore(args),
     }
+}
+
+fn serve() -> ExitCode {
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {

@@ -21,6 +21,7 @@ pub const DB_QUERY_DURATION_SECONDS: &str = "app_db_query_duration_seconds";
 pub const SHUTTING_DOWN: &str = "app_shutting_down";
 pub const DB_ERRORS_TOTAL: &str = "app_db_errors_total";
 pub const REQUESTS_REFUSED_EARLY_TOTAL: &str = "http_requests_refused_before_routing_total";
+pub const BACKUP_LAST_SUCCESS: &str = "app_backup_last_success_timestamp_seconds";
 
 /// The `endpoint` label of every request that matched no route: one fixed value, so probing random
 /// paths cannot grow the label set.
@@ -121,6 +122,12 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         "Requests the HTTP layer refused before routing, so with no route or request id (`malformed`, `head_too_large`, `head_timeout`).",
     ),
     (
+        BACKUP_LAST_SUCCESS,
+        "gauge",
+        "",
+        "SQLite only: when the newest backup recorded by `devsecops-app backup` was taken (Unix seconds; the point in time it restores to), read at scrape time; 0 when none has been recorded.",
+    ),
+    (
         "process_*",
         "various",
         "",
@@ -147,6 +154,9 @@ pub struct Metrics {
     pub shutting_down: IntGauge,
     pub db_errors: IntCounterVec,
     pub refused_early: IntCounterVec,
+    /// Registered by [`Metrics::enable_backup_metric`] on SQLite only: PostgreSQL backups are
+    /// pg_dump's or CloudNativePG's, which this service does not see.
+    pub backup_last_success: IntGauge,
 }
 
 impl Metrics {
@@ -232,6 +242,11 @@ impl Metrics {
             refused_early.with_label_values(&[reason]);
         }
 
+        let backup_last_success = IntGauge::new(
+            BACKUP_LAST_SUCCESS,
+            "When the newest recorded backup was taken, Unix seconds; 0 when none.",
+        )?;
+
         Ok(Metrics {
             registry,
             requests_total,
@@ -246,7 +261,14 @@ impl Metrics {
             shutting_down,
             db_errors,
             refused_early,
+            backup_last_success,
         })
+    }
+
+    /// Exports [`BACKUP_LAST_SUCCESS`] (SQLite deployments, whose backups this service records).
+    pub fn enable_backup_metric(&self) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(self.backup_last_success.clone()))
     }
 
     pub fn observe_request(&self, method: &str, endpoint: &str, status: &str, seconds: f64) {

@@ -18,6 +18,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, Respon
 use slog::{error, info, o, warn, Logger};
 
 use crate::client_address::client_address;
+use crate::conditional::{self, Negotiation, Preconditions};
 use crate::metrics::{method_label, UNMATCHED_ENDPOINT};
 use crate::problem::{ApiError, Problem, PROBLEM_CONTENT_TYPE};
 use crate::state::AppState;
@@ -137,6 +138,19 @@ pub async fn request_context(
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
 
+    // Preconditions are read once here: handlers of conditional writes take them from the request,
+    // and `conditional::finish` applies them to GET and HEAD.
+    let preconditions = Preconditions::parse(&req);
+    let negotiation = Negotiation::of(
+        &req,
+        req.method(),
+        preconditions.clone().unwrap_or_default(),
+    );
+    let encoded_body = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+
     let outcome = if header_bytes > settings.max_header_bytes {
         let problem = Problem::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -156,8 +170,14 @@ pub async fn request_context(
             retry_after_secs: retry_after,
         };
         Ok(req.into_response(error.error_response()))
+    } else if let Err(detail) = preconditions {
+        Ok(req.into_response(ApiError::BadRequest(detail).error_response()))
+    } else if encoded_body {
+        Ok(req.into_response(ApiError::EncodedBody.error_response()))
     } else {
         let mut req = req;
+        req.extensions_mut()
+            .insert(negotiation.preconditions.clone());
         let body = track_body(&mut req);
         match tokio::time::timeout(settings.request_timeout, next.call(req)).await {
             Ok(Ok(response)) => Ok(response.map_into_boxed_body()),
@@ -193,6 +213,7 @@ pub async fn request_context(
     let elapsed = started.elapsed();
     match outcome {
         Ok(response) => {
+            let response = conditional::finish(response, &negotiation);
             let mut response = ensure_problem_body(response);
             add_headers(response.headers_mut(), &request_id, settings.hsts_max_age);
             finish(&state, &logger, &info, response.status(), elapsed);

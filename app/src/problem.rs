@@ -99,6 +99,10 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
+    /// A request body with a content coding: bodies are read as sent, never decompressed (415).
+    EncodedBody,
+    /// A conditional request whose precondition does not hold for the resource (412).
+    PreconditionFailed,
     Validation(Vec<FieldError>),
     /// Query parameters out of range (422 naming the query, not the body).
     InvalidQuery(Vec<FieldError>),
@@ -126,7 +130,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::EncodedBody => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::Validation(_) | ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -153,6 +160,16 @@ impl ResponseError for ApiError {
             }
             ApiError::UnsupportedMediaType => {
                 problem.detail = Some("request body must be application/json".into())
+            }
+            ApiError::EncodedBody => {
+                problem.detail =
+                    Some("request bodies are accepted without a content coding only".into())
+            }
+            ApiError::PreconditionFailed => {
+                problem.detail = Some(
+                    "the resource has changed: its current ETag does not match the request's preconditions"
+                        .into(),
+                )
             }
             ApiError::Validation(errors) => {
                 problem.detail = Some("request body failed validation".into());
@@ -187,6 +204,13 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9110 section 12.5.3: the codings that would have been accepted.
+            ApiError::EncodedBody => {
+                headers.insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
             }
             _ => {}
         }

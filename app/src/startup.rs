@@ -13,7 +13,7 @@ use actix_web::{error, web, App, HttpServer};
 use slog::{error, info, warn, Logger};
 
 use crate::configuration::Settings;
-use crate::db::{Database, DbError};
+use crate::db::{Database, OpenError};
 use crate::metrics::Metrics;
 use crate::middleware::request_context;
 use crate::problem::{json_error, ApiError};
@@ -112,8 +112,13 @@ impl Application {
         let port = local_port(&listener)?;
         let metrics_port = local_port(&internal_listener)?;
         let variable = settings.database_url_source.clone();
-        let db = Database::connect_lazy(&settings)
-            .map_err(|e| StartupError::configuration(format!("{variable}: {e}")))?;
+        let db = Database::connect_lazy(&settings.database()).map_err(|e| match e {
+            OpenError::Invalid(message) => {
+                StartupError::configuration(format!("{variable}: {message}"))
+            }
+            // A restore is replacing the file: starting later is the fix.
+            OpenError::Busy(message) => StartupError::runtime(message),
+        })?;
         info!(logger, "configuration loaded";
             "api_token_source" => &settings.api_token_source,
             "database" => db.backend(),
@@ -132,7 +137,7 @@ impl Application {
                 StartupError::configuration(format!(
                     "{variable}: cannot open or migrate the SQLite database {}: {}",
                     path.display(),
-                    describe(&e)
+                    e.describe()
                 ))
             })?;
             // Migrations may need no write at all; the service's job is writing, so check it can.
@@ -140,7 +145,7 @@ impl Application {
                 StartupError::configuration(format!(
                     "{variable}: the SQLite database {} cannot be written: {}",
                     path.display(),
-                    describe(&e)
+                    e.describe()
                 ))
             })?;
             if !existed {
@@ -149,6 +154,10 @@ impl Application {
             }
             info!(state.logger, "database ready"; "backend" => "sqlite", "migrations_applied" => format!("{applied:?}"));
             state.metrics.db_up.set(1);
+            state
+                .metrics
+                .enable_backup_metric()
+                .map_err(|e| StartupError::runtime(format!("metrics registry: {e}")))?;
         } else {
             // PostgreSQL may come up after the service: start unready and migrate when it answers,
             // instead of exiting into a crash loop.
@@ -229,15 +238,6 @@ fn local_port(listener: &TcpListener) -> Result<u16, StartupError> {
         .map_err(|e| StartupError::runtime(format!("listener address: {e}")))
 }
 
-/// A database error as an operator reads it (no URL, no password: sqlx errors carry neither).
-fn describe(err: &DbError) -> String {
-    match err {
-        DbError::Unavailable(fault, cause) => format!("{} ({cause})", fault.as_str()),
-        DbError::Other(cause) => cause.clone(),
-        DbError::Conflict => "a unique constraint failed".into(),
-    }
-}
-
 /// Retries the PostgreSQL migrations until they succeed, with backoff; readiness is 503 meanwhile.
 async fn migrate_when_reachable(state: web::Data<AppState>) {
     let mut pause = Duration::from_millis(250);
@@ -256,7 +256,7 @@ async fn migrate_when_reachable(state: web::Data<AppState>) {
                 // The first failure and then every tenth, so an outage does not flood the log.
                 if attempts == 1 || attempts % 10 == 0 {
                     error!(state.logger, "database migrations pending: the database did not answer; serving unready until it does";
-                        "event" => "migrations_pending", "attempts" => attempts, "error" => describe(&err));
+                        "event" => "migrations_pending", "attempts" => attempts, "error" => err.describe());
                 }
             }
         }

@@ -157,6 +157,17 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     pool.with_label_values(&["in_use"])
         .set(i64::from(size.saturating_sub(idle)));
     state.metrics.db_pool_max.set(i64::from(max));
+    if state.db.backend() == "sqlite" {
+        // One indexed row; on a failure the last value read stays (the database's own alerts fire).
+        if let Ok(Ok(taken_at)) =
+            tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.last_backup_taken_at()).await
+        {
+            state
+                .metrics
+                .backup_last_success
+                .set(taken_at.map_or(0, |t| t.unix_timestamp()));
+        }
+    }
     let body = state.metrics.encode().map_err(|_| ApiError::Internal)?;
     Ok(HttpResponse::Ok()
         .insert_header((

@@ -39,7 +39,7 @@ use crate::problem::{ApiError, Problem};
         health::Health,
         health::Readiness,
     )),
-    modifiers(&BearerAuth, &PatchNeedsAField, &FieldPatterns),
+    modifiers(&BearerAuth, &PatchNeedsAField, &FieldPatterns, &TagListPatterns),
     tags(
         (name = "users", description = "Users: reads are open, writes need the bearer token"),
         (name = "operations", description = "Probes and API description"),
@@ -112,6 +112,42 @@ impl Modify for FieldPatterns {
                         object.properties.get_mut(field)
                     {
                         property.pattern = Some(pattern);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Header parameters are strings when present (utoipa types an optional one as string-or-null);
+/// `If-Match` and `If-None-Match` get the `pattern` of
+/// [`crate::conditional::TAG_LIST_PATTERN`], which the parser is tested against.
+struct TagListPatterns;
+
+impl Modify for TagListPatterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{Schema, SchemaType, Type};
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if !matches!(parameter.parameter_in, ParameterIn::Header) {
+                        continue;
+                    }
+                    let is_tag_list =
+                        matches!(parameter.name.as_str(), "If-Match" | "If-None-Match");
+                    if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() {
+                        object.schema_type = SchemaType::Type(Type::String);
+                        if is_tag_list {
+                            object.pattern = Some(crate::conditional::TAG_LIST_PATTERN.to_string());
+                        }
                     }
                 }
             }

@@ -23,6 +23,7 @@ fn shape(reply: &Reply) -> Value {
     let mut headers = serde_json::Map::new();
     for name in [
         "content-type",
+        "accept-encoding",
         "allow",
         "retry-after",
         "www-authenticate",
@@ -139,6 +140,30 @@ async fn problem_bodies() {
         .await,
     );
     add("422 query", app.get("/api/users?limit=0").await);
+    add(
+        "400 malformed If-Match",
+        app.authed(app.client.patch(app.url("/api/users/1")))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("If-Match", "not-quoted"))
+            .send_bytes(br#"{"name":"B"}"#)
+            .await,
+    );
+    add(
+        "412 stale If-Match",
+        app.authed(app.client.patch(app.url("/api/users/1")))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("If-Match", "\"0-0\""))
+            .send_bytes(br#"{"name":"B"}"#)
+            .await,
+    );
+    add(
+        "415 encoded body",
+        app.authed(app.client.post(app.url("/api/users")))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Content-Encoding", "gzip"))
+            .send_bytes(b"\x1f\x8b")
+            .await,
+    );
     let mut limited = None;
     for _ in 0..200 {
         let reply = app.get("/api/users").await;

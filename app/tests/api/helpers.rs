@@ -517,3 +517,52 @@ pub async fn raw_exchange(address: &str, bytes: &[u8]) -> Vec<u8> {
     .await;
     response
 }
+
+/// What a run of the real binary printed, and how it exited.
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The JSON log lines on stdout.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The one stdout line with this `event`.
+    pub fn event(&self, event: &str) -> Value {
+        self.json_lines()
+            .into_iter()
+            .find(|l| l["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} line: {} / {}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs the real `devsecops-app` with `args` and only the environment given (no inherited
+/// variables); a run that takes over 60 s is killed and fails the test.
+pub async fn run_cli(args: &[&str], env: &[(&str, &str)]) -> CliRun {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("start the binary");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("devsecops-app {args:?} did not exit within 60 s"))
+        .expect("output");
+    CliRun {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -2,6 +2,10 @@
 
 mod helpers;
 
+mod backup;
+mod command_line;
+mod compression;
+mod conditional;
 mod contract;
 mod errors;
 mod forwarding;
