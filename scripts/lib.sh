@@ -183,6 +183,8 @@ install_tools() {
   apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin groovy debootstrap systemd shfmt iproute2 docker-compose
   # ssh-keygen signs policy approvals in the devsecops tests, as approvers do.
   apt_install openssh-client
+  # ctr, the containerd CLI k3s embeds: docs/troubleshooting.md's `k3s ctr` commands are checked against it.
+  apt_install containerd
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"

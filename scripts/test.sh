@@ -169,7 +169,10 @@ check_cicd() {
 }
 
 check_kubernetes() {
-  DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
+  # docs/troubleshooting.md's commands are checked against this revision's binaries' --help.
+  cargo build --locked -q -p devsecops-app -p devsecops
+  DEVSECOPS_APP_BIN="$PWD/target/debug/devsecops-app" DEVSECOPS_BIN="$PWD/target/debug/devsecops" \
+    DEVSECOPS_SCHEMAS="${DEVSECOPS_SCHEMAS:-$PWD/../shared/schemas}" \
     python3 -m pytest -q -p no:cacheprovider k8s/tests
 }
 
@@ -221,7 +224,7 @@ run_step "unit and integration tests (SQLite, PostgreSQL, the image in Docker)" 
 run_step "load test: goose users against the service, zero errors" smoke_loadtest
 run_step "shellcheck" check_scripts
 run_step "observability: rules, alerts, dashboards, logs, Prometheus end to end" check_observability
-run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots" check_kubernetes
+run_step "Kubernetes: chart lint, render, schemas, CRDs, Pod Security, checkov, snapshots, backup and restore scripts, troubleshooting commands" check_kubernetes
 run_step "every rendered configuration runs: chart value sets and overlays, compose, NixOS unit" check_renders
 run_step "devsecops reports: SARIF and CycloneDX schemas, JUnit, dashboard in Chromium" check_pipeline_reports
 run_step "devsecops audit and VEX: Rust binaries of a real Nix closure, SBOM, OpenVEX and CycloneDX VEX, round trip" check_pipeline_audit
