@@ -1003,42 +1003,16 @@ mod tests {
     #[test]
     fn statements_match_by_any_advisory_id_and_purl_with_or_without_version() {
         let f = smallvec("1.6.0");
-        let t = "2026-11-01T00:00:00Z";
-        assert!(statement(
-            &["CVE-2021-25900"],
-            "pkg:cargo/smallvec@1.6.0",
-            Status::NotAffected,
-            t
-        )
-        .matches(&f));
-        assert!(statement(
-            &["cve-2021-25900"],
-            "pkg:cargo/smallvec",
-            Status::NotAffected,
-            t
-        )
-        .matches(&f));
-        assert!(!statement(
-            &["CVE-2021-25900"],
-            "pkg:cargo/smallvec@1.6.1",
-            Status::NotAffected,
-            t
-        )
-        .matches(&f));
-        assert!(!statement(
-            &["CVE-2021-25900"],
-            "pkg:npm/smallvec@1.6.0",
-            Status::NotAffected,
-            t
-        )
-        .matches(&f));
-        assert!(!statement(
-            &["CVE-2099-0001"],
-            "pkg:cargo/smallvec@1.6.0",
-            Status::NotAffected,
-            t
-        )
-        .matches(&f));
+        for (id, product, expected) in [
+            ("CVE-2021-25900", "pkg:cargo/smallvec@1.6.0", true),
+            ("cve-2021-25900", "pkg:cargo/smallvec", true),
+            ("CVE-2021-25900", "pkg:cargo/smallvec@1.6.1", false),
+            ("CVE-2021-25900", "pkg:npm/smallvec@1.6.0", false),
+            ("CVE-2099-0001", "pkg:cargo/smallvec@1.6.0", false),
+        ] {
+            let s = statement(&[id], product, Status::NotAffected, "2026-11-01T00:00:00Z");
+            assert_eq!(s.matches(&f), expected, "{id} {product}");
+        }
     }
 
     #[test]
