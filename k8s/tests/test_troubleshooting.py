@@ -359,3 +359,37 @@ def test_values_and_placeholders_are_not_taken_for_flags_or_commands():
     assert inner == ["echo", "wide"], "a command substitution's command is checked too"
     assert words == ["kubectl", "-n", VALUE, "get", "pods", "--chunk-size=10", "-o", VALUE]
     assert check(words) == []
+
+
+def rust_string_arrays(path, program):
+    """The argument arrays app/tests/api/backup.rs hands to `program` (`pg("pg_dump", &args)` with
+    `let args = [...]`, or `pg("pg_restore", &[...])`): literals as written, anything else VALUE."""
+    with open(path) as f:
+        source = f.read()
+    arrays = []
+    for match in re.finditer(rf'pg\(\s*"{program}",\s*(&\[(.*?)\]|&(\w+))', source, re.S):
+        body = match.group(2)
+        if body is None:
+            body = re.findall(rf"let {match.group(3)} = \[(.*?)\];", source[:match.start()], re.S)[-1]
+        items = [item.strip() for item in body.split(",") if item.strip()]
+        arrays.append([json.loads(item) if item.startswith('"') else VALUE for item in items])
+    return arrays
+
+
+def test_the_pg_dump_and_pg_restore_the_docs_give_are_the_ones_the_service_tests_run():
+    """The external-database backup is documented with exactly the commands app/tests/api/backup.rs
+    runs against a real PostgreSQL under write load (files and URLs aside)."""
+    tested = {program: rust_string_arrays(os.path.join(ROOT, "app", "tests", "api", "backup.rs"), program)
+              for program in ("pg_dump", "pg_restore")}
+    assert tested["pg_dump"] and tested["pg_restore"], tested
+
+    def shape(words):
+        return [w if w.startswith("-") else VALUE for w in words]
+    documented = 0
+    for doc in (DOC, os.path.join(ROOT, "docs", "kubernetes.md")):
+        for _, script in shell_blocks(doc):
+            for _, words in commands(script):
+                if words[0] in tested and "--list" not in words:
+                    assert shape(words[1:]) in [shape(a) for a in tested[words[0]]], (doc, words, tested[words[0]])
+                    documented += 1
+    assert documented == 4, "pg_dump and pg_restore in both guides"
