@@ -88,8 +88,9 @@ pub struct Parsed {
 pub fn parse(tool: &str, file: &Path) -> Result<Parsed> {
     if !TOOLS.iter().any(|(t, _)| *t == tool) {
         return Err(Error::Usage(format!(
-            "unknown tool {tool:?}; known: {}",
-            TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+            "unknown tool {tool:?}; known: {}; VEX statements: {}",
+            TOOLS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "),
+            crate::vex::TOOLS.join(", ")
         )));
     }
     let bytes = read_limited(file)?;
