@@ -261,16 +261,22 @@ impl Finding {
                 })
                 .unwrap_or_default()
         };
-        if let Some(first) = self.artifacts.first() {
+        if let Some(shipped) = self.shipped_in() {
             if !place.is_empty() {
                 place.push(' ');
             }
-            place.push_str(&format!("in {}", first.path));
-            if self.artifacts.len() > 1 {
-                place.push_str(&format!(" and {} more", self.artifacts.len() - 1));
-            }
+            place.push_str(&shipped);
         }
         place
+    }
+
+    /// "in <binary>" (and how many more) for a finding in shipped binaries.
+    pub fn shipped_in(&self) -> Option<String> {
+        let first = self.artifacts.first()?;
+        Some(match self.artifacts.len() {
+            1 => format!("in {}", first.path),
+            n => format!("in {} and {} more", first.path, n - 1),
+        })
     }
 }
 

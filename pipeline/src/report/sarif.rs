@@ -260,6 +260,9 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> st
             if !fix.is_empty() {
                 text.push_str(&format!("; {fix}"));
             }
+            if let Some(shipped) = f.shipped_in() {
+                text.push_str(&format!(" {shipped}"));
+            }
             text.push_str(" [");
             text.push_str(&f.tools.iter().cloned().collect::<Vec<_>>().join(", "));
             text.push(']');

@@ -75,7 +75,7 @@ def test_findings_reach_the_gate_merged_with_the_workspace_audit(tmp_path, closu
     run(["ingest", "--tool", "cargo-audit", os.path.join(FIXTURES, "real", "cargo-audit.json")], cwd=tmp_path)
     added = run(["audit", "--db", ADVISORY_DB, "--nix", root], cwd=tmp_path)
     assert "RUSTSEC-2021-0003 smallvec 1.6.0" in added.stderr
-    gate = run(["gate", "--format", "json,markdown"], cwd=tmp_path, check=False)
+    gate = run(["gate", "--format", "json,markdown,sarif"], cwd=tmp_path, check=False)
     assert gate.returncode == 1, gate.stdout + gate.stderr
     findings = json.loads((tmp_path / "reports" / "devsecops.json").read_text())["findings"]
     [smallvec] = [f for f in findings if f["rule"] == "RUSTSEC-2021-0003"]
@@ -85,6 +85,10 @@ def test_findings_reach_the_gate_merged_with_the_workspace_audit(tmp_path, closu
     assert plain["severity"] == "medium" and plain["artifacts"][0]["path"].endswith("/bin/plain-tool")
     summary = (tmp_path / "reports" / "devsecops-summary.md").read_text()
     assert "in " + tool_path(closure, "vuln-tool-0.1.0") + "/bin/vuln-tool" in summary.replace("\\", "")
+    # SARIF consumers see the binary too.
+    sarif = json.loads((tmp_path / "reports" / "devsecops.sarif").read_text())
+    texts = [r["message"]["text"] for r in sarif["runs"][0]["results"] if r["ruleId"] == "not-auditable"]
+    assert texts and texts[0].endswith("/bin/plain-tool [devsecops-audit]"), texts
 
 
 def test_a_corrupt_section_is_an_error_naming_the_file(tmp_path, corrupt_bins, corrupt_closure):
