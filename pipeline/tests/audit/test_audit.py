@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from conftest import ADVISORY_DB, FIXTURES, run
+from conftest import ADVISORY_DB, BIN, FIXTURES, run
 
 
 def audit(tmp_path, *args, check=True):
@@ -121,3 +121,15 @@ def test_a_missing_or_wrong_advisory_database_is_an_error(tmp_path, closure):
     root, _ = closure
     out = run(["audit", "--db", str(tmp_path), "--nix", root], cwd=tmp_path, check=False)
     assert out.returncode == 2 and "not a RustSec advisory database" in out.stderr, out.stderr
+
+
+def test_the_audit_runs_as_a_scanner_of_devsecops_scan(tmp_path, closure):
+    root, _ = closure
+    (tmp_path / "devsecops.toml").write_text(
+        '[policy]\nfail_on = ["critical", "high"]\nmode = "all"\n\n'
+        '[[scanner]]\nname = "closure"\nformat = "devsecops-audit"\n'
+        f'command = {json.dumps([BIN, "audit", "--nix", root, "--db", ADVISORY_DB, "--output", "-"])}\n')
+    out = run(["scan", "--format", "json"], cwd=tmp_path, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    findings = json.loads((tmp_path / "reports" / "devsecops.json").read_text())["findings"]
+    assert {f["rule"] for f in findings} == {"RUSTSEC-2021-0003", "not-auditable"}
