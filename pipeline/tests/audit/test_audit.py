@@ -62,6 +62,13 @@ def test_a_binary_cache_is_read_from_its_narinfo_and_nar_files(tmp_path, closure
     _, from_cache = audit(tmp_path, "--nix", str(cache))
     assert from_cache["findings"] == from_store["findings"]
     assert from_cache["not_auditable"] == from_store["not_auditable"]
+    # A .narinfo pointing outside the cache is refused, not followed.
+    narinfo = next(cache.glob("*.narinfo"))
+    text = narinfo.read_text()
+    url = next(line for line in text.splitlines() if line.startswith("URL: "))
+    narinfo.write_text(text.replace(url, "URL: ../../outside.nar"))
+    out, _ = audit(tmp_path, "--nix", str(cache), check=False)
+    assert out.returncode == 2 and "not a file of the cache" in out.stderr and narinfo.name in out.stderr, out.stderr
     # The default compression is refused with the way out, not read as an empty closure.
     xz = tmp_path / "xz"
     subprocess.run(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", f"file://{xz}", root],
