@@ -85,7 +85,8 @@ in
 
   # The appliance's system closure (the VM test's node, which nixos/lib/testing/nodes.nix passes
   # through) audited in the sandbox: the crates cargo auditable embedded in every Rust binary,
-  # against the pinned advisory database, then the gate's policy. The path info comes as
+  # against the pinned advisory database, then the gate's policy with the appliance's accepted
+  # findings (.devsecops/appliance-suppressions.toml). The path info comes as
   # closureInfo gets it (nixpkgs pkgs/build-support/closure-info.nix): exportReferencesGraph
   # under structured attributes. tests/nix checks this script; pipeline/tests/audit runs it.
   appliance-closure-audit = pkgs.stdenvNoCC.mkDerivation {
@@ -94,12 +95,14 @@ in
     exportReferencesGraph.closure = [ vmAppliance.nodes.appliance.system.build.toplevel ];
     nativeBuildInputs = [ project.devsecops pkgs.jq ];
     gateConfig = ./devsecops-gate.toml;
+    suppressions = ../.devsecops/appliance-suppressions.toml;
     buildCommand = ''
       out=''${outputs[out]}
       export HOME=$TMPDIR
-      mkdir -p audit && cd audit
+      mkdir -p audit/.devsecops && cd audit
       jq .closure "$NIX_ATTRS_JSON_FILE" > closure.json
       cp "$gateConfig" devsecops.toml
+      cp "$suppressions" .devsecops/suppressions.toml
       devsecops audit --nix closure.json --db ${advisory-db}
       devsecops gate --format sarif,junit,json,markdown
       mkdir -p "$out" && cp -r reports closure.json "$out"/

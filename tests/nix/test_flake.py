@@ -120,7 +120,9 @@ def test_the_appliance_closure_is_audited_in_the_sandbox(flake):
         assert "devsecops audit --nix closure.json --db /nix/store/00000000000000000000000000000000-advisory-db\n" in script
         assert script.index("devsecops audit") < script.index("devsecops gate")
         # Structured attributes define these for the builder (.attrs.sh, NIX_ATTRS_JSON_FILE).
-        declared = "declare -A outputs=([out]=/nix/store/x)\nNIX_ATTRS_JSON_FILE=/build/.attrs.json\ngateConfig=/nix/store/x\nTMPDIR=/build\n"
+        assert args["suppressions"].endswith("/.devsecops/appliance-suppressions.toml")
+        declared = ("declare -A outputs=([out]=/nix/store/x)\nNIX_ATTRS_JSON_FILE=/build/.attrs.json\ngateConfig=/nix/store/x\n"
+                    "suppressions=/nix/store/y\nTMPDIR=/build\n")
         check = subprocess.run(["shellcheck", "-s", "bash", "-"], input="#!/usr/bin/env bash\nset -euo pipefail\n" + declared + script,
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout

@@ -50,7 +50,8 @@ def run_gate_check(tmp_path, args, closure_paths):
     os.symlink(BIN, bindir / "devsecops")
     script = args["buildCommand"].replace(PLACEHOLDER + "advisory-db", ADVISORY_DB)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(build),
-               NIX_ATTRS_JSON_FILE=str(build / ".attrs.json"), gateConfig=args["gateConfig"])
+               NIX_ATTRS_JSON_FILE=str(build / ".attrs.json"), gateConfig=args["gateConfig"],
+               suppressions=args["suppressions"])
     out = subprocess.run(["bash", "-c", f"set -euo pipefail\ndeclare -A outputs=([out]={tmp_path / 'out'})\n{script}"],
                          cwd=build, env=env, capture_output=True, text=True, timeout=120)
     return out, build / "audit"
@@ -65,6 +66,12 @@ def test_the_nix_gate_check_fails_on_a_vulnerable_closure_and_passes_a_patched_o
     assert "RUSTSEC-2021-0003 smallvec 1.6.0" in out.stderr
     report = json.loads((work / "reports" / "devsecops.json").read_text())
     assert any(f["rule"] == "RUSTSEC-2021-0003" and f["fails"] for f in report["findings"])
+    # An acceptance in .devsecops/appliance-suppressions.toml is what the check gates with.
+    accepted = tmp_path / "appliance-suppressions.toml"
+    accepted.write_text('[[suppression]]\nrule = "RUSTSEC-2021-0003"\njustification = "insert_many is never called by the appliance"\n'
+                        'owner = "platform-team"\nexpires = 2099-01-01\nvex_justification = "vulnerable_code_not_in_execute_path"\n')
+    out, _ = run_gate_check(tmp_path / "accepted", dict(gate_check, suppressions=str(accepted)), everything)
+    assert out.returncode == 0, out.stdout + out.stderr
     patched = [by_name["patched-tool-0.1.0"]["path"], by_name["c-tool-1.0"]["path"]]
     out, _ = run_gate_check(tmp_path / "patched", gate_check, patched)
     assert out.returncode == 0, out.stdout + out.stderr
