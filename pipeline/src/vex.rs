@@ -302,9 +302,8 @@ fn covered<'a>(
     }
     if out.is_empty() {
         return Err(Error::Usage(format!(
-            "no suppression in {} accepts a dependency finding of {}: there is nothing to state",
-            file.display(),
-            "the findings file"
+            "no suppression in {} accepts a stored dependency finding (an advisory in a package with a purl): there is no VEX statement to write",
+            file.display()
         )));
     }
     Ok(out)

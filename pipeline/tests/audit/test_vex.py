@@ -183,6 +183,10 @@ def test_a_suppression_of_a_dependency_without_vex_justification_is_an_error(tmp
                           suppressions=SUPPRESSIONS.replace('vex_justification = "vulnerable_code_not_in_execute_path"\n', ""))
     out = run(["vex"], cwd=folder, check=False)
     assert out.returncode == 2 and "suppression(s) #1" in out.stderr and "vex_justification" in out.stderr, out.stderr
+    # Nothing accepted: no document that would claim nothing, but a clear error.
+    (folder / ".devsecops" / "suppressions.toml").write_text("")
+    out = run(["vex"], cwd=folder, check=False)
+    assert out.returncode == 2 and "no VEX statement to write" in out.stderr, out.stderr
     bad = SUPPRESSIONS.replace("vulnerable_code_not_in_execute_path", "we_checked_it")
     (folder / ".devsecops" / "suppressions.toml").write_text(bad)
     out = run(["vex"], cwd=folder, check=False)
