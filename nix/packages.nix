@@ -33,10 +33,14 @@ let
 
   cargoArtifacts = craneLib.buildDepsOnly common;
 
+  # Built with cargo auditable like the image's binary, so `devsecops audit --nix` (the appliance's
+  # closure audit) can read their dependency lists instead of reporting them not auditable.
   member = name: craneLib.buildPackage (common // {
     inherit cargoArtifacts;
     pname = name;
     cargoExtraArgs = "--locked -p ${name}";
+    nativeBuildInputs = [ pkgs.cargo-auditable ];
+    cargoBuildCommand = "cargo auditable build --release";
     # The workspace's tests run once, in checks.tests (they need PostgreSQL).
     doCheck = false;
     meta.mainProgram = name;
