@@ -25,10 +25,16 @@ for target in "${targets[@]}"; do
   log "fuzzing $target for ${seconds}s"
   if [ -n "${KEEP_CORPUS:-}" ]; then out="corpus/$target"; else out="$scratch/$target"; fi
   mkdir -p "$out"
+  set +e
   cargo fuzz run -s none -O "$target" "$out" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=262144 -print_final_stats=1 2>&1 |
-    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" || true
-  if ls "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-* >/dev/null 2>&1; then
+    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)"
+  run_status=${PIPESTATUS[0]}
+  set -e
+  # libFuzzer exits non-zero on a crash, an out-of-memory or a timeout and leaves the input behind;
+  # either sign fails the step (before, a crash passed unless all three kinds of file existed).
+  if [ "$run_status" -ne 0 ] || compgen -G "artifacts/$target/crash-*" >/dev/null ||
+    compgen -G "artifacts/$target/oom-*" >/dev/null || compgen -G "artifacts/$target/timeout-*" >/dev/null; then
     echo "fuzz target $target found a failing input: pipeline/fuzz/artifacts/$target" >&2
     exit 1
   fi
