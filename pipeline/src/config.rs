@@ -214,6 +214,20 @@ impl Config {
                     format!("scanner {:?}: command is empty", scanner.name),
                 ));
             }
+            // A glob would match nothing literally and leave the files it meant unwatched.
+            if let Some(rule) = scanner
+                .rules
+                .iter()
+                .find(|r| r.is_empty() || r.contains(['*', '?', '[']))
+            {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "scanner {:?}: rules entry {rule:?} must name a file or directory (no globs)",
+                        scanner.name
+                    ),
+                ));
+            }
             if !crate::ingest::TOOLS
                 .iter()
                 .any(|(t, _)| *t == scanner.format)

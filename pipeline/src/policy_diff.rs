@@ -403,9 +403,10 @@ pub fn govern(
 
     let mut message = String::from("devsecops policy approval v1\n");
     for (file, (before, after)) in &digests {
+        // Quoted, so no file name can pass for other lines.
         let _ = writeln!(
             message,
-            "{file} {} {}",
+            "{file:?} {} {}",
             before.as_deref().unwrap_or("-"),
             after.as_deref().unwrap_or("-")
         );

@@ -939,6 +939,19 @@ fn bad_policy_files_on_either_side_are_errors_naming_them() {
         "{}",
         text(&out)
     );
+    let repo = Repo::new();
+    repo.edit(
+        "devsecops.toml",
+        "rules = [\".hadolint.yaml\"]",
+        "rules = [\".hadolint*\"]",
+    );
+    let out = repo.devsecops(&["gate", "--base", "main"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("must name a file or directory (no globs)"),
+        "{}",
+        text(&out)
+    );
     let outside = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_devsecops"))
         .args(["gate", "--base", "main"])
