@@ -485,8 +485,12 @@ class PodRun:
             elif "emptyDir" in volume or "persistentVolumeClaim" in volume:
                 # A directory on the node's disk, as the kubelet makes an emptyDir (0777) and as a
                 # provisioner hands out a volume; with fsGroup, group-owned and setgid
-                # (SetVolumeOwnership). sizeLimit is enforced by eviction, not by the mount.
-                directory = os.path.join(self.workdir, self.render, self.pod_name, mount["name"])
+                # (SetVolumeOwnership). sizeLimit is enforced by eviction, not by the mount. A claim
+                # is one directory for every pod of the render that mounts it (all on one node here).
+                if "persistentVolumeClaim" in volume:
+                    directory = self.claim_directory(volume["persistentVolumeClaim"]["claimName"])
+                else:
+                    directory = os.path.join(self.workdir, self.render, self.pod_name, mount["name"])
                 os.makedirs(directory, exist_ok=True)
                 if fs_group is not None:
                     os.chown(directory, 0, fs_group)
@@ -497,6 +501,9 @@ class PodRun:
             if mount.get("readOnly") and ("emptyDir" in volume or "persistentVolumeClaim" in volume):
                 raise RunError(f"{self.render}: read-only emptyDir/PVC mounts are not emulated")
         return args
+
+    def claim_directory(self, claim):
+        return os.path.join(self.workdir, self.render, "claims", claim)
 
     def _command(self, container, env):
         command = [expand(c, env) for c in container.get("command", [])] or None
@@ -604,8 +611,11 @@ class PodRun:
             results.append(self.run_probe(run, container, "livenessProbe"))
         return results
 
-    def run_to_completion(self, extra_hosts):
-        """A restartPolicy Never pod (helm test): every container must exit 0."""
+    def run_to_completion(self, extra_hosts, timeout=HELM_TEST_TIMEOUT):
+        """A restartPolicy Never pod (helm test, a Job's pod): every container must exit 0 within
+        `timeout` seconds."""
+        if self.spec.get("restartPolicy") not in ("Never", None):
+            raise RunError(f"{self.render} {self.pod_name}: restartPolicy {self.spec['restartPolicy']} is not emulated")
         for container in self.spec["containers"]:
             run = ContainerRun(f"{self.network.name}-{self.pod_name}-{container['name']}"[:120], self.network,
                                self.image, {"render": self.render})
@@ -616,13 +626,31 @@ class PodRun:
             command, args = self._command(container, env)
             run.start(command, args, env)
             self.containers.append((run, container))
-            deadline = time.monotonic() + HELM_TEST_TIMEOUT
+            deadline = time.monotonic() + timeout
             while run.running() and time.monotonic() < deadline:
                 time.sleep(0.2)
             current = state(run.name)
             if current.get("Running") or current.get("ExitCode") != 0:
                 raise RunError(f"{self.render} {self.pod_name}/{container['name']} did not succeed "
                                f"(exit {current.get('ExitCode')}):\n{logs(run.name)}")
+
+    def required_affinity_met(self, running):
+        """The scheduler's required pod affinity: every term must select a running pod on the node
+        (here, every pod shares the one node). A term nothing satisfies would leave the pod Pending."""
+        affinity = self.spec.get("affinity") or {}
+        unknown = set(affinity) - {"podAffinity"}
+        if unknown:
+            raise RunError(f"{self.render} {self.pod_name}: affinity {sorted(unknown)} is not emulated")
+        terms = affinity.get("podAffinity", {})
+        if set(terms) - {"requiredDuringSchedulingIgnoredDuringExecution"}:
+            raise RunError(f"{self.render} {self.pod_name}: podAffinity {sorted(terms)} is not emulated")
+        for term in terms.get("requiredDuringSchedulingIgnoredDuringExecution", []):
+            selector = term.get("labelSelector", {})
+            if set(selector) != {"matchLabels"} or set(term) - {"labelSelector", "topologyKey"}:
+                raise RunError(f"{self.render} {self.pod_name}: affinity term {term} is not emulated")
+            if not any(all(pod.labels.get(k) == v for k, v in selector["matchLabels"].items()) for pod in running):
+                raise RunError(f"{self.render} {self.pod_name}: no running pod matches its required pod affinity "
+                               f"{selector['matchLabels']}: it would stay Pending")
 
     def terminate(self):
         """Deletion as the kubelet does it: preStop within the grace period, then SIGTERM (the image has
@@ -748,24 +776,31 @@ def parse_duration(text):
 
 
 class SystemdRun:
-    """The NixOS module's unit run as systemd runs it: its Environment= with specifiers resolved,
-    LoadCredential files in $CREDENTIALS_DIRECTORY, a DynamicUser uid, a writable StateDirectory and
-    PrivateTmp on an otherwise read-only root (ProtectSystem=strict), no capabilities, no new
-    privileges; stopped with KillSignal and TimeoutStopSec. The syscall filter and the other
-    sandboxing options are left to the VM test: Docker's seccomp profile stands in."""
+    """A NixOS module's unit run as systemd runs it: its Environment= with specifiers resolved,
+    LoadCredential files in $CREDENTIALS_DIRECTORY, a DynamicUser uid (one per user name, so units
+    sharing `User=` share it), writable StateDirectory entries (directories under the run's state
+    root, shared by the units of one machine) and PrivateTmp on an otherwise read-only root
+    (ProtectSystem=strict), no capabilities, no new privileges, no network with PrivateNetwork;
+    a service is stopped with KillSignal and TimeoutStopSec, a oneshot runs to its exit. The
+    syscall filter and the other sandboxing options are left to the VM test: Docker's seccomp
+    profile stands in."""
 
-    UNIT = "devsecops-app.service"
     DYNAMIC_UID = 61184
+    BINARY = "/usr/local/bin/devsecops-app"  # the image's; ExecStart names the package's
 
-    def __init__(self, name, environment, service_config, network, image, workdir, credentials):
+    def __init__(self, name, unit, environment, service_config, network, image, workdir, credentials, state_root,
+                 instance=None):
         self.name = name
+        self.unit = unit
         self.config = service_config
-        exec_start = service_config["ExecStart"]
-        if not exec_start.endswith("/bin/devsecops-app"):
-            raise RunError(f"{name}: ExecStart {exec_start!r} is not the service binary without arguments")
+        self.oneshot = service_config.get("Type") == "oneshot"
+        exec_start = re.sub(r"%i", lambda _: instance or "", service_config["ExecStart"]).split()
+        if "%" in " ".join(exec_start) or not exec_start[0].endswith("/bin/devsecops-app"):
+            raise RunError(f"{name}: ExecStart {service_config['ExecStart']!r} is not the service binary")
+        self.command = [self.BINARY, *exec_start[1:]]
         self.run = ContainerRun(f"{network.name}-{name}", network, image, {"render": name})
         args = self.run.args
-        credentials_dir = f"/run/credentials/{self.UNIT}"
+        credentials_dir = f"/run/credentials/{unit}"
         uid = self.DYNAMIC_UID if service_config.get("DynamicUser") else 0
         if uid == 0:
             raise RunError(f"{name}: the unit runs as root")
@@ -774,14 +809,23 @@ class SystemdRun:
             args.append("--read-only")
         if service_config.get("NoNewPrivileges"):
             args += ["--security-opt", "no-new-privileges"]
+        if service_config.get("PrivateNetwork"):
+            args[args.index("--network") + 1] = "none"
         bounding = [c for c in service_config.get("CapabilityBoundingSet", []) if c]
         args += ["--cap-drop", "ALL"] + [a for c in bounding for a in ("--cap-add", c.removeprefix("CAP_"))]
         if service_config.get("PrivateTmp"):
             args += ["--tmpfs", "/tmp:rw,nosuid,nodev,mode=1777", "--tmpfs", "/var/tmp:rw,nosuid,nodev,mode=1777"]
-        state_dir = service_config.get("StateDirectory")
-        if state_dir:
-            mode = service_config.get("StateDirectoryMode", "0755")
-            args += ["--tmpfs", f"/var/lib/{state_dir}:rw,nosuid,nodev,mode={mode},uid={uid},gid={uid}"]
+        state_dirs = service_config.get("StateDirectory", [])
+        for state_dir in [state_dirs] if isinstance(state_dirs, str) else state_dirs:
+            # systemd creates it with StateDirectoryMode and chowns it to the unit's user.
+            directory = os.path.join(state_root, state_dir)
+            os.makedirs(directory, exist_ok=True)
+            for path, _, files in os.walk(directory):
+                os.chown(path, uid, uid)
+                for f in files:
+                    os.chown(os.path.join(path, f), uid, uid)
+            os.chmod(directory, int(service_config.get("StateDirectoryMode", "0755"), 8))
+            args += ["--mount", f"type=bind,source={directory},target=/var/lib/{state_dir}"]
         if "WorkingDirectory" in service_config:
             args += ["--workdir", service_config["WorkingDirectory"]]
         directory = os.path.join(workdir, name, "credentials")
@@ -798,8 +842,8 @@ class SystemdRun:
         os.chown(directory, uid, uid)
         os.chmod(directory, 0o500)
         args += ["--mount", f"type=bind,source={directory},target={credentials_dir},readonly"]
-        specifiers = {"d": credentials_dir, "S": "/var/lib", "t": "/run", "T": "/tmp", "N": "devsecops-app",
-                      "n": self.UNIT, "%": "%"}
+        specifiers = {"d": credentials_dir, "S": "/var/lib", "t": "/run", "T": "/tmp", "N": unit.removesuffix(".service"),
+                      "n": unit, "i": instance or "", "%": "%"}
         self.environment = {}
         for key, value in environment.items():
             if key == "PATH":
@@ -809,14 +853,25 @@ class SystemdRun:
         self.port = self.environment.get("PORT", "8080")
 
     def start(self):
-        self.run.start(None, [], self.environment)
+        self.run.start([self.command[0]], self.command[1:], self.environment)
+
+    def run_to_exit(self, within=60):
+        """A oneshot: started, waited for; its exit code and output."""
+        self.start()
+        deadline = time.monotonic() + within
+        while self.run.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        current = state(self.run.name)
+        if current.get("Running"):
+            raise RunError(f"{self.name}: still running after {within} s:\n{logs(self.run.name)}")
+        return current.get("ExitCode"), logs(self.run.name, 20)
 
     def check(self, path):
         """The service's endpoints from inside its own network namespace, as the VM test's curl on
         the machine reaches them (HOST is loopback by default)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
-        out = docker("exec", self.run.name, "/usr/local/bin/devsecops-app", "healthcheck",
+        out = docker("exec", self.run.name, self.BINARY, "healthcheck",
                      f"http://{host}:{self.port}{path}", check=False)
         return out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace").strip()
 

@@ -16,12 +16,14 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import urllib.parse
+import urllib.request
 
 import pytest
 import yaml
@@ -39,7 +41,8 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://devsecops_test:de
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB") or os.path.join(os.path.dirname(ROOT), "shared", "nixpkgs-lib")
 RUN_ID = f"{os.getpid()}-{secrets.token_hex(2)}"
 WORKLOADS = ("Deployment", "Rollout")
-UNRUNNABLE = ("StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet")
+UNRUNNABLE = ("StatefulSet", "DaemonSet", "Job", "ReplicaSet")
+JOB_TIMEOUT = 120  # a CronJob's run, at most its activeDeadlineSeconds
 
 
 def chart_renders():
@@ -95,18 +98,26 @@ class Databases:
 
 
 def pods_of(docs):
-    """(kind, name, namespace, pod spec, labels, is helm test) for every pod the render makes."""
+    """(role, name, namespace, pod spec, labels, job spec) for every pod the render makes; role is
+    "workload", "job" (a CronJob's run, started once here) or "test" (a helm test hook)."""
     for doc in docs:
         kind, meta = doc["kind"], doc["metadata"]
         if kind in WORKLOADS:
             template = doc["spec"]["template"]
-            yield kind, meta["name"], meta.get("namespace", "default"), template["spec"], \
-                template["metadata"].get("labels", {}), False
+            yield "workload", meta["name"], meta.get("namespace", "default"), template["spec"], \
+                template["metadata"].get("labels", {}), None
+        elif kind == "CronJob":
+            job = doc["spec"]["jobTemplate"]["spec"]
+            unknown = set(job) - {"template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
+            if unknown:
+                raise RunError(f"CronJob {meta['name']}: job fields not emulated: {sorted(unknown)}")
+            yield "job", meta["name"], meta.get("namespace", "default"), job["template"]["spec"], \
+                job["template"]["metadata"].get("labels", {}), job
         elif kind == "Pod":
             hook = meta.get("annotations", {}).get("helm.sh/hook", "")
             if hook != "test":
                 raise RunError(f"Pod {meta['name']} is not a helm test hook: not emulated")
-            yield kind, meta["name"], meta.get("namespace", "default"), doc["spec"], meta.get("labels", {}), True
+            yield "test", meta["name"], meta.get("namespace", "default"), doc["spec"], meta.get("labels", {}), None
         elif kind in UNRUNNABLE:
             raise RunError(f"{kind} {meta['name']}: not emulated")
 
@@ -121,17 +132,28 @@ def run_chart_render(name, docs, databases, workdir):
     objects = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("ConfigMap", "Secret")}
     network = Network(f"render-{RUN_ID}-{name}"[:60])
     cluster = Cluster(databases.url_for(name))
-    apps, tests, summary = [], [], {}
+    apps, jobs, tests, summary = [], [], [], {}
     try:
-        for kind, pod_name, namespace, spec, labels, is_test in pods_of(docs):
-            run = PodRun(name, f"{pod_name}-0" if not is_test else pod_name, namespace, spec, labels, objects, cluster,
-                         IMAGE, network, workdir)
-            (tests if is_test else apps).append(run)
+        for role, pod_name, namespace, spec, labels, job in pods_of(docs):
+            run = PodRun(name, pod_name if role == "test" else f"{pod_name}-0", namespace, spec, labels, objects,
+                         cluster, IMAGE, network, workdir)
+            {"workload": apps, "job": jobs, "test": tests}[role].append(run)
+            run.job = job
         assert apps, f"{name}: no workload of the service's image"
         for pod in apps:
             pod.start()
         for pod in apps:
             summary[pod.pod_name] = pod.become_ready()
+        # Each CronJob runs once, beside the ready service, as its schedule would start it.
+        for pod in jobs:
+            pod.required_affinity_met(apps)
+            timeout = min(JOB_TIMEOUT, pod.job.get("activeDeadlineSeconds", JOB_TIMEOUT))
+            try:
+                pod.run_to_completion({}, timeout)
+            except RunError as e:
+                raise RunError(f"{e}\nthe service meanwhile:\n" + "\n".join(logs(p.containers[0][0].name, 15)
+                                                                        for p in apps)) from None
+            summary[pod.pod_name] = job_outcome(pod, apps)
         # helm test: the rendered Services, each port forwarded to the ready pod it selects.
         hosts = {}
         for service in (d for d in docs if d["kind"] == "Service"):
@@ -161,9 +183,40 @@ def run_chart_render(name, docs, databases, workdir):
             summary[f"{pod.pod_name} stopped in"] = f"{pod.terminate():.1f} s"
         return summary
     finally:
-        for pod in apps + tests:
+        for pod in apps + jobs + tests:
             pod.remove()
         network.close()
+
+
+def job_outcome(job, apps):
+    """What a CronJob's run must leave: the backup job a verified copy on its own volume, recorded
+    where the running service exports it (app_backup_last_success_timestamp_seconds). Any other
+    CronJob is unknown here and fails the run."""
+    (container,) = job.spec["containers"]
+    if container.get("args", [])[:1] != ["backup"]:
+        raise RunError(f"{job.render} {job.pod_name}: a CronJob running {container.get('args')} has no check here")
+    volumes = {v["name"]: v for v in job.spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    target = container["args"][container["args"].index("--dir") + 1]
+    directory = job.claim_directory(volumes[mounts[target]]["persistentVolumeClaim"]["claimName"])
+    copies = sorted(f for f in os.listdir(directory) if f.startswith("devsecops-app-") and f.endswith(".db"))
+    if len(copies) != 1:
+        raise RunError(f"{job.render} {job.pod_name}: expected one backup in {target}, found {os.listdir(directory)}")
+    with open(os.path.join(directory, copies[0]), "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise RunError(f"{job.render} {job.pod_name}: {copies[0]} is not an SQLite database")
+    (app,) = apps
+    container = app.spec["containers"][0]
+    port = app._port(container, "metrics")
+    try:
+        with urllib.request.urlopen(f"http://{app.ip}:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    except OSError as e:
+        raise RunError(f"{job.render}: the service's metrics after the backup: {e}") from None
+    recorded = [line for line in body.splitlines() if line.startswith("app_backup_last_success_timestamp_seconds")]
+    if not recorded or float(recorded[0].split()[-1]) <= 0:
+        raise RunError(f"{job.render}: the service does not export the backup it took: {recorded}")
+    return f"{copies[0]}, recorded at {recorded[0].split()[-1]}"
 
 
 def compose_env(workdir):
@@ -217,29 +270,68 @@ def run_compose(workdir):
 
 
 def run_nixos_module(workdir):
-    """services.devsecops-app as tests/nix/eval-modules.nix evaluates it with nixpkgs' lib: the unit's
-    environment and service settings, its API token as the credential the module loads."""
+    """services.devsecops-app as tests/nix/eval-modules.nix evaluates it with nixpkgs' lib, with
+    backups on: the service's unit (its environment and service settings, its API token as the
+    credential the module loads); beside it, the backup unit's run into the shared state
+    directories (one verified copy, recorded in the database); then, with the service stopped, the
+    restore template's instance for that copy, and the service again on the restored database."""
     if not os.path.isdir(os.path.join(NIXPKGS_LIB, "lib")):
         raise RunError(f"no copy of nixpkgs' lib at {NIXPKGS_LIB} (set NIXPKGS_LIB): the module cannot be evaluated")
     out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--argstr", "nixpkgsLib", NIXPKGS_LIB,
                           os.path.join(ROOT, "tests", "nix", "eval-modules.nix")], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    unit = json.loads(out.stdout)["service"]["unit"]
+    units = json.loads(out.stdout)["serviceBackup"]
     network = Network(f"render-{RUN_ID}-nixos")
+    state_root = os.path.join(workdir, "nixos-module", "var-lib")
+    token = {"api-token": secrets.token_hex(32).encode()}
+
+    def unit_run(name, unit, instance=None):
+        config = units[unit] if unit in units else units["restore"]
+        return SystemdRun(name, f"{unit}.service", config["environment"], config["serviceConfig"], network, IMAGE,
+                          workdir, token, state_root, instance)
+
+    summary, runs = {}, []
     try:
-        service = SystemdRun("nixos-module", unit["environment"], unit["serviceConfig"], network, IMAGE, workdir,
-                             {"api-token": secrets.token_hex(32).encode()})
-        try:
-            service.start()
-            checks = service.become_ready(within=30)
-            errors = log_errors(service.run.name)
-            if errors:
-                raise RunError("the NixOS unit logged errors:\n" + "\n".join(errors[:5]))
-            return {"checks": checks, "stopped in": f"{service.terminate():.1f} s"}
-        finally:
-            service.run.remove()
+        service = unit_run("nixos-module", "devsecops-app")
+        runs.append(service)
+        service.start()
+        summary["checks"] = service.become_ready(within=30)
+        backup = unit_run("nixos-module-backup", "devsecops-app-backup")
+        runs.append(backup)
+        code, output = backup.run_to_exit()
+        if code != 0:
+            raise RunError(f"the backup unit exited with {code}:\n{output}")
+        backups = os.path.join(state_root, "devsecops-app-backups")
+        copies = os.listdir(backups)
+        if len(copies) != 1:
+            raise RunError(f"the backup unit left {copies} in /var/lib/devsecops-app-backups, not one copy")
+        copy = copies[0]
+        with open(os.path.join(backups, copy), "rb") as f:
+            assert f.read(16) == b"SQLite format 3\x00", copy
+        with sqlite3.connect(f"file:{os.path.join(state_root, 'devsecops-app', 'devsecops-app.db')}?mode=ro", uri=True) as db:
+            recorded = db.execute("SELECT count(*) FROM backups").fetchone()[0]
+        if recorded != 1:
+            raise RunError(f"the backup unit's copy is not recorded where the service reads it ({recorded} rows)")
+        summary["backup"] = copy
+        errors = log_errors(service.run.name)
+        if errors:
+            raise RunError("the NixOS unit logged errors:\n" + "\n".join(errors[:5]))
+        summary["stopped in"] = f"{service.terminate():.1f} s"
+        restore = unit_run("nixos-module-restore", "devsecops-app-restore@", instance=copy)
+        runs.append(restore)
+        code, output = restore.run_to_exit()
+        if code != 0:
+            raise RunError(f"the restore unit for {copy} exited with {code}:\n{output}")
+        again = unit_run("nixos-module-again", "devsecops-app")
+        runs.append(again)
+        again.start()
+        summary["after the restore"] = again.become_ready(within=30)
+        again.terminate()
+        return summary
     finally:
+        for run in runs:
+            run.run.remove()
         network.close()
 
 
@@ -297,3 +389,19 @@ def test_a_value_the_binary_refuses_fails_the_run_with_the_binarys_message(tmp_p
     message = str(refused.value)
     assert "exited with code 2" in message and "HSTS_MAX_AGE_SECS" in message, message
     assert "invalid digit found in string" in message, message
+
+
+def test_a_job_whose_required_affinity_selects_no_running_pod_is_refused():
+    """The scheduler's rule the backup job depends on: with no service pod on the node it would stay
+    Pending, so the emulation refuses to run it rather than pass."""
+    (job,) = [d for d in RENDERS["helm-sqlite-persistent-ingress"] if d["kind"] == "CronJob"]
+    spec = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod = PodRun("affinity", "backup-0", "apps", spec, {}, {}, None, IMAGE, None, tempfile.mkdtemp())
+    service = PodRun("affinity", "app-0", "apps", {"containers": []}, {"app.kubernetes.io/name": "devsecops-app",
+                                                                        "app.kubernetes.io/instance": "devsecops-app"},
+                     {}, None, IMAGE, None, tempfile.mkdtemp())
+    other = PodRun("affinity", "other-0", "apps", {"containers": []}, {"app.kubernetes.io/name": "other"}, {}, None,
+                   IMAGE, None, tempfile.mkdtemp())
+    pod.required_affinity_met([service])
+    with pytest.raises(RunError, match="would stay Pending"):
+        pod.required_affinity_met([other])
