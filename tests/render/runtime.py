@@ -631,8 +631,9 @@ class PodRun:
                 time.sleep(0.2)
             current = state(run.name)
             if current.get("Running") or current.get("ExitCode") != 0:
-                raise RunError(f"{self.render} {self.pod_name}/{container['name']} did not succeed "
-                               f"(exit {current.get('ExitCode')}):\n{logs(run.name)}")
+                how = f"still running after {timeout} s" if current.get("Running") else f"exit {current.get('ExitCode')}"
+                raise RunError(f"{self.render} {self.pod_name}/{container['name']} did not succeed ({how}):\n"
+                               f"{logs(run.name)}")
 
     def required_affinity_met(self, running):
         """The scheduler's required pod affinity: every term must select a running pod on the node
