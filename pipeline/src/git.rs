@@ -240,6 +240,9 @@ fn run(dir: &Path, args: &[&str]) -> std::result::Result<Vec<u8>, String> {
         .args(["-c", "core.quotepath=off"])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // Paths come from policy files, some of them the change's: no pathspec magic (`:(glob)`,
+        // `:!`) may change what is listed.
+        .env("GIT_LITERAL_PATHSPECS", "1")
         // Reading must never take locks another git process in this checkout is waiting for.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())
@@ -272,6 +275,39 @@ mod tests {
             fetch_command("0123abcd"),
             "git fetch --no-tags --depth=1 origin 0123abcd"
         );
+    }
+
+    #[test]
+    fn paths_are_literal_never_pathspec_magic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let status = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .status()
+                .expect("git");
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(dir.path().join("a.toml"), "a").expect("write");
+        std::fs::write(dir.path().join("b.toml"), "b").expect("write");
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "x"]);
+        let repo = Repo::discover(dir.path()).expect("repo");
+        let head = repo.resolve("HEAD").expect("HEAD");
+        assert_eq!(repo.files(&head, "b.toml").expect("list").len(), 1);
+        // As a pathspec this would list b.toml; as a path it names nothing.
+        assert!(repo
+            .files(&head, ":(exclude)a.toml")
+            .expect("list")
+            .is_empty());
+        assert_eq!(
+            repo.read(&head, "a.toml").expect("read"),
+            Some(b"a".to_vec())
+        );
+        assert_eq!(repo.read(&head, "c.toml").expect("read"), None);
     }
 
     #[test]
