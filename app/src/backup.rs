@@ -157,7 +157,7 @@ impl std::fmt::Display for CommandError {
 }
 
 /// The message for `backup` and `restore` on PostgreSQL.
-pub const POSTGRES_REFUSAL: &str = "backup and restore copy SQLite databases; for PostgreSQL use pg_dump and pg_restore (docs/troubleshooting.md), or the chart's CloudNativePG scheduled backups";
+pub const POSTGRES_REFUSAL: &str = "backup and restore copy SQLite databases; for PostgreSQL use pg_dump and pg_restore (README.md, section Command line, backups and restore), or the chart's CloudNativePG scheduled backups";
 
 /// Where a backup goes.
 #[derive(Debug, Clone)]

@@ -338,6 +338,10 @@ fn public_server(
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)
+    // A compressed body is streamed: its last chunk is a second small write, which Nagle's
+    // algorithm holds until the client's delayed ACK (40 ms on Linux). actix-web keeps the OS
+    // default unless told.
+    .tcp_nodelay(true)
     .max_connections(settings.max_connections)
     .client_request_timeout(settings.header_read_timeout)
     .client_disconnect_timeout(Duration::from_secs(1))
@@ -367,6 +371,7 @@ fn internal_server(
             .default_service(web::to(routes::not_found))
     })
     .workers(1)
+    .tcp_nodelay(true)
     .max_connections(64)
     .client_request_timeout(INTERNAL_HEADER_READ_TIMEOUT)
     .client_disconnect_timeout(Duration::from_secs(1))
