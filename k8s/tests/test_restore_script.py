@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from renders import documents, helm_template
+from stubs import recorded, run_script, stub_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESTORE = os.path.join(ROOT, "k8s", "scripts", "restore-cnpg.sh")
@@ -50,11 +51,6 @@ esac
 
 @pytest.fixture
 def cluster(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("kubectl", "helm"):
-        (bin_dir / name).write_text(STUB)
-        (bin_dir / name).chmod(0o755)
     state = tmp_path / "state"
     for sub in ("clusters", "rollouts", "backups"):
         (state / sub).mkdir(parents=True)
@@ -63,17 +59,14 @@ def cluster(tmp_path):
     (state / "backups" / "devsecops-app-db-20261120020000").write_text("completed plugin devsecops-app-db\n")
     (state / "backups" / "snap-1").write_text("completed volumeSnapshot devsecops-app-db\n")
     (state / "backups" / "snap-failed").write_text("failed volumeSnapshot devsecops-app-db\n")
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STUB_LOG=str(tmp_path / "calls"), STATE=str(state))
-    return env, tmp_path
+    return stub_env(tmp_path, {"kubectl": STUB, "helm": STUB}, state), tmp_path
 
 
 def restore(env, *args):
-    return subprocess.run([RESTORE, "--namespace", "apps", *args], env=env, capture_output=True, text=True, timeout=60)
+    return run_script(RESTORE, env, "--namespace", "apps", *args)
 
 
-def calls(tmp):
-    path = tmp / "calls"
-    return path.read_text().splitlines() if path.exists() else []
+calls = recorded
 
 
 def changing(recorded):

@@ -6,11 +6,11 @@ a dry run changes nothing."""
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from renders import VALUE_SETS, documents, helm_template, run
+from stubs import recorded, run_script, stub_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESTORE = os.path.join(ROOT, "k8s", "scripts", "restore-sqlite.py")
@@ -55,21 +55,16 @@ def cluster(tmp_path, render):
         "not json",
         json.dumps({"event": "backup_completed", "path": f"/backups/{BACKUP}", "taken_at": "2026-11-20T03:17:00Z"}),
         json.dumps({"event": "access", "path": "/health"})]) + "\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "kubectl").write_text(STUB)
-    (bin_dir / "kubectl").chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STUB_LOG=str(tmp_path / "calls"), STATE=str(state))
-    return env, tmp_path
+    return stub_env(tmp_path, {"kubectl": STUB}, state), tmp_path
 
 
 def restore(env, *args):
-    return subprocess.run([RESTORE, "--namespace", "apps", *args], env=env, capture_output=True, text=True, timeout=60)
+    return run_script(RESTORE, env, "--namespace", "apps", *args)
 
 
 def calls(tmp):
-    path = tmp / "calls"
-    return [c.split(" ", 3)[3] for c in path.read_text().splitlines()] if path.exists() else []
+    """The calls without `kubectl -n NAMESPACE`."""
+    return [c.split(" ", 3)[3] for c in recorded(tmp)]
 
 
 def changing(recorded):
