@@ -140,3 +140,22 @@ CLASSES = {"k3s": {"traefik"}, "microk8s": {"public", "nginx"}}
 def test_each_targets_ingress_uses_a_class_its_controller_serves(name):
     ingress = next(d for d in render(name) if d["kind"] == "Ingress")
     assert ingress["spec"]["ingressClassName"] in CLASSES[TARGET_OF[name]], ingress["spec"]["ingressClassName"]
+
+
+def test_the_backup_job_reaches_nothing_and_nothing_reaches_it():
+    """The backup pod works on volumes only: its own policy denies all, and the service's
+    policies, which select the service's labels only, do not open it."""
+    docs = render("sqlite-persistent-ingress")
+    cluster = Cluster([d for d in docs if d["kind"] == "NetworkPolicy"], NAMESPACES)
+    template = next(d for d in docs if d["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]
+    backup = Endpoint("backup pod", NAMESPACE, template["metadata"]["labels"], "10.42.1.40", {"http": (8080, "TCP")})
+    app = pod(docs, "Deployment")
+    dns = Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, "10.42.0.2")
+    for source, destination, port, protocol in ((backup, dns, 53, "UDP"), (backup, app, app.ports["http"][0], "TCP"),
+                                                (backup, Endpoint("internet", None, {}, "203.0.113.9"), 443, "TCP"),
+                                                (CONTROLLERS["k3s"], backup, 8080, "TCP"), (app, backup, 8080, "TCP")):
+        assert not cluster.allows(source, destination, port, protocol), (source.name, destination.name, port)
+    # The same cases without the backup policy: the pod would be open, so the check can fail.
+    open_cluster = Cluster([d for d in docs if d["kind"] == "NetworkPolicy"
+                            and not d["metadata"]["name"].endswith("-backup")], NAMESPACES)
+    assert open_cluster.allows(backup, dns, 53, "UDP") and open_cluster.allows(CONTROLLERS["k3s"], backup, 8080)
