@@ -93,7 +93,8 @@ impl History {
                 .map(|f| (f.fingerprint.as_str(), f.severity.as_str(), f.rule.as_str()))
                 .collect();
             let payload = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-            let returned = sqlx::query(
+            // Read as plain pairs: 100,000 full rows held at once cost tens of megabytes.
+            let returned: Vec<(String, String)> = sqlx::query_as(
                 "INSERT INTO findings (fingerprint, first_seen, last_seen, severity, rule)
                  SELECT json_extract(value, '$[0]'), $2, $2, json_extract(value, '$[1]'), json_extract(value, '$[2]')
                  FROM json_each($1) WHERE true
@@ -104,11 +105,16 @@ impl History {
             .bind(&now)
             .fetch_all(&mut *tx)
             .await?;
+            // Most findings share a first-seen time: each distinct one is parsed once.
+            let mut parsed: HashMap<String, Option<OffsetDateTime>> = HashMap::new();
             let mut first_seen = HashMap::with_capacity(returned.len());
-            for row in &returned {
-                let fp: String = row.try_get("fingerprint")?;
-                let seen: String = row.try_get("first_seen")?;
-                first_seen.insert(fp, seen);
+            for (fp, seen) in returned {
+                let time = *parsed
+                    .entry(seen)
+                    .or_insert_with_key(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
+                if let Some(time) = time {
+                    first_seen.insert(fp, time);
+                }
             }
             let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count() as i64;
             sqlx::query("INSERT INTO runs (at, total, critical, high, medium, low, info, new, fixed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
@@ -126,11 +132,7 @@ impl History {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(first_seen)
         });
-        let raw = result.map_err(|e| Error::input(&self.path, format!("history database: {e}")))?;
-        Ok(raw
-            .into_iter()
-            .filter_map(|(fp, t)| OffsetDateTime::parse(&t, &Rfc3339).ok().map(|t| (fp, t)))
-            .collect())
+        result.map_err(|e| Error::input(&self.path, format!("history database: {e}")))
     }
 
     /// First-seen times of the given findings, without recording a run.

@@ -2,7 +2,8 @@
 //! `security-severity`, `baselineState`, suppressions with their justification, every location of
 //! a finding, its fixed versions, and the run's scanner errors, warnings and advisory databases as
 //! notifications and run properties. Serialized from borrowed structures straight into the output,
-//! so 100,000 findings cost tens of megabytes, not a JSON tree per result.
+//! one result at a time (each is built, written and dropped), so 100,000 findings cost no more
+//! memory than one, even with both SARIF files rendered at once.
 //!
 //! Identity on GitHub: code scanning reads only `partialFingerprints.primaryLocationLineHash` and
 //! computes that one itself when it is missing, from the text of the primary line
@@ -14,9 +15,10 @@
 //! `Results::Open` leaves out what a person accepted (suppressed or baselined) for consumers that
 //! import suppressed results as open issues (Jenkins warnings-ng, SonarQube).
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::assess::Assessment;
 use crate::baseline::State;
@@ -32,19 +34,37 @@ fn level(severity: Severity) -> &'static str {
 }
 
 #[derive(Serialize)]
-struct Log<'a> {
+struct Log<'a, R: Serialize> {
     #[serde(rename = "$schema")]
     schema: &'static str,
     version: &'static str,
-    runs: [Run<'a>; 1],
+    runs: [Run<'a, R>; 1],
 }
 
 #[derive(Serialize)]
-struct Run<'a> {
+struct Run<'a, R: Serialize> {
     tool: Tool<'a>,
     invocations: [Invocation; 1],
-    results: Vec<SarifResult<'a>>,
+    results: R,
     properties: RunProperties<'a>,
+}
+
+/// A JSON array written from an iterator as it goes, never collected: serialized once.
+struct Streamed<I>(RefCell<Option<I>>);
+
+impl<I> Serialize for Streamed<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let items = self
+            .0
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| serde::ser::Error::custom("results serialized twice"))?;
+        serializer.collect_seq(items)
+    }
 }
 
 #[derive(Serialize)]
@@ -238,91 +258,87 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> st
         }
     }
     let omitted = a.findings.len() - a.findings.iter().filter(included).count();
-    let results = a
-        .findings
-        .iter()
-        .filter(included)
-        .map(|item| {
-            let f = &item.finding;
-            let mut text = f.title.clone();
-            let versions: Vec<String> = f
-                .components()
-                .map(|c| {
-                    format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
-                        .trim_end()
-                        .to_string()
+    let results = a.findings.iter().filter(included).map(|item| {
+        let f = &item.finding;
+        let mut text = f.title.clone();
+        let versions: Vec<String> = f
+            .components()
+            .map(|c| {
+                format!("{} {}", c.name, c.version.as_deref().unwrap_or(""))
+                    .trim_end()
+                    .to_string()
+            })
+            .collect();
+        if !versions.is_empty() {
+            text.push_str(&format!(" ({})", versions.join(", ")));
+        }
+        let fix = f.fix_text();
+        if !fix.is_empty() {
+            text.push_str(&format!("; {fix}"));
+        }
+        if let Some(shipped) = f.shipped_in() {
+            text.push_str(&format!(" {shipped}"));
+        }
+        text.push_str(" [");
+        text.push_str(&f.tools.iter().cloned().collect::<Vec<_>>().join(", "));
+        text.push(']');
+        let mut locations: Vec<Location> = f
+            .locations()
+            .map(|l| location(&l.path, l.start_line, l.end_line))
+            .collect();
+        if locations.is_empty()
+            && f.component
+                .as_ref()
+                .and_then(|c| c.purl.as_deref())
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        {
+            // GitHub needs a file; Rust dependency findings point at the lock file.
+            locations.push(location("Cargo.lock", None, None));
+        }
+        SarifResult {
+            rule_id: &f.rule,
+            rule_index: index[f.rule.as_str()],
+            level: level(f.severity),
+            message: Message { text: text.into() },
+            locations,
+            partial_fingerprints: Fingerprints {
+                v1: &f.fingerprint,
+                primary_location_line_hash: format!("{}:1", f.fingerprint),
+            },
+            baseline_state: match item.state {
+                State::New => "new",
+                State::Unchanged => "unchanged",
+                State::Fixed => "absent",
+            },
+            suppressions: item
+                .suppression_justification
+                .as_deref()
+                .map(|j| Suppression {
+                    kind: "external",
+                    status: "accepted",
+                    justification: j,
                 })
-                .collect();
-            if !versions.is_empty() {
-                text.push_str(&format!(" ({})", versions.join(", ")));
-            }
-            let fix = f.fix_text();
-            if !fix.is_empty() {
-                text.push_str(&format!("; {fix}"));
-            }
-            if let Some(shipped) = f.shipped_in() {
-                text.push_str(&format!(" {shipped}"));
-            }
-            text.push_str(" [");
-            text.push_str(&f.tools.iter().cloned().collect::<Vec<_>>().join(", "));
-            text.push(']');
-            let mut locations: Vec<Location> = f
-                .locations()
-                .map(|l| location(&l.path, l.start_line, l.end_line))
-                .collect();
-            if locations.is_empty()
-                && f.component
-                    .as_ref()
-                    .and_then(|c| c.purl.as_deref())
-                    .is_some_and(|p| p.starts_with("pkg:cargo/"))
-            {
-                // GitHub needs a file; Rust dependency findings point at the lock file.
-                locations.push(location("Cargo.lock", None, None));
-            }
-            SarifResult {
-                rule_id: &f.rule,
-                rule_index: index[f.rule.as_str()],
-                level: level(f.severity),
-                message: Message { text: text.into() },
-                locations,
-                partial_fingerprints: Fingerprints {
-                    v1: &f.fingerprint,
-                    primary_location_line_hash: format!("{}:1", f.fingerprint),
+                .into_iter()
+                .collect(),
+            properties: ResultProperties {
+                security_severity: f.severity.security_severity(),
+                severity: f.severity.as_str(),
+                category: f.category.as_str(),
+                tools: &f.tools,
+                identifiers: &f.identifiers,
+                age_days: item.age_days,
+                sla_breached: item.sla_breached,
+                fix_available: f.fix_available(),
+                fixed_versions: &f.fixed_versions,
+                affected_versions: if f.other_components.is_empty() {
+                    Vec::new()
+                } else {
+                    versions
                 },
-                baseline_state: match item.state {
-                    State::New => "new",
-                    State::Unchanged => "unchanged",
-                    State::Fixed => "absent",
-                },
-                suppressions: item
-                    .suppression_justification
-                    .as_deref()
-                    .map(|j| Suppression {
-                        kind: "external",
-                        status: "accepted",
-                        justification: j,
-                    })
-                    .into_iter()
-                    .collect(),
-                properties: ResultProperties {
-                    security_severity: f.severity.security_severity(),
-                    severity: f.severity.as_str(),
-                    category: f.category.as_str(),
-                    tools: &f.tools,
-                    identifiers: &f.identifiers,
-                    age_days: item.age_days,
-                    sla_breached: item.sla_breached,
-                    fix_available: f.fix_available(),
-                    fixed_versions: &f.fixed_versions,
-                    affected_versions: if f.other_components.is_empty() {
-                        Vec::new()
-                    } else {
-                        versions
-                    },
-                },
-            }
-        })
-        .collect();
+            },
+        }
+    });
+    let results = Streamed(RefCell::new(Some(results)));
     let log = Log {
         schema: "https://json.schemastore.org/sarif-2.1.0.json",
         version: "2.1.0",
