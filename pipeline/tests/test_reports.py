@@ -381,3 +381,41 @@ def test_open_sarif_leaves_out_accepted_results_and_is_valid(tmp_path):
     rules = open_["runs"][0]["tool"]["driver"]["rules"]
     for result in open_results:
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+
+
+def test_reports_of_a_gate_with_base_carry_the_policy_diff_and_stay_valid(tmp_path):
+    """gate --base in a real repository whose change relaxes the threshold: the SARIF stays valid
+    SARIF 2.1.0 with the change as an error notification, the JUnit counts hold with a failing
+    `policy` suite, and the dashboard lists the change."""
+    git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    (tmp_path / "devsecops.toml").write_text('[policy]\nfail_on = ["critical", "high"]\n')
+    (tmp_path / ".gitignore").write_text("reports/\n.devsecops/\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    (tmp_path / "devsecops.toml").write_text('[policy]\nfail_on = ["critical"]\n')
+    out = subprocess.run([BIN, "ingest", "--tool", "hadolint", os.path.join(FIXTURES, "hadolint.json")],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([BIN, "gate", "--base", "main"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    reports = tmp_path / "reports"
+    sarif = json.loads((reports / "devsecops.sarif").read_text())
+    with open(os.path.join(SCHEMAS, "sarif", "sarif-schema-2.1.0.json")) as f:
+        schema = json.load(f)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft4Validator(schema).iter_errors(sarif)]
+    assert not errors, errors[:5]
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert any(n["level"] == "error" and "policy.fail_on no longer fails on high" in n["message"]["text"]
+               for n in notes), notes
+    root = ET.parse(reports / "devsecops-junit.xml").getroot()
+    assert int(root.get("tests")) == len(root.findall(".//testcase"))
+    assert int(root.get("failures")) == len(root.findall(".//failure"))
+    policy = [s for s in root.findall("testsuite") if s.get("name") == "policy"]
+    assert policy and len(policy[0].findall(".//failure")) == 1
+    html = (reports / "security-dashboard.html").read_text()
+    assert 'id="policy"' in html and "no longer fails on high" in html
+    metrics = (reports / "devsecops.prom").read_text()
+    assert 'devsecops_policy_changes{kind="weakening",approved="false"} 1' in metrics
