@@ -15,7 +15,13 @@ seconds="${SECONDS_PER_TARGET:-10}"
 cd pipeline/fuzz
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-  mapfile -t targets < <(cargo fuzz list)
+  # Not a process substitution: its failure would go unseen and leave nothing to fuzz, a pass.
+  listed=$(cargo fuzz list)
+  mapfile -t targets <<<"$listed"
+fi
+if [ "${#targets[@]}" -eq 0 ] || [ -z "${targets[0]}" ]; then
+  echo "no fuzz target to run: cargo fuzz list printed none" >&2
+  exit 1
 fi
 # Safe Rust needs no AddressSanitizer to find panics, overflows and runaway allocations.
 cargo fuzz build -s none -O 2>&1 | tail -n 3
