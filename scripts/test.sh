@@ -31,6 +31,13 @@ run_step() {
   (set -e; "$@")
   status=$?
   set -e
+  # A step that damages the host fails, and the damage is repaired so the next steps can run: a
+  # /dev/null that is no longer the null device breaks every later cargo (rustc reads it as stdin).
+  if ! null_device_ok; then
+    echo "this step left /dev/null as: $(stat -c %F /dev/null 2>&1); recreating the null device" >&2
+    restore_null_device
+    status=1
+  fi
   if [ "$status" -eq 0 ]; then
     passed=$((passed + 1))
     printf '    ok: %s (%ss)\n' "$name" "$((SECONDS - started))"
@@ -40,6 +47,9 @@ run_step() {
     printf '    FAILED: %s (%ss)\n' "$name" "$((SECONDS - started))"
   fi
 }
+
+null_device_ok() { [ -c /dev/null ] && [ "$(stat -c %t:%T /dev/null)" = "1:3" ]; }
+restore_null_device() { $SUDO rm -rf /dev/null && $SUDO mknod -m 666 /dev/null c 1 3; }
 
 check_format() { cargo fmt --all -- --check; }
 check_clippy() { cargo clippy --workspace --all-targets --locked -- -D warnings; }
@@ -215,6 +225,10 @@ PY
   rm -rf "$dir"
 }
 
+if ! null_device_ok; then
+  echo "/dev/null is not the null device on this machine ($(stat -c %F /dev/null 2>&1)); recreating it" >&2
+  restore_null_device
+fi
 log "installing what the tests need"
 install_tools
 ensure_postgres
