@@ -81,6 +81,42 @@ fn cargo_deny_advisories_match_cargo_audit() {
 }
 
 #[test]
+fn cargo_deny_log_errors_make_the_report_an_error_not_zero_findings() {
+    // Real outputs (tests/fixtures/README.md): no advisory database, and a deny.toml it cannot read.
+    for (name, says) in [
+        (
+            "cargo-deny-no-db.ndjson",
+            "failed to get 'FETCH_HEAD' metadata",
+        ),
+        (
+            "cargo-deny-bad-config.ndjson",
+            "failed to deserialize config from",
+        ),
+    ] {
+        let err = parse("cargo-deny", &fixture(name))
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted as a report"));
+        let message = err.to_string();
+        assert!(message.contains(name), "names the file: {message}");
+        assert!(
+            message.contains("cargo-deny reported an error") && message.contains(says),
+            "{message}"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+    // Logs below ERROR do not cost the report.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("deny.ndjson");
+    std::fs::write(
+        &file,
+        "{\"fields\":{\"level\":\"WARN\",\"message\":\"stale\"},\"type\":\"log\"}\n{\"fields\":{\"advisories\":{\"errors\":0}},\"type\":\"summary\"}\n",
+    )
+    .expect("write");
+    let ok = parse("cargo-deny", &file).expect("a warning log is not a failure");
+    assert!(ok.findings.is_empty() && ok.warnings.is_empty());
+}
+
+#[test]
 fn clippy_lints_with_locations() {
     let f = parsed("clippy", "clippy.ndjson");
     assert_eq!(

@@ -1,15 +1,17 @@
 //! `cargo deny --format json check` (NDJSON on stderr). Diagnostics with an advisory are sca
 //! findings (severity from CVSS; medium without one; unmaintained/unsound/yanked low); license
 //! diagnostics are license findings; bans and sources are quality. `error` diagnostics without an
-//! advisory are high, warnings low. Log and summary records are skipped. The fix is the upgrade
-//! cargo-deny names in its "Solution: Upgrade to ..." note.
+//! advisory are high, warnings low. Summary records and log records below ERROR are skipped; a log
+//! record at level ERROR (no advisory database, an unreadable deny.toml) means a check did not run,
+//! so the report is an error naming it, never zero findings. The fix is the upgrade cargo-deny
+//! names in its "Solution: Upgrade to ..." note.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{ndjson, not_a_report, title, Parsed, RustsecAdvisory};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Category, RawFinding, Severity};
 
 #[derive(Deserialize)]
@@ -28,6 +30,9 @@ struct Fields {
     severity: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    /// Log records: ERROR, WARN, INFO, ...
+    #[serde(default)]
+    level: Option<String>,
     #[serde(default)]
     advisory: Option<RustsecAdvisory>,
     #[serde(default)]
@@ -74,6 +79,33 @@ pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
             file,
             "cargo-deny JSON",
             "lines of JSON objects with \"type\" (cargo deny --format json check, on stderr)",
+        ));
+    }
+    // A check that could not run makes the whole report untrustworthy: its findings are unknown.
+    let failures: Vec<String> = records
+        .iter()
+        .filter(|(_, r)| r.kind == "log")
+        .filter_map(|(line, r)| {
+            let fields = r.fields.as_ref()?;
+            fields
+                .level
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case("error"))
+                .then(|| {
+                    format!(
+                        "line {line}: {}",
+                        title(fields.message.as_deref().unwrap_or("(no message)"))
+                    )
+                })
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::input(
+            file,
+            format!(
+                "cargo-deny reported an error, so its checks did not all run: {}",
+                failures.join("; ")
+            ),
         ));
     }
     for (_, record) in records {
