@@ -15,19 +15,23 @@ use ipnet::IpNet;
 
 use crate::configuration::ForwardedHeader;
 
-/// The client address for a request from `peer` carrying `headers`.
+/// The client address for a request from `peer` carrying `headers`, walking at most `max_hops`
+/// hops: the number of proxies that append to the header. A walk that went further would reach
+/// hops the client wrote whenever a proxy in the chain is trusted by network but hides the client
+/// (k3s's ServiceLB masquerades clients as its own pod addresses, inside the trusted pod network).
 pub fn client_address(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],
     header: ForwardedHeader,
+    max_hops: usize,
 ) -> Option<IpAddr> {
     let mut current = peer.map(|ip| ip.to_canonical())?;
     if !is_trusted(current, trusted) {
         return Some(current);
     }
     let hops = forwarded_hops(headers, header);
-    for hop in hops.iter().rev() {
+    for hop in hops.iter().rev().take(max_hops) {
         match hop {
             Some(ip) => current = *ip,
             // A hop that names no address (`unknown`, an obfuscated identifier, garbage) ends the
@@ -124,6 +128,7 @@ mod tests {
             &headers(pairs),
             &nets(trusted),
             ForwardedHeader::XForwardedFor,
+            16,
         )
     }
 
@@ -216,8 +221,26 @@ mod tests {
             &map,
             &nets(&["10.0.0.0/8"]),
             ForwardedHeader::XForwardedFor,
+            16,
         );
         assert_eq!(got, Some(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn the_walk_stops_after_the_proxies_in_front() {
+        // Traefik (10.42.0.5) behind ServiceLB, which masquerades the client as 10.42.0.9: the
+        // hop Traefik appended is the masquerade address; walking on would believe the client.
+        let pairs = [("x-forwarded-for", "6.6.6.6, 10.42.0.9")];
+        let one = client_address(
+            Some(ip("10.42.0.5")),
+            &headers(&pairs),
+            &nets(&["10.42.0.0/16"]),
+            ForwardedHeader::XForwardedFor,
+            1,
+        );
+        assert_eq!(one, Some(ip("10.42.0.9")));
+        let unbounded = xff("10.42.0.5", &["10.42.0.0/16"], &pairs);
+        assert_eq!(unbounded, Some(ip("6.6.6.6")), "what the bound prevents");
     }
 
     #[test]
@@ -250,6 +273,7 @@ mod tests {
             &headers(&pairs),
             &nets(&["10.0.0.0/8"]),
             ForwardedHeader::Forwarded,
+            16,
         );
         assert_eq!(forwarded, Some(ip("2001:db8:cafe::17")));
         let x = xff("10.42.0.5", &["10.0.0.0/8"], &pairs);
@@ -259,6 +283,7 @@ mod tests {
             &headers(&[("forwarded", "for=_gazonk")]),
             &nets(&["10.0.0.0/8"]),
             ForwardedHeader::Forwarded,
+            16,
         );
         assert_eq!(obfuscated, Some(ip("10.42.0.5")));
     }

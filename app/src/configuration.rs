@@ -15,11 +15,20 @@ use ipnet::IpNet;
 pub const DEVELOPMENT_TOKEN: &str = "development-only-token";
 /// Minimum length of an API token in production.
 pub const MIN_PRODUCTION_TOKEN_LEN: usize = 32;
-/// Minimum strength of a production token, as log10 of the guesses zxcvbn estimates (summed over
-/// 16-character chunks, see [`token_strength_log10`]). 128 random bits from the documented
-/// generator (32 hex characters, half of `openssl rand -hex 32`) score 31 on median and never
-/// below 26.6 in 3,000 draws (a test draws 2,000 more); 64 hex characters never below 55.
+/// Minimum strength of a production token, as log10 of the guesses zxcvbn estimates (see
+/// [`token_strength_log10`]). Tokens of the documented generator, `openssl rand -hex 32`, never
+/// scored below 55 in 3,000 draws; 128 random bits (32 hex characters) score 29 on median and
+/// below 26 in 2 of 20,000 draws, which are refused with the advice to use the generator.
 pub const MIN_PRODUCTION_TOKEN_STRENGTH: f64 = 26.0;
+/// Bounds that keep a typo from starting a service that cannot work: thousands of worker threads
+/// exhaust memory at start; a header limit below what probes and scrapers send answers them all
+/// 431; a shutdown bound of days never ends.
+const MAX_WORKERS: usize = 256;
+const MIN_HEADER_BYTES: usize = 1024;
+/// actix-http refuses heads over 128 KiB itself.
+const MAX_HEADER_BYTES: usize = 128 * 1024;
+const MAX_SHUTDOWN: Duration = Duration::from_secs(600);
+
 /// The default port of the internal listener (metrics, diagnostics, API description).
 pub const DEFAULT_METRICS_PORT: u16 = 9464;
 
@@ -99,6 +108,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// The header the trusted proxies write.
     pub forwarded_header: ForwardedHeader,
+    /// How many hops of that header, from the right, are walked at most: the number of proxies
+    /// in front of the service that append to it.
+    pub forwarded_hops: usize,
     /// The internal listener for `/metrics`, `/debug/memory` and `/openapi.json`.
     pub metrics_host: String,
     pub metrics_port: u16,
@@ -114,6 +126,7 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
     pub db_statement_timeout: Duration,
+    pub sqlite_synchronous_full: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -316,6 +329,7 @@ impl Settings {
             rate_limit_per_second: src.parse("RATE_LIMIT_PER_SECOND", 50)?,
             rate_limit_burst: src.parse("RATE_LIMIT_BURST", 100)?,
             trusted_proxies: trusted_proxies(src)?,
+            forwarded_hops: src.parse("FORWARDED_HOPS", 1)?,
             forwarded_header: match src
                 .get("FORWARDED_HEADER")
                 .map(str::to_ascii_lowercase)
@@ -343,6 +357,7 @@ impl Settings {
             db_max_connections: database.max_connections,
             db_acquire_timeout: database.acquire_timeout,
             db_statement_timeout: database.statement_timeout,
+            sqlite_synchronous_full: database.sqlite_synchronous_full,
         };
         settings.validate()?;
         Ok(settings)
@@ -364,6 +379,35 @@ impl Settings {
         for (name, value) in positive {
             if value == 0 {
                 return Err(ConfigError(format!("{name}: must be greater than 0")));
+            }
+        }
+        let bounded = [
+            ("WORKERS", self.workers as u128, 1, MAX_WORKERS as u128),
+            (
+                "MAX_HEADER_BYTES",
+                self.max_header_bytes as u128,
+                MIN_HEADER_BYTES as u128,
+                MAX_HEADER_BYTES as u128,
+            ),
+            (
+                "SHUTDOWN_DELAY_MS",
+                self.shutdown_delay.as_millis(),
+                0,
+                MAX_SHUTDOWN.as_millis(),
+            ),
+            (
+                "SHUTDOWN_TIMEOUT_SECS",
+                self.shutdown_timeout.as_secs().into(),
+                1,
+                MAX_SHUTDOWN.as_secs().into(),
+            ),
+            ("FORWARDED_HOPS", self.forwarded_hops as u128, 1, 16),
+        ];
+        for (name, value, min, max) in bounded {
+            if value < min || value > max {
+                return Err(ConfigError(format!(
+                    "{name}: {value} is outside {min}..={max}"
+                )));
             }
         }
         if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
@@ -405,6 +449,7 @@ impl Settings {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,
+            sqlite_synchronous_full: self.sqlite_synchronous_full,
         }
     }
 
@@ -425,6 +470,10 @@ pub struct DatabaseSettings {
     pub acquire_timeout: Duration,
     /// PostgreSQL's `statement_timeout` and SQLite's busy timeout.
     pub statement_timeout: Duration,
+    /// SQLite's `synchronous` (`SQLITE_SYNCHRONOUS`): `full` (the default) syncs the WAL at every
+    /// commit, so a confirmed write survives a power loss; `normal` syncs at checkpoints only and
+    /// may lose the last commits then (never on a process crash).
+    pub sqlite_synchronous_full: bool,
 }
 
 impl DatabaseSettings {
@@ -460,6 +509,19 @@ impl DatabaseSettings {
             max_connections: src.parse("DB_MAX_CONNECTIONS", 10)?,
             acquire_timeout: src.millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
             statement_timeout: src.millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            sqlite_synchronous_full: match src
+                .get("SQLITE_SYNCHRONOUS")
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("full") => true,
+                Some("normal") => false,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "SQLITE_SYNCHRONOUS: expected full or normal, got {other:?}"
+                    )))
+                }
+            },
         };
         if settings.max_connections == 0 {
             return Err(ConfigError(
@@ -469,6 +531,12 @@ impl DatabaseSettings {
         if settings.acquire_timeout.is_zero() {
             return Err(ConfigError(
                 "DB_ACQUIRE_TIMEOUT_MS: must be greater than 0".into(),
+            ));
+        }
+        // 0 would mean no limit at all on PostgreSQL, and no busy wait on SQLite.
+        if settings.statement_timeout.is_zero() {
+            return Err(ConfigError(
+                "DB_STATEMENT_TIMEOUT_MS: must be greater than 0".into(),
             ));
         }
         Ok(settings)
@@ -503,6 +571,16 @@ fn trusted_proxies(src: &Source) -> Result<Vec<IpNet>, ConfigError> {
                         "TRUSTED_PROXIES: {item:?} is neither an IP address nor a CIDR block"
                     ))
                 })
+                .and_then(|net| {
+                    // Trusting every address lets any client write its own address.
+                    if net.prefix_len() == 0 {
+                        Err(ConfigError(format!(
+                            "TRUSTED_PROXIES: {item:?} trusts every address, so any client could choose its own; list the proxies' own addresses or networks"
+                        )))
+                    } else {
+                        Ok(net)
+                    }
+                })
         })
         .collect()
 }
@@ -528,6 +606,19 @@ pub fn database_options(url: &str) -> Result<DatabaseOptions, String> {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .map_err(|e| redact(format!("invalid SQLite URL: {e}")))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // `sqlite://user:secret@host/x.db` names a file called `user:secret@host/x.db`, and the
+        // secret would be logged with the path.
+        if path
+            .trim_start_matches("//")
+            .split('/')
+            .next()
+            .is_some_and(|first| first.contains('@'))
+        {
+            return Err(
+                "a sqlite: URL names a file, not a server: it takes no user, password or host"
+                    .into(),
+            );
+        }
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -585,12 +676,16 @@ fn check_production_token(token: &str) -> Result<(), ConfigError> {
 
 /// log10 of the guesses zxcvbn needs for `token`. zxcvbn finds repeats, sequences, keyboard walks,
 /// dictionary words and dates, which a count of distinct characters or a word list does not; but
-/// it counts guesses in a `u64` and so rates every string of about 20 or more characters at the
-/// same 10^19.3. Scoring 16-character chunks and summing keeps it below that ceiling; the chunks
-/// are cut at two alignments and the weaker sum counts, so a pattern cut by one is whole in the
-/// other.
+/// it counts guesses in a `u64`, so it rates every string of about 20 or more characters at the
+/// same 10^19.3, and its search for the weakest reading stops working before that. So the token is
+/// scored in 16-character chunks, each below that ceiling, and the chunks' scores are summed; every
+/// chunk is scored with the rest of the token (its substrings of 6 to 16 characters) as zxcvbn's
+/// "user inputs", so a chunk that repeats another part of the token counts as a word already
+/// guessed. Chunks are cut at two alignments and the weaker sum counts, so a pattern one cut splits
+/// is whole in the other.
 pub fn token_strength_log10(token: &str) -> f64 {
     const CHUNK: usize = 16;
+    const MIN_REPEAT: usize = 6;
     let chars: Vec<char> = token.chars().collect();
     let score = |first: usize| -> f64 {
         let mut total = 0.0;
@@ -599,7 +694,19 @@ pub fn token_strength_log10(token: &str) -> f64 {
         while start < chars.len() {
             let end = (start + len).min(chars.len());
             let chunk: String = chars[start..end].iter().collect();
-            total += zxcvbn::zxcvbn(&chunk, &[]).guesses_log10().max(0.0);
+            let rest: Vec<char> = chars[..start]
+                .iter()
+                .chain(&chars[end..])
+                .copied()
+                .collect();
+            let mut elsewhere: Vec<String> = Vec::new();
+            for from in 0..rest.len() {
+                for to in (from + MIN_REPEAT)..=(from + CHUNK).min(rest.len()) {
+                    elsewhere.push(rest[from..to].iter().collect());
+                }
+            }
+            let inputs: Vec<&str> = elsewhere.iter().map(String::as_str).collect();
+            total += zxcvbn::zxcvbn(&chunk, &inputs).guesses_log10().max(0.0);
             start = end;
             len = CHUNK;
         }
@@ -663,15 +770,40 @@ mod tests {
         assert!(good.is_ok());
     }
 
-    /// Any token of the documented generator passes, down to 128 bits.
+    /// Every token of the documented generator passes; 128-bit ones almost always do.
     #[test]
-    fn random_tokens_of_128_bits_are_strong_enough() {
-        for _ in 0..2_000 {
-            let token = random_hex(16);
+    fn random_tokens_are_strong_enough() {
+        for _ in 0..1_000 {
+            let token = random_hex(32);
             let strength = token_strength_log10(&token);
             assert!(
                 strength >= MIN_PRODUCTION_TOKEN_STRENGTH,
                 "{token}: {strength}"
+            );
+        }
+        // 2 in 20,000 128-bit tokens score below the floor: allow a few in 500.
+        let weak = (0..500)
+            .map(|_| random_hex(16))
+            .filter(|t| token_strength_log10(t) < MIN_PRODUCTION_TOKEN_STRENGTH)
+            .count();
+        assert!(weak <= 3, "{weak} of 500 random 128-bit tokens refused");
+    }
+
+    /// Patterns zxcvbn knows, also when they span the 16-character chunks.
+    #[test]
+    fn guessable_long_tokens_are_refused() {
+        let half = random_hex(8);
+        for weak in [
+            "Tr0ub4dor&3".repeat(3),
+            "2024-01-01T00:00:00Z-2024-01-01T00:00".to_string(),
+            format!("{half}{half}"),
+            "17330612341234567891733061299987654321".to_string(),
+            "my-password-is-very-long-0123456789abcdef".to_string(),
+        ] {
+            let strength = token_strength_log10(&weak);
+            assert!(
+                strength < MIN_PRODUCTION_TOKEN_STRENGTH,
+                "{weak}: {strength}"
             );
         }
     }

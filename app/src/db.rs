@@ -144,6 +144,8 @@ pub enum StorageFault {
     FileMissing,
     /// Migrations have not been applied yet (the database has not answered since start).
     NotMigrated,
+    /// The database refuses the service's credentials or does not exist: a configuration error.
+    Misconfigured,
 }
 
 impl StorageFault {
@@ -158,6 +160,7 @@ impl StorageFault {
         StorageFault::Corrupt,
         StorageFault::FileMissing,
         StorageFault::NotMigrated,
+        StorageFault::Misconfigured,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -172,6 +175,7 @@ impl StorageFault {
             StorageFault::Corrupt => "corrupt",
             StorageFault::FileMissing => "file_missing",
             StorageFault::NotMigrated => "not_migrated",
+            StorageFault::Misconfigured => "misconfigured",
         }
     }
 
@@ -246,6 +250,9 @@ fn classify(err: &sqlx::Error) -> Result<(), Option<StorageFault>> {
                 "42501" => Some(StorageFault::Permission),
                 "58030" => Some(StorageFault::Io),
                 "XX001" | "XX002" => Some(StorageFault::Corrupt),
+                // Invalid authorization (wrong password, no such role) or no such database.
+                "3D000" => Some(StorageFault::Misconfigured),
+                c if c.starts_with("28") => Some(StorageFault::Misconfigured),
                 c if c.starts_with("53") => Some(StorageFault::Full),
                 c if c.starts_with("08") || c.starts_with("57P") => Some(StorageFault::Unreachable),
                 _ => None,
@@ -275,8 +282,20 @@ fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
 #[derive(Default)]
 struct Health {
     migrated: AtomicBool,
-    /// The SQLite file's path and identity, recorded after the migrations.
+    /// The SQLite file's path and identity, recorded after the migrations, and its WAL's once the
+    /// service holds the database open ([`Database::hold_open`]).
     sqlite_file: Mutex<Option<(PathBuf, FileIdentity)>>,
+    sqlite_wal: Mutex<Option<(PathBuf, FileIdentity)>>,
+    /// A connection kept open for the life of the service: SQLite deletes the WAL when its last
+    /// connection closes, and with this one open the WAL is the same file from start to exit, so a
+    /// WAL deleted by someone else is told apart from one SQLite recycled.
+    sqlite_sentinel: Mutex<Option<sqlx::SqliteConnection>>,
+    /// Held by the one write probe in flight; callers wait for its result instead of starting
+    /// another (a held lock would otherwise turn readiness polling into a connection storm).
+    probe_in_flight: Arc<tokio::sync::Mutex<()>>,
+    /// When the last write fault was recorded: a fault newer than the last probe makes the next
+    /// readiness check probe again.
+    write_fault_at: Mutex<Option<Instant>>,
     /// The last write probe: when, and the fault it found.
     last_probe: Mutex<Option<(Instant, Option<StorageFault>)>>,
     /// Set by a write that failed with a storage fault; cleared by the next successful write.
@@ -370,42 +389,101 @@ macro_rules! in_write_transaction {
 macro_rules! write_transaction {
     ($pool:expr, $begin:expr, $conn:ident => $body:expr) => {{
         let mut guard = WriteConnection {
-            conn: $pool.acquire().await?,
-            clean: false,
+            conn: Some($pool.acquire().await?),
+            state: TransactionState::Unknown,
         };
         let outcome: Result<_, DbError> = async {
-            sqlx::query($begin).execute(&mut *guard.conn).await?;
-            let $conn = &mut *guard.conn;
+            sqlx::query($begin).execute(guard.connection()).await?;
+            let $conn = guard.connection();
             let value = $body;
-            sqlx::query("COMMIT").execute(&mut *guard.conn).await?;
+            sqlx::query("COMMIT").execute(guard.connection()).await?;
             Ok(value)
         }
         .await;
-        guard.clean = match &outcome {
-            Ok(_) => true,
-            Err(_) => sqlx::query("ROLLBACK")
-                .execute(&mut *guard.conn)
-                .await
-                .is_ok(),
+        guard.state = match &outcome {
+            Ok(_) => TransactionState::Ended,
+            Err(_) => match sqlx::query("ROLLBACK").execute(guard.connection()).await {
+                Ok(_) => TransactionState::Ended,
+                Err(_) => TransactionState::Broken,
+            },
         };
         outcome?
     }};
 }
 
-/// A pooled connection in a hand-begun transaction: unless it ended cleanly, dropping it closes
-/// the connection (which ends the transaction on the server) instead of returning it to the pool.
-struct WriteConnection<DB: sqlx::Database> {
-    conn: sqlx::pool::PoolConnection<DB>,
-    clean: bool,
+/// How a hand-begun transaction ended, for [`WriteConnection`]'s drop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransactionState {
+    /// Committed or rolled back: the connection goes back to the pool.
+    Ended,
+    /// The rollback failed: the connection's state is unknown, so it is closed.
+    Broken,
+    /// The request was cancelled mid-way (client gone, time limit): the connection may be inside
+    /// a statement that is still running on the server, holding locks.
+    Unknown,
 }
 
-impl<DB: sqlx::Database> Drop for WriteConnection<DB> {
+/// A pooled connection in a hand-begun transaction.
+///
+/// When a request is cancelled mid-transaction, the statement it sent goes on running on the
+/// server (waiting for a lock, until `statement_timeout`). Closing the connection then would free
+/// its pool slot at once while the server's session lived on, and a burst of cancelled requests
+/// would open sessions beyond the pool's size. Instead a task keeps the connection, waits for the
+/// statement to end, rolls back, and only then returns it to the pool (or closes it if the
+/// rollback fails): the pool's size stays the bound on the server's sessions.
+struct WriteConnection<DB: RollbackLater> {
+    conn: Option<sqlx::pool::PoolConnection<DB>>,
+    state: TransactionState,
+}
+
+impl<DB: RollbackLater> WriteConnection<DB> {
+    fn connection(&mut self) -> &mut DB::Connection {
+        self.conn
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("the connection is taken only on drop"))
+    }
+}
+
+impl<DB: RollbackLater> Drop for WriteConnection<DB> {
     fn drop(&mut self) {
-        if !self.clean {
-            self.conn.close_on_drop();
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        match self.state {
+            TransactionState::Ended => {}
+            TransactionState::Broken => conn.close_on_drop(),
+            TransactionState::Unknown => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => DB::rollback_later(&runtime, conn),
+                Err(_) => conn.close_on_drop(),
+            },
         }
     }
 }
+
+/// Rolls back a cancelled transaction in a task of its own, once its last statement has ended.
+trait RollbackLater: sqlx::Database {
+    fn rollback_later(runtime: &tokio::runtime::Handle, conn: sqlx::pool::PoolConnection<Self>);
+}
+
+macro_rules! rollback_later {
+    ($db:ty) => {
+        impl RollbackLater for $db {
+            fn rollback_later(
+                runtime: &tokio::runtime::Handle,
+                mut conn: sqlx::pool::PoolConnection<Self>,
+            ) {
+                runtime.spawn(async move {
+                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+        }
+    };
+}
+
+rollback_later!(sqlx::Sqlite);
+rollback_later!(sqlx::Postgres);
 
 /// Reads a `users` row; a macro so that each backend's `Row` type is checked on its own.
 macro_rules! user_from_row {
@@ -484,7 +562,13 @@ impl Database {
                 let options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    // FULL: the WAL is synced at every commit, so a write confirmed is a write
+                    // that survives a power loss (NORMAL may roll the last commits back then).
+                    .synchronous(if settings.sqlite_synchronous_full {
+                        SqliteSynchronous::Full
+                    } else {
+                        SqliteSynchronous::Normal
+                    })
                     .foreign_keys(true)
                     .busy_timeout(settings.statement_timeout);
                 if let Some(dir) = options.get_filename().parent() {
@@ -650,9 +734,31 @@ impl Database {
         Ok(applied)
     }
 
+    /// For the serving process, after the migrations: keeps one SQLite connection open for the
+    /// life of the service and records the WAL's identity, so that a WAL deleted under the service
+    /// (it holds every write since the last checkpoint) is detected like a deleted database file.
+    pub async fn hold_open(&self) -> Result<(), DbError> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(());
+        };
+        use sqlx::Connection;
+        let options = pool.connect_options();
+        let sentinel = sqlx::SqliteConnection::connect_with(&options).await?;
+        *lock(&self.health.sqlite_sentinel) = Some(sentinel);
+        let mut wal = options.get_filename().as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        // The migrations and the first write probe wrote through the WAL, so it exists now.
+        let identity = file_identity(&wal).map_err(|e| {
+            DbError::Unavailable(StorageFault::FileMissing, format!("{}: {e}", wal.display()))
+        })?;
+        *lock(&self.health.sqlite_wal) = Some((wal, identity));
+        Ok(())
+    }
+
     /// Fails when the service cannot trust storage at all: migrations pending, or the SQLite file
-    /// it opened is no longer the file at its path (deleted or replaced: writes would go to an
-    /// unlinked file and vanish at the next start).
+    /// or its WAL is no longer the file the service opened (deleted or replaced: writes would go
+    /// to an unlinked file and vanish at the next start).
     pub fn check_storage(&self) -> Result<(), DbError> {
         if !self.is_migrated() {
             return Err(DbError::Unavailable(
@@ -660,7 +766,11 @@ impl Database {
                 "migrations have not been applied yet".into(),
             ));
         }
-        if let Some((path, opened)) = lock(&self.health.sqlite_file).as_ref() {
+        for slot in [&self.health.sqlite_file, &self.health.sqlite_wal] {
+            let guard = lock(slot);
+            let Some((path, opened)) = guard.as_ref() else {
+                continue;
+            };
             match file_identity(path) {
                 Ok(now) if now == *opened => {}
                 Ok(_) => {
@@ -681,33 +791,56 @@ impl Database {
     }
 
     /// Readiness: the database answers and accepts a write. The write probe runs at most once per
-    /// [`WRITE_PROBE_INTERVAL`] (and at once after a request's write failed); in between, a ping
-    /// still reaches the database, so an outage shows on the next check.
+    /// [`WRITE_PROBE_INTERVAL`], or again when a request's write failed after it; in between, a
+    /// ping still reaches the database, so an outage shows on the next check. Only one probe runs
+    /// at a time, in a task of its own: callers wait for it (their own time limit may give up
+    /// waiting, but never cancels the probe midway and never starts a second one).
     pub async fn check_ready(&self) -> Result<(), DbError> {
         self.check_storage()?;
-        let write_fault = *lock(&self.health.write_fault);
-        let cached = match *lock(&self.health.last_probe) {
-            Some((at, fault)) if write_fault.is_none() && at.elapsed() < WRITE_PROBE_INTERVAL => {
-                Some(fault)
-            }
-            _ => None,
-        };
-        match cached {
-            Some(Some(fault)) => Err(DbError::Unavailable(
-                fault,
-                "the last write probe failed".into(),
-            )),
-            Some(None) => self.ping().await,
-            None => {
-                let result = self.write_probe().await;
-                let fault = match &result {
-                    Err(DbError::Unavailable(fault, _)) => Some(*fault),
-                    _ => None,
-                };
-                *lock(&self.health.last_probe) = Some((Instant::now(), fault));
-                result
-            }
+        if let Some(fault) = self.fresh_probe() {
+            return match fault {
+                Some(fault) => Err(DbError::Unavailable(
+                    fault,
+                    "the last write probe failed".into(),
+                )),
+                None => self.ping().await,
+            };
         }
+        let in_flight = self.health.probe_in_flight.clone();
+        if let Ok(permit) = in_flight.clone().try_lock_owned() {
+            let db = self.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = db.write_probe().await;
+                let fault = match &result {
+                    Ok(()) => None,
+                    Err(DbError::Unavailable(fault, _)) => Some(*fault),
+                    Err(_) => Some(StorageFault::Io),
+                };
+                *lock(&db.health.last_probe) = Some((started, fault));
+                drop(permit);
+            });
+        }
+        // Wait for the probe in flight (this caller's or another's) and take its result.
+        drop(in_flight.lock().await);
+        match *lock(&self.health.last_probe) {
+            Some((_, None)) => Ok(()),
+            Some((_, Some(fault))) => {
+                Err(DbError::Unavailable(fault, "the write probe failed".into()))
+            }
+            None => Err(DbError::Unavailable(
+                StorageFault::Unreachable,
+                "no write probe has completed".into(),
+            )),
+        }
+    }
+
+    /// The last probe's fault when it is recent enough to stand for now and no write failed
+    /// since it started; `None` when a new probe is due.
+    fn fresh_probe(&self) -> Option<Option<StorageFault>> {
+        let (at, fault) = (*lock(&self.health.last_probe))?;
+        let fault_since = lock(&self.health.write_fault_at).is_some_and(|failed| failed >= at);
+        (at.elapsed() < WRITE_PROBE_INTERVAL && !fault_since).then_some(fault)
     }
 
     /// One round trip.
@@ -718,12 +851,23 @@ impl Database {
         Ok(())
     }
 
+    /// One small committed write (a full disk, a read-only database or a held lock fails it), and
+    /// the users table's write statements matching no row, which PostgreSQL checks for privileges
+    /// before it runs them: a revoked INSERT, UPDATE or DELETE fails the probe too.
     async fn write_probe(&self) -> Result<(), DbError> {
-        const SQL: &str = "INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+        const PROBE: &str = "INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+        const PRIVILEGES: &[&str] = &[
+            "INSERT INTO users (name, email, email_key, created_at, updated_at) SELECT name, email, email_key, created_at, updated_at FROM users WHERE 1 = 0",
+            "UPDATE users SET name = name WHERE 1 = 0",
+            "DELETE FROM users WHERE 1 = 0",
+        ];
         self.write(|| async {
             let now = OffsetDateTime::now_utc();
             in_write_transaction!(self, conn => {
-                sqlx::query(SQL).bind(now).execute(&mut *conn).await?;
+                sqlx::query(PROBE).bind(now).execute(&mut *conn).await?;
+                for statement in PRIVILEGES {
+                    sqlx::query(statement).execute(&mut *conn).await?;
+                }
             });
             Ok(())
         })
@@ -743,6 +887,7 @@ impl Database {
             Ok(_) => *lock(&self.health.write_fault) = None,
             Err(DbError::Unavailable(fault, _)) if fault.blocks_writes() => {
                 *lock(&self.health.write_fault) = Some(*fault);
+                *lock(&self.health.write_fault_at) = Some(Instant::now());
             }
             Err(_) => {}
         }

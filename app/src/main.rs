@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use devsecops_app::cli::{self, Cli, Command};
 use devsecops_app::configuration::Settings;
-use devsecops_app::startup::{Application, StartupError, StartupErrorKind};
+use devsecops_app::startup::{Application, ShutdownSignals, StartupErrorKind};
 use devsecops_app::telemetry;
 use slog::{crit, info};
 
@@ -51,10 +51,18 @@ fn serve() -> ExitCode {
 
     let runtime = actix_web::rt::System::new();
     let result = runtime.block_on(async {
-        let app = Application::build(settings, logger.clone()).await?;
-        app.run()
-            .await
-            .map_err(|e| StartupError::runtime(format!("server error: {e}")))
+        // Listening for SIGTERM before the build: a signal during start-up (migrations, binding)
+        // ends the process cleanly, with a log line, instead of by the default action.
+        let mut signals = ShutdownSignals::install();
+        let app = tokio::select! {
+            built = Application::build(settings, logger.clone()) => built?,
+            () = signals.recv() => {
+                info!(logger, "a signal arrived during start-up: exiting before serving";
+                    "event" => "shutdown");
+                return Ok(());
+            }
+        };
+        app.run_with(signals).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -113,7 +113,7 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         DB_ERRORS_TOTAL,
         "counter",
         "reason",
-        "Requests answered 503 because storage failed, by reason (`unreachable`, `timeout`, `locked`, `full`, `read_only`, `permission`, `io`, `corrupt`, `file_missing`, `not_migrated`).",
+        "Requests answered 503 because storage failed, by reason (`unreachable`, `timeout`, `locked`, `full`, `read_only`, `permission`, `io`, `corrupt`, `file_missing`, `not_migrated`, `misconfigured`).",
     ),
     (
         REQUESTS_REFUSED_EARLY_TOTAL,

@@ -27,6 +27,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest accepted X-Request-ID; longer or unusual values are replaced, not echoed.
 pub const REQUEST_ID_MAX_LEN: usize = 128;
 
+const READINESS_ENDPOINT: &str = "/ready";
+
 /// Longest method token written to the access log: any token is valid HTTP, and a long one must not
 /// become a long log line.
 const METHOD_LOG_MAX_CHARS: usize = 32;
@@ -125,9 +127,18 @@ pub async fn request_context(
             req.headers(),
             &settings.trusted_proxies,
             settings.forwarded_header,
+            settings.forwarded_hops,
         ),
     };
     req.extensions_mut().insert(ClientAddress(info.client));
+    // Counted and logged even if the client goes away and actix drops this future.
+    let mut pending = Pending {
+        state: &state,
+        logger: &logger,
+        info,
+        started,
+        answered: false,
+    };
 
     state.metrics.in_flight.inc();
     let _in_flight = InFlightGuard(&state.metrics.in_flight);
@@ -160,12 +171,13 @@ pub async fn request_context(
             )),
         );
         Ok(req.into_response(problem.into_response()))
-    } else if let Some(retry_after) = rate_limited(&state, &info.path, info.client) {
+    } else if let Some(retry_after) = rate_limited(&state, &pending.info.path, pending.info.client)
+    {
         state.metrics.rate_limited.inc();
         warn!(logger, "rate limit exceeded";
             "event" => "rate_limited",
-            "client_address" => info.client.map(|ip| ip.to_string()),
-            "path" => &info.path);
+            "client_address" => pending.info.client.map(|ip| ip.to_string()),
+            "path" => &pending.info.path);
         let error = ApiError::RateLimited {
             retry_after_secs: retry_after,
         };
@@ -216,14 +228,16 @@ pub async fn request_context(
             let response = conditional::finish(response, &negotiation);
             let mut response = ensure_problem_body(response);
             add_headers(response.headers_mut(), &request_id, settings.hsts_max_age);
-            finish(&state, &logger, &info, response.status(), elapsed);
+            pending.answered = true;
+            finish(&state, &logger, &pending.info, response.status(), elapsed);
             Ok(response)
         }
         Err(err) => {
             // No request left to attach a response to: actix renders the error, and
             // `Answered` makes that rendering carry the same body shape and headers.
             let status = err.as_response_error().status_code();
-            finish(&state, &logger, &info, status, elapsed);
+            pending.answered = true;
+            finish(&state, &logger, &pending.info, status, elapsed);
             Err(Answered {
                 inner: err,
                 request_id,
@@ -278,6 +292,36 @@ impl futures_core::Stream for TrackedBody {
             self.done.store(true, Ordering::Release);
         }
         polled
+    }
+}
+
+/// A request being handled. If its future is dropped before it answered (the client closed the
+/// connection, and actix cancels the handler), it is still counted and logged once, with status
+/// 499 as nginx records it, so no request goes unseen.
+struct Pending<'a> {
+    state: &'a AppState,
+    logger: &'a Logger,
+    info: RequestInfo,
+    started: Instant,
+    answered: bool,
+}
+
+/// Not an HTTP status: nginx's "client closed request", the convention log tools know.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            if let Ok(status) = StatusCode::from_u16(CLIENT_CLOSED_REQUEST) {
+                finish(
+                    self.state,
+                    self.logger,
+                    &self.info,
+                    status,
+                    self.started.elapsed(),
+                );
+            }
+        }
     }
 }
 
@@ -342,13 +386,28 @@ impl ResponseError for Answered {
     }
 }
 
+/// The rate limiter's key for a client: its IPv4 address, or the /64 network of its IPv6 address
+/// (one subscriber's allocation: a client rotating addresses inside it is still one client). An
+/// IPv4 client seen through a dual-stack socket (`::ffff:a.b.c.d`) is keyed by its IPv4 address:
+/// as a /64 every such client would share one key.
+pub fn rate_limit_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => client.to_canonical(),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
 /// Seconds to wait when the client is over its quota, else `None`.
 fn rate_limited(state: &AppState, path: &str, client: Option<IpAddr>) -> Option<u64> {
     let limiter = state.rate_limiter.as_ref()?;
     if UNLIMITED_PATHS.contains(&path) {
         return None;
     }
-    let client = client?;
+    let client = rate_limit_key(client?);
     match limiter.check_key(&client) {
         Ok(()) => None,
         Err(not_until) => {
@@ -443,8 +502,12 @@ fn access_log(logger: &Logger, info: &RequestInfo, status: StatusCode, elapsed: 
                 "client_address" => info.client.map(|ip| ip.to_string()))
         };
     }
-    if status.is_server_error() {
+    // A 5xx is an error, but for readiness: 503 there is a state the orchestrator polls (starting,
+    // draining, database down), reported where it happens.
+    if status.is_server_error() && info.endpoint != READINESS_ENDPOINT {
         log_at!(error);
+    } else if status.is_server_error() {
+        log_at!(warn);
     } else {
         log_at!(info);
     }
@@ -461,6 +524,25 @@ impl Drop for InFlightGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_keys_group_an_ipv6_subscriber_and_keep_ipv4_clients_apart() {
+        let key = |a: &str| rate_limit_key(a.parse().expect("address"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("net")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1".parse::<IpAddr>().expect("v4"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        // Through a dual-stack socket: still one key per IPv4 client, the same as without it.
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("::ffff:192.0.2.1"), key("::ffff:192.0.2.2"));
+    }
 
     #[test]
     fn request_ids_are_bounded_and_plain() {

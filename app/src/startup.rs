@@ -5,15 +5,16 @@
 //! requests for at most `SHUTDOWN_TIMEOUT_SECS`, then the database pool closes and the process exits.
 
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{error, web, App, HttpServer};
-use slog::{error, info, warn, Logger};
+use slog::{crit, error, info, warn, Logger};
 
 use crate::configuration::Settings;
-use crate::db::{Database, OpenError};
+use crate::db::{Database, DbError, OpenError, StorageFault};
 use crate::metrics::Metrics;
 use crate::middleware::request_context;
 use crate::problem::{json_error, ApiError};
@@ -21,7 +22,7 @@ use crate::routes::{self, OpenApiJson};
 use crate::state::AppState;
 
 /// How often idle clients are forgotten by the rate limiter, bounding its memory.
-const RATE_LIMITER_SWEEP: Duration = Duration::from_secs(60);
+const RATE_LIMITER_SWEEP: Duration = Duration::from_secs(10);
 
 pub struct Application {
     port: u16,
@@ -133,6 +134,16 @@ impl Application {
         if let Some(path) = state.db.sqlite_path() {
             // A local file: anything wrong with it is for the operator to fix before starting.
             let existed = path.exists();
+            let has_content = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+            if has_content && state.db.schema_version().await.ok().flatten().is_none() {
+                // A file with pages but no schema: not a database this service made, or one whose
+                // WAL (holding everything since the last checkpoint) was deleted. Migrating it
+                // would serve an empty database as if nothing had happened.
+                return Err(StartupError::configuration(format!(
+                    "{variable}: {} exists but holds no schema of this service (its WAL may have been deleted, or it is another program's file): restore a backup, or move the file away to start empty",
+                    path.display()
+                )));
+            }
             let applied = state.db.migrate().await.map_err(|e| {
                 StartupError::configuration(format!(
                     "{variable}: cannot open or migrate the SQLite database {}: {}",
@@ -148,6 +159,13 @@ impl Application {
                     e.describe()
                 ))
             })?;
+            state.db.hold_open().await.map_err(|e| {
+                StartupError::configuration(format!(
+                    "{variable}: cannot hold the SQLite database {} open: {}",
+                    path.display(),
+                    e.describe()
+                ))
+            })?;
             if !existed {
                 warn!(state.logger, "created a new, empty database: if one existed here before, it is gone (restore a backup)";
                     "event" => "database_created", "path" => path.display().to_string());
@@ -158,11 +176,9 @@ impl Application {
                 .metrics
                 .enable_backup_metric()
                 .map_err(|e| StartupError::runtime(format!("metrics registry: {e}")))?;
-        } else {
-            // PostgreSQL may come up after the service: start unready and migrate when it answers,
-            // instead of exiting into a crash loop.
-            actix_web::rt::spawn(migrate_when_reachable(state.clone()));
         }
+        // PostgreSQL may come up after the service: it starts unready and migrates when the
+        // database answers (in `run_until_stopped`), instead of exiting into a crash loop.
 
         let server = public_server(state.clone(), listener)?;
         let internal = internal_server(state.clone(), internal_listener)?;
@@ -188,11 +204,17 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down as described in the module docs.
-    pub async fn run(self) -> std::io::Result<()> {
+    pub async fn run(self) -> Result<(), StartupError> {
+        self.run_with(ShutdownSignals::install()).await
+    }
+
+    /// As [`Self::run`], with signal handlers installed earlier (before the build, so that a
+    /// SIGTERM during start-up is handled, not fatal).
+    pub async fn run_with(self, mut signals: ShutdownSignals) -> Result<(), StartupError> {
         let state = self.state.clone();
         let handle = self.server.handle();
         actix_web::rt::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             begin_shutdown(&state).await;
             handle.stop(true).await;
         });
@@ -200,8 +222,10 @@ impl Application {
     }
 
     /// Serves until the public server stops (tests stop it by dropping the task). The internal
-    /// listener stops after it, so metrics stay scrapeable while requests drain.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// listener stops after it, so metrics stay scrapeable while requests drain. A database that
+    /// refuses the configuration at start (PostgreSQL: wrong password, no such database, a schema
+    /// newer than this build) stops both and is returned as a configuration error.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         if self.state.rate_limiter.is_some() {
             let state = self.state.clone();
             actix_web::rt::spawn(async move {
@@ -215,6 +239,14 @@ impl Application {
                 }
             });
         }
+        let fatal: Arc<Mutex<Option<StartupError>>> = Arc::default();
+        if !self.state.db.is_migrated() {
+            actix_web::rt::spawn(migrate_when_reachable(
+                self.state.clone(),
+                fatal.clone(),
+                [self.server.handle(), self.internal.handle()],
+            ));
+        }
         info!(self.state.logger, "listening";
             "address" => format!("{}:{}", self.state.settings.host, self.port),
             "internal_address" => format!("{}:{}", self.state.settings.metrics_host, self.metrics_port),
@@ -227,7 +259,50 @@ impl Application {
         let _ = internal.await;
         self.state.db.close().await;
         info!(self.state.logger, "stopped");
-        result
+        if let Some(err) = fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            return Err(err);
+        }
+        result.map_err(|e| StartupError::runtime(format!("server error: {e}")))
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from the moment this is made.
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; needs a Tokio runtime.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignals {
+                streams: signal(SignalKind::terminate())
+                    .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                    .ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// Waits for the first signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = self.streams.as_mut() {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -239,7 +314,13 @@ fn local_port(listener: &TcpListener) -> Result<u16, StartupError> {
 }
 
 /// Retries the PostgreSQL migrations until they succeed, with backoff; readiness is 503 meanwhile.
-async fn migrate_when_reachable(state: web::Data<AppState>) {
+/// A database that answers but refuses the configuration (credentials, database name, a schema
+/// newer than this build) is not waited for: the servers stop and the process exits 2.
+async fn migrate_when_reachable(
+    state: web::Data<AppState>,
+    fatal: Arc<Mutex<Option<StartupError>>>,
+    servers: [actix_web::dev::ServerHandle; 2],
+) {
     let mut pause = Duration::from_millis(250);
     let mut attempts = 0u32;
     loop {
@@ -249,6 +330,25 @@ async fn migrate_when_reachable(state: web::Data<AppState>) {
                 info!(state.logger, "database ready"; "backend" => state.db.backend(),
                     "migrations_applied" => format!("{applied:?}"), "attempts" => attempts);
                 state.metrics.db_up.set(1);
+                return;
+            }
+            Err(
+                err @ (DbError::Unavailable(StorageFault::Misconfigured, _) | DbError::Other(_)),
+            ) => {
+                let message = format!(
+                    "{}: the database refuses this configuration: {}",
+                    state.settings.database_url_source,
+                    err.describe()
+                );
+                crit!(state.logger, "the database refuses the configuration: stopping";
+                    "event" => "database_misconfigured", "error" => &message);
+                *fatal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(StartupError::configuration(message));
+                for server in servers {
+                    server.stop(false).await;
+                }
                 return;
             }
             Err(err) => {
@@ -277,31 +377,6 @@ async fn begin_shutdown(state: &AppState) {
             "drain_timeout_s" => state.settings.shutdown_timeout.as_secs());
         tokio::time::sleep(state.settings.shutdown_delay).await;
         info!(state.logger, "draining in-flight requests"; "event" => "shutdown");
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

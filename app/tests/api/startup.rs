@@ -217,3 +217,66 @@ fn the_token_source_is_logged_never_the_token() {
     );
     assert!(!out.stdout.contains(TOKEN), "the token was logged");
 }
+
+/// The token read from API_TOKEN_FILE (its trailing newline trimmed) is the one requests carry.
+#[actix_web::test]
+async fn a_token_from_a_file_authenticates() {
+    use crate::helpers::{spawn_app_with, Backend};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write");
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("API_TOKEN", ""),
+            ("API_TOKEN_FILE", token_file.to_str().expect("utf-8")),
+        ],
+    )
+    .await;
+    let reply = app
+        .create_user("File Token", "file-token@example.com")
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let wrong = app
+        .client
+        .post(app.url("/api/users"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}-other")));
+    let reply = app
+        .send(
+            wrong,
+            Some(serde_json::json!({"name": "Other", "email": "other@example.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+}
+
+/// PostgreSQL refusing the configuration (a wrong password, a database that does not exist) is a
+/// configuration error: exit 2 naming DATABASE_URL, never the password, instead of serving
+/// unready forever.
+#[test]
+fn postgres_refusing_the_configuration_exits_2() {
+    let admin = crate::helpers::postgres_admin_url();
+    let url = url::Url::parse(&admin).expect("TEST_POSTGRES_URL");
+    let mut wrong_password = url.clone();
+    wrong_password
+        .set_password(Some("not-the-password-4711"))
+        .expect("password");
+    assert_configuration_error(
+        &[("DATABASE_URL", wrong_password.as_str())],
+        &["DATABASE_URL", "refuses"],
+        Some("not-the-password-4711"),
+    );
+    // The test role's password is also its name, which the message may carry: checked only when
+    // they differ (the wrong password above is checked always).
+    let password = url
+        .password()
+        .filter(|p| *p != url.username())
+        .map(str::to_owned);
+    let mut no_database = url;
+    no_database.set_path("/no_such_database_4711");
+    assert_configuration_error(
+        &[("DATABASE_URL", no_database.as_str())],
+        &["DATABASE_URL", "refuses", "no_such_database_4711"],
+        password.as_deref(),
+    );
+}

@@ -402,6 +402,67 @@ async fn sqlite_lock_held_past_the_busy_timeout_is_503() {
     confirmed.verify(&app).await;
 }
 
+/// Many readiness checks while another connection holds the write lock share one write probe
+/// (single flight): they answer 503 together in about one busy timeout instead of queueing on the
+/// pool one after another, and leave the pool free for writes once the lock is gone.
+#[actix_web::test]
+async fn readiness_checks_under_a_held_lock_share_one_probe() {
+    use sqlx::Connection;
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(
+        &fs,
+        &[
+            ("DB_STATEMENT_TIMEOUT_MS", "500"),
+            ("DB_MAX_CONNECTIONS", "2"),
+        ],
+    )
+    .await;
+    wait_ready(&app, 200).await;
+    let url = format!("sqlite://{}/app.db", fs.path().display());
+    let mut holder = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    // A failed write makes the next readiness check probe again at once.
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 1, "locked").await;
+    assert_eq!(confirmed.refused, 1);
+
+    let started = Instant::now();
+    let checks: Vec<_> = (0..20)
+        .map(|_| {
+            let req = app.client.get(app.url("/ready"));
+            actix_web::rt::spawn(async move { req.send_bytes(b"").await })
+        })
+        .collect();
+    for check in checks {
+        let reply = check.await.expect("check");
+        assert_eq!(reply.status, 503, "{}", reply.text());
+    }
+    // One probe waits one busy timeout (0.5 s); twenty in turn on a pool of two would take 5 s.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "20 checks took {elapsed:?}"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    confirmed.create(&app, 3, "after").await;
+    assert_eq!(
+        confirmed.users.len(),
+        3,
+        "writes after the lock was released"
+    );
+    wait_ready(&app, 200).await;
+    confirmed.verify(&app).await;
+}
+
 #[actix_web::test]
 async fn sqlite_file_deleted_while_running_is_detected() {
     let fs = Tmpfs::mount("16m");
@@ -487,6 +548,9 @@ async fn postgres_read_only_and_revoked_writes_are_503() {
     let refused_before = confirmed.refused;
     confirmed.create(&app, 3, "revoked").await;
     confirmed.rename_all(&app, "renamed").await;
+    // Readiness sees it too: its probe runs the users table's write statements.
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(body["checks"]["database"]["reason"], "permission", "{body}");
     assert!(
         confirmed.refused >= refused_before + 3 + 3,
         "writes without privilege were confirmed"
@@ -500,6 +564,7 @@ async fn postgres_read_only_and_revoked_writes_are_503() {
         .execute(&mut admin)
         .await
         .expect("grant");
+    wait_ready(&app, 200).await;
     confirmed.create(&app, 2, "after").await;
     confirmed.verify(&app).await;
 }
@@ -512,4 +577,199 @@ async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str
     .execute(admin)
     .await
     .expect("terminate sessions");
+}
+
+/// The WAL holds every write since the last checkpoint: deleting it alone loses them as surely as
+/// deleting the database. Detected like a deleted database file; and a start on the file left
+/// behind (pages, but no schema) refuses instead of serving an empty database.
+#[actix_web::test]
+async fn sqlite_wal_deleted_while_running_is_detected() {
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(&fs, &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+    std::fs::remove_file(fs.path().join("app.db-wal")).expect("delete the WAL");
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(
+        body["checks"]["database"]["reason"], "file_missing",
+        "{body}"
+    );
+    app.create_user("Lost", "lost@example.com")
+        .await
+        .problem(503);
+
+    let settings = devsecops_app::configuration::Settings::from_source(
+        &devsecops_app::configuration::Source::from_map(
+            [
+                (
+                    "DATABASE_URL",
+                    format!("sqlite://{}/app.db", fs.path().display()),
+                ),
+                ("METRICS_PORT", "0".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ),
+    )
+    .expect("settings");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let err = devsecops_app::startup::Application::build_with_listener(settings, logger, listener)
+        .await
+        .err()
+        .expect("a start on the schema-less file left behind fails");
+    assert!(err.message.contains("holds no schema"), "{err}");
+}
+
+/// On ext4 an immutable database file and WAL refuse the service's writes: 503, unready, and
+/// ready again once they are writable.
+#[actix_web::test]
+async fn sqlite_immutable_files_on_ext4_are_503_and_unready() {
+    let fs = FailingExt4::mount();
+    let url = format!("sqlite://{}/app.db", fs.path().display());
+    let app = spawn_app_on(url, tempfile::tempdir().expect("tempdir"), &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+    let files = [
+        format!("{}/app.db", fs.path().display()),
+        format!("{}/app.db-wal", fs.path().display()),
+    ];
+    for file in &files {
+        run("chattr", &["+i", file]);
+    }
+    confirmed.create(&app, 4, "immutable").await;
+    assert_eq!(
+        confirmed.refused, 4,
+        "writes to immutable files were confirmed"
+    );
+    wait_ready(&app, 503).await;
+    for file in &files {
+        run("chattr", &["-i", file]);
+    }
+    wait_ready(&app, 200).await;
+    confirmed.create(&app, 2, "after").await;
+    confirmed.verify(&app).await;
+}
+
+/// An immutable shared-memory file: SQLite writes it through a memory map, and ext4 answers a write
+/// fault on an immutable file with SIGBUS, which no user-space code can turn into an error reply.
+/// The process dies without confirming the write; a start on the immutable file refuses with exit
+/// 2 naming the path; once the file is writable again, every confirmed write is there.
+#[actix_web::test]
+async fn sqlite_immutable_shared_memory_kills_the_process_and_loses_no_confirmed_write() {
+    let fs = FailingExt4::mount();
+    let db = format!("sqlite://{}/app.db", fs.path().display());
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+            .env_clear()
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("METRICS_PORT", "0")
+            .env("API_TOKEN", crate::helpers::TOKEN)
+            .env("DATABASE_URL", &db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the binary")
+    };
+    let mut child = start();
+    let port = listening_port(&mut child);
+    let post = |n: usize| {
+        let body = format!(r#"{{"name":"U{n}","email":"u{n}@example.com"}}"#);
+        format!(
+            "POST /api/users HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            crate::helpers::TOKEN,
+            body.len()
+        )
+    };
+    let address = format!("127.0.0.1:{port}");
+    let mut confirmed = Vec::new();
+    for n in 0..3 {
+        let reply = crate::helpers::raw_exchange(&address, post(n).as_bytes()).await;
+        assert!(
+            reply.starts_with(b"HTTP/1.1 201"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        confirmed.push(n);
+    }
+    run(
+        "chattr",
+        &["+i", &format!("{}/app.db-shm", fs.path().display())],
+    );
+    for n in 3..6 {
+        // The process may already be gone: a refused connection confirms nothing.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await else {
+            continue;
+        };
+        let mut reply = Vec::new();
+        if stream.write_all(post(n).as_bytes()).await.is_ok() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+        }
+        if reply.starts_with(b"HTTP/1.1 201") {
+            confirmed.push(n);
+        }
+    }
+    let status = child.wait().expect("the process ends");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(7), "expected SIGBUS, got {status:?}");
+
+    let refused = start().wait_with_output().expect("output");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("DATABASE_URL") && stderr.contains("app.db"),
+        "{stderr}"
+    );
+
+    run(
+        "chattr",
+        &["-i", &format!("{}/app.db-shm", fs.path().display())],
+    );
+    let mut child = start();
+    let port = listening_port(&mut child);
+    for n in confirmed {
+        let reply = crate::helpers::raw_exchange(
+            &format!("127.0.0.1:{port}"),
+            format!(
+                "GET /api/users/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                n + 1
+            )
+            .as_bytes(),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.contains(&format!("u{n}@example.com")),
+            "{text}"
+        );
+    }
+    let _ = child.kill();
+}
+
+/// Reads the binary's log until its `listening` line and returns the public port.
+fn listening_port(child: &mut std::process::Child) -> u16 {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the service logs until it listens")
+            .expect("a log line");
+        let value: Value = serde_json::from_str(&line).unwrap_or_default();
+        if value["message"] == "listening" {
+            break value["address"]
+                .as_str()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("a port");
+        }
+    };
+    // Keep draining the log so the service never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    port
 }
