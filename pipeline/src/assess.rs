@@ -246,10 +246,15 @@ pub fn assess(
         }
     }
     if !run.warnings.is_empty() {
-        notices.push(format!(
+        let line = format!(
             "{} malformed result(s) skipped while reading the reports (listed under warnings)",
             run.warnings.len()
-        ));
+        );
+        if config.policy.fail_on_skipped_results {
+            reasons.push(line);
+        } else {
+            notices.push(line);
+        }
     }
     let databases: Vec<DatabaseStatus> = run
         .databases

@@ -50,6 +50,12 @@ pub struct Policy {
     /// passing would pass on findings nobody read.
     #[serde(default = "yes")]
     pub fail_on_scanner_error: bool,
+    /// Whether a report in which any result was skipped (malformed, or not scanned by the tool's
+    /// own account) fails the build. Either way the skipped results are listed as warnings and
+    /// said before the findings in every report; a report none of whose results could be read is
+    /// an error whatever this says.
+    #[serde(default)]
+    pub fail_on_skipped_results: bool,
     /// Dependency findings with no known fix do not fail the build (they are still reported):
     /// what trivy's `--ignore-unfixed` and grype's `--only-fixed` do.
     #[serde(default)]
@@ -167,6 +173,7 @@ impl Default for Policy {
             fail_on_sla_breach: true,
             fail_on_expired_suppression: false,
             fail_on_scanner_error: true,
+            fail_on_skipped_results: false,
             ignore_unfixed: false,
             max_advisory_db_age_days: default_db_age(),
             fail_on_stale_advisory_db: false,

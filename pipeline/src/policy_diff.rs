@@ -768,6 +768,7 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         fail_on_sla_breach: b_sla_breach,
         fail_on_expired_suppression: b_expired,
         fail_on_scanner_error: b_scanner_error,
+        fail_on_skipped_results: b_skipped,
         ignore_unfixed: b_unfixed,
         max_advisory_db_age_days: b_db_age,
         fail_on_stale_advisory_db: b_stale,
@@ -780,6 +781,7 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         fail_on_sla_breach: h_sla_breach,
         fail_on_expired_suppression: h_expired,
         fail_on_scanner_error: h_scanner_error,
+        fail_on_skipped_results: h_skipped,
         ignore_unfixed: h_unfixed,
         max_advisory_db_age_days: h_db_age,
         fail_on_stale_advisory_db: h_stale,
@@ -859,6 +861,14 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         "fail_on_scanner_error",
         *b_scanner_error,
         *h_scanner_error,
+        true,
+    );
+    flag(
+        file,
+        out,
+        "fail_on_skipped_results",
+        *b_skipped,
+        *h_skipped,
         true,
     );
     flag(file, out, "ignore_unfixed", *b_unfixed, *h_unfixed, false);
@@ -1344,6 +1354,7 @@ fn stricter_config(base: &Config, head: &Config) -> Config {
         fail_on_sla_breach: b.fail_on_sla_breach || h.fail_on_sla_breach,
         fail_on_expired_suppression: b.fail_on_expired_suppression || h.fail_on_expired_suppression,
         fail_on_scanner_error: b.fail_on_scanner_error || h.fail_on_scanner_error,
+        fail_on_skipped_results: b.fail_on_skipped_results || h.fail_on_skipped_results,
         ignore_unfixed: b.ignore_unfixed && h.ignore_unfixed,
         max_advisory_db_age_days: b.max_advisory_db_age_days.min(h.max_advisory_db_age_days),
         fail_on_stale_advisory_db: b.fail_on_stale_advisory_db || h.fail_on_stale_advisory_db,

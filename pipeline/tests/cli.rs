@@ -365,6 +365,51 @@ install = "pip install no-such-scanner"
 }
 
 #[test]
+fn skipped_results_are_said_first_and_fail_the_gate_when_the_policy_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("hadolint.json"),
+        r#"[{"code":"DL3007","file":"Dockerfile","level":"info","line":1,"message":"m"},{"code":5}]"#,
+    )
+    .expect("report");
+    let ingest = devsecops(
+        dir.path(),
+        &["ingest", "--tool", "hadolint", "hadolint.json"],
+    );
+    assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
+    let gate = devsecops(dir.path(), &["gate"]);
+    assert_eq!(
+        gate.status.code(),
+        Some(0),
+        "a notice by default: {}",
+        text(&gate)
+    );
+    assert!(
+        text(&gate).contains("1 malformed result(s) skipped"),
+        "{}",
+        text(&gate)
+    );
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[policy]\nfail_on_skipped_results = true\n",
+    )
+    .expect("config");
+    let strict = devsecops(dir.path(), &["gate"]);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/devsecops.json")).expect("json"),
+    )
+    .expect("parses");
+    assert!(
+        json["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("1 malformed result(s) skipped")),
+        "{}",
+        json["reasons"]
+    );
+}
+
+#[test]
 fn the_same_report_ingested_twice_adds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = fixture("clippy.ndjson");

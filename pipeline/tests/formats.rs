@@ -142,6 +142,54 @@ fn documents_that_are_not_the_report_are_errors_naming_what_was_expected() {
     }
 }
 
+/// One rule for every format: a report that holds results none of which could be read is an
+/// error, never "0 findings and some warnings"; one readable result beside them keeps the file.
+#[test]
+fn a_report_none_of_whose_results_can_be_read_is_an_error_in_every_format() {
+    let all_bad = [
+        ("sarif", r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[{"ruleId":1}]}]}"#),
+        ("clippy", "{\"reason\":\"compiler-message\",\"message\":5}\n{\"reason\":\"build-finished\",\"success\":true}\n"),
+        ("cargo-audit", r#"{"database":{},"vulnerabilities":{"found":true,"list":[{"advisory":5,"package":5}]},"warnings":{}}"#),
+        ("cargo-audit", r#"{"vulnerabilities":{"list":[]},"warnings":{"unmaintained":[{"package":"x"}]}}"#),
+        ("cargo-deny", "{\"type\":\"diagnostic\",\"fields\":{\"graphs\":5}}\n{\"type\":\"summary\",\"fields\":{}}\n"),
+        ("trivy", r#"{"SchemaVersion":2,"Results":[{"Target":5}]}"#),
+        ("trivy", r#"{"ClusterName":"c","Resources":[{"Namespace":5}]}"#),
+        ("trivy", r#"{"ClusterName":"c","Resources":[{"Namespace":"a","Kind":"Pod","Name":"p","Error":"forbidden"}]}"#),
+        ("gitleaks", r#"[{"rule": 1}]"#),
+        ("checkov", r#"{"check_type":"terraform","results":{"failed_checks":[{"check_id":5}]},"summary":{"failed":1}}"#),
+        ("hadolint", r#"[{"code":5}]"#),
+        ("cyclonedx", r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[],"vulnerabilities":[{"id":"CVE-2024-1","affects":[{"ref":"nowhere"}]}]}"#),
+        ("cyclonedx", r#"<bom xmlns="http://cyclonedx.org/schema/bom/1.5"><vulnerabilities><vulnerability><id>CVE-2024-1</id><affects><target><ref>nowhere</ref></target></affects></vulnerability></vulnerabilities></bom>"#),
+        ("shellcheck", r#"{"comments":[{"line":"x"}]}"#),
+        ("semgrep", r#"{"results":[{"check_id":5}],"errors":[]}"#),
+        ("osv-scanner", r#"{"results":[{"source":{"path":"Cargo.lock","type":"lockfile"},"packages":[{"package":5}]}]}"#),
+        ("osv-scanner", r#"{"results":[{"source":5}]}"#),
+        ("grype", r#"{"matches":[{"vulnerability":5}],"source":{},"descriptor":{}}"#),
+        ("kics", r#"{"queries":[],"queries_failed_to_execute":3}"#),
+        ("kics", r#"{"queries":[{"query_name":5}]}"#),
+    ];
+    for (tool, text) in all_bad {
+        let err = bytes(tool, text)
+            .err()
+            .unwrap_or_else(|| panic!("{tool} {text}: accepted with nothing read"));
+        let message = err.to_string();
+        assert!(
+            message.starts_with("input.json") && message.contains("none of its"),
+            "{tool} {text}: {message}"
+        );
+    }
+    // One readable result keeps the file; the other is a warning, and the reading is counted.
+    for (tool, text, findings) in [
+        ("hadolint", r#"[{"code":"DL3007","file":"Dockerfile","level":"warning","line":1,"message":"m"},{"code":5}]"#, 1),
+        ("clippy", "{\"reason\":\"compiler-message\",\"message\":5}\n{\"reason\":\"compiler-message\",\"message\":{\"message\":\"m\",\"level\":\"warning\",\"code\":null,\"spans\":[]}}\n", 0),
+        ("osv-scanner", r#"{"results":[{"source":{"path":"Cargo.lock","type":"lockfile"},"packages":[{"package":5},{"package":{"name":"smallvec","version":"0.6.13","ecosystem":"crates.io"},"vulnerabilities":[]}]}]}"#, 0),
+    ] {
+        let parsed = bytes(tool, text).unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert_eq!(parsed.findings.len(), findings, "{tool}");
+        assert_eq!((parsed.read, parsed.skipped, parsed.warnings.len()), (1, 1, 1), "{tool}");
+    }
+}
+
 #[test]
 fn one_malformed_result_is_skipped_with_a_warning_naming_its_index() {
     let report = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"semgrep"}},"results":[

@@ -423,10 +423,13 @@ pub fn parse_report(file: &Path, bytes: &[u8]) -> Result<crate::ingest::Parsed> 
             ),
         ));
     }
+    let findings = report.findings();
     Ok(crate::ingest::Parsed {
-        findings: report.findings(),
+        read: findings.len(),
+        findings,
         warnings: Vec::new(),
         databases: vec![report.database()],
+        skipped: 0,
     })
 }
 

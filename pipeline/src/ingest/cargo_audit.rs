@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, not_a_report, Parsed, RustsecAdvisory, RustsecVersions};
+use super::{json_borrowed, not_a_report, Parsed, RustsecAdvisory, RustsecVersions};
 use crate::error::Result;
 use crate::model::{AdvisoryDb, Category, RawFinding, Severity};
 
@@ -72,21 +72,18 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
             updated: db.last_updated,
         });
     }
-    for (_, entry) in each::<Entry>(
+    for (_, entry) in super::results::<Entry>(
         bytes,
         &report.vulnerabilities.list,
         "vulnerability",
-        &mut parsed.warnings,
+        &mut parsed,
     ) {
         parsed.findings.push(convert(entry, None));
     }
     for (kind, entries) in &report.warnings {
-        for (_, entry) in each::<Entry>(
-            bytes,
-            entries,
-            &format!("{kind} warning"),
-            &mut parsed.warnings,
-        ) {
+        for (_, entry) in
+            super::results::<Entry>(bytes, entries, &format!("{kind} warning"), &mut parsed)
+        {
             let kind = entry.kind.clone().unwrap_or_else(|| kind.clone());
             parsed.findings.push(convert(entry, Some(&kind)));
         }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ndjson, not_a_report, title, Parsed, RustsecAdvisory};
+use super::{not_a_report, title, Parsed, RustsecAdvisory};
 use crate::error::{Error, Result};
 use crate::model::{Category, RawFinding, Severity};
 
@@ -73,7 +73,7 @@ fn upgrades(notes: &[String]) -> Vec<String> {
 pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
     let _: &Path = file;
     let mut parsed = Parsed::default();
-    let records: Vec<(usize, Record)> = ndjson(bytes, &mut parsed.warnings);
+    let records: Vec<(usize, Record)> = super::records(bytes, &mut parsed);
     if records.is_empty() {
         return Err(not_a_report(
             file,
@@ -112,6 +112,7 @@ pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
         if record.kind != "diagnostic" {
             continue;
         }
+        parsed.read += 1;
         let Some(fields) = record.fields else {
             continue;
         };

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, none_readable, not_a_report, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, title, Parsed};
 use crate::error::{Error, Result};
 use crate::model::{Category, RawFinding, Severity};
 
@@ -89,7 +89,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
             Category::Iac
         };
         let what = format!("report #{index} failed check");
-        let read = each::<Check>(bytes, &results.failed_checks, &what, &mut parsed.warnings);
+        let read = super::results::<Check>(bytes, &results.failed_checks, &what, &mut parsed);
         if read.is_empty() && !results.failed_checks.is_empty() {
             return Err(none_readable(
                 file,

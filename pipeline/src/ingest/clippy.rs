@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ndjson, not_a_report, title, Parsed};
+use super::{not_a_report, title, Parsed};
 use crate::error::{Error, Result};
 use crate::model::{Category, RawFinding, Severity};
 
@@ -55,7 +55,7 @@ struct SpanText {
 
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
     let mut parsed = Parsed::default();
-    let records: Vec<(usize, Record)> = ndjson(bytes, &mut parsed.warnings);
+    let records: Vec<(usize, Record)> = super::records(bytes, &mut parsed);
     if records.is_empty() {
         return Err(not_a_report(
             file,
@@ -71,6 +71,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         if record.reason != "compiler-message" {
             continue;
         }
+        parsed.read += 1;
         let Some(message) = record.message else {
             continue;
         };

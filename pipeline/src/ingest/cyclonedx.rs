@@ -78,6 +78,7 @@ fn findings(vulns: Vec<Vulnerability>, packages: &HashMap<String, Package>) -> P
                                 purl: Some(reference.to_string()),
                             },
                             None => {
+                                parsed.skipped += 1;
                                 parsed.warnings.push(format!(
                                     "vulnerability {}: affects {reference:?}, which no component of the BOM declares",
                                     v.id
@@ -111,6 +112,7 @@ fn findings(vulns: Vec<Vulnerability>, packages: &HashMap<String, Package>) -> P
             .with_ids(std::iter::once(&v.id).chain(&v.ids))
             .fixed_by(&v.fixed);
             f.description = v.description.clone();
+            parsed.read += 1;
             parsed.findings.push(f);
         }
     }
@@ -260,6 +262,7 @@ fn parse_json(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         ));
     }
     let mut parsed = findings(vulns, &packages);
+    parsed.skipped += warnings.len();
     warnings.append(&mut parsed.warnings);
     parsed.warnings = warnings;
     Ok(parsed)
@@ -441,6 +444,7 @@ fn parse_xml(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         ));
     }
     let mut parsed = findings(vulns, &packages);
+    parsed.skipped += warnings.len();
     warnings.append(&mut parsed.warnings);
     parsed.warnings = warnings;
     Ok(parsed)

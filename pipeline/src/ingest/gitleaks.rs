@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, none_readable, not_a_report, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, title, Parsed};
 use crate::error::Result;
 use crate::model::{secret_context, Category, RawFinding, Severity};
 
@@ -59,7 +59,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
     };
     let leaks = leaks.unwrap_or_default();
     let mut parsed = Parsed::default();
-    let read = each::<Leak>(bytes, &leaks, "leak", &mut parsed.warnings);
+    let read = super::results::<Leak>(bytes, &leaks, "leak", &mut parsed);
     if read.is_empty() && !leaks.is_empty() {
         return Err(none_readable(
             file,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{each, json_borrowed, none_readable, not_a_report, purl_type, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, purl_type, title, Parsed};
 use crate::error::Result;
 use crate::model::{AdvisoryDb, Category, RawFinding, Severity};
 
@@ -134,7 +134,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
             updated: built,
         });
     }
-    let read = each::<Match>(bytes, &matches, "match", &mut parsed.warnings);
+    let read = super::results::<Match>(bytes, &matches, "match", &mut parsed);
     if read.is_empty() && !matches.is_empty() {
         return Err(none_readable(
             file,

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, none_readable, not_a_report, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, title, Parsed};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -30,7 +30,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
     }
     let entries: Vec<&RawValue> = json_borrowed(file, bytes)?;
     let mut parsed = Parsed::default();
-    let read = each::<Entry>(bytes, &entries, "entry", &mut parsed.warnings);
+    let read = super::results::<Entry>(bytes, &entries, "entry", &mut parsed);
     if read.is_empty() && !entries.is_empty() {
         return Err(none_readable(
             file,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{each, json_borrowed, none_readable, not_a_report, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, title, Parsed};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -65,8 +65,11 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         parsed.warnings.push(format!(
             "{n} KICS queries failed to execute: the scan was partial"
         ));
+        parsed.skipped = parsed
+            .skipped
+            .saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
     }
-    let read = each::<Query>(bytes, &queries, "query", &mut parsed.warnings);
+    let read = super::results::<Query>(bytes, &queries, "query", &mut parsed);
     if read.is_empty() && !queries.is_empty() {
         return Err(none_readable(
             file,

@@ -77,11 +77,21 @@ pub const TOOLS: &[(&str, &str)] = &[
 
 /// What one report held: its findings, the results that had to be skipped (with why and where),
 /// and the advisory databases the tool says it used.
+///
+/// `read` and `skipped` count the report's results (whatever unit the tool reports in: SARIF
+/// results, trivy results and Kubernetes resources, NDJSON records, CycloneDX vulnerability and
+/// component pairs, ...): one rule holds for every format, in [`parse_bytes`]: a report that holds
+/// results none of which could be read is an error, never "0 findings and some warnings". Every
+/// warning is a skipped (or unscanned) result, which `fail_on_skipped_results` can fail on.
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub findings: Vec<RawFinding>,
     pub warnings: Vec<String>,
     pub databases: Vec<AdvisoryDb>,
+    /// Results read.
+    pub read: usize,
+    /// Results skipped as malformed, or not scanned at all by the tool's own account.
+    pub skipped: usize,
 }
 
 /// Parses `file` as the output of `tool`.
@@ -100,6 +110,20 @@ pub fn parse(tool: &str, file: &Path) -> Result<Parsed> {
 /// Parses `bytes` (read from `file`, which errors name) as the output of `tool`. The fuzz targets
 /// call this directly.
 pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Parsed> {
+    let parsed = parse_format(tool, file, bytes)?;
+    if parsed.read == 0 && parsed.skipped > 0 {
+        return Err(none_readable(
+            file,
+            tool,
+            "result",
+            parsed.skipped,
+            &parsed.warnings,
+        ));
+    }
+    Ok(parsed)
+}
+
+fn parse_format(tool: &str, file: &Path, bytes: &[u8]) -> Result<Parsed> {
     match tool {
         "sarif" => sarif::parse(file, bytes),
         "clippy" => clippy::parse(file, bytes),
@@ -186,6 +210,33 @@ pub(crate) fn each<'a, T: serde::Deserialize<'a>>(
         }
     }
     out
+}
+
+/// [`each`] for a report's results: counts what was read and what was skipped in `parsed`.
+pub(crate) fn results<'a, T: serde::Deserialize<'a>>(
+    bytes: &[u8],
+    items: &[&'a RawValue],
+    what: &str,
+    parsed: &mut Parsed,
+) -> Vec<(usize, T)> {
+    let before = parsed.warnings.len();
+    let read = each(bytes, items, what, &mut parsed.warnings);
+    parsed.read += read.len();
+    parsed.skipped = parsed
+        .skipped
+        .saturating_add(parsed.warnings.len() - before);
+    read
+}
+
+/// [`ndjson`] for a stream of records: counts the lines skipped in `parsed`. The caller counts
+/// the records it reads as results (diagnostics, compiler messages), not progress or summaries.
+pub(crate) fn records<T: DeserializeOwned>(bytes: &[u8], parsed: &mut Parsed) -> Vec<(usize, T)> {
+    let before = parsed.warnings.len();
+    let read = ndjson(bytes, &mut parsed.warnings);
+    parsed.skipped = parsed
+        .skipped
+        .saturating_add(parsed.warnings.len() - before);
+    read
 }
 
 /// The error for a list of `total` results none of which could be read: the envelope was probably

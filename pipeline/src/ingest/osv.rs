@@ -146,12 +146,15 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         return Err(not_a_report(file, "osv-scanner JSON", EXPECTED));
     };
     let mut parsed = Parsed::default();
-    for (source_index, source) in each::<Source>(bytes, &results, "result", &mut parsed.warnings) {
+    let sources = each::<Source>(bytes, &results, "result", &mut parsed.warnings);
+    parsed.skipped += results.len() - sources.len();
+    for (source_index, source) in sources {
         let packages = source.packages.unwrap_or_default();
         for (package_index, raw) in packages.iter().enumerate() {
             let package: PackageVulns = match serde_json::from_str(raw.get()) {
                 Ok(p) => p,
                 Err(e) => {
+                    parsed.skipped += 1;
                     parsed.warnings.push(format!(
                         "result #{source_index} package #{package_index} skipped: {}",
                         e.to_string().split(" at line ").next().unwrap_or("")
@@ -159,6 +162,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
                     continue;
                 }
             };
+            parsed.read += 1;
             convert(&source.source.path, package, &mut parsed.findings);
         }
     }

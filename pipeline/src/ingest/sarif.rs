@@ -288,7 +288,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         .collect();
         let rules: HashMap<&str, &Rule> = rule_list.iter().map(|r| (r.id.as_str(), r)).collect();
         let what = format!("run #{run_index} result");
-        let read = each::<SarifResult>(bytes, &results, &what, &mut parsed.warnings);
+        let read = super::results::<SarifResult>(bytes, &results, &what, &mut parsed);
         if read.is_empty() && !results.is_empty() {
             return Err(super::none_readable(
                 file,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{each, json_borrowed, none_readable, not_a_report, purl_type, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, purl_type, title, Parsed};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -119,7 +119,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
             .warnings
             .push(format!("semgrep error #{index} {kind}: {}", title(message)));
     }
-    let read = each::<Match>(bytes, &report.results, "result", &mut parsed.warnings);
+    let read = super::results::<Match>(bytes, &report.results, "result", &mut parsed);
     if read.is_empty() && !report.results.is_empty() {
         return Err(none_readable(
             file,

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{each, json_borrowed, none_readable, not_a_report, title, Parsed};
+use super::{json_borrowed, none_readable, not_a_report, title, Parsed};
 use crate::error::Result;
 use crate::model::{Category, RawFinding, Severity};
 
@@ -41,7 +41,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         }
     };
     let mut parsed = Parsed::default();
-    let read = each::<Comment>(bytes, &comments, "comment", &mut parsed.warnings);
+    let read = super::results::<Comment>(bytes, &comments, "comment", &mut parsed);
     if read.is_empty() && !comments.is_empty() {
         return Err(none_readable(
             file,

@@ -208,10 +208,12 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         for (group, resources) in groups {
             let Some(resources) = resources else { continue };
             let what = format!("{group} resource");
-            for (index, resource) in each::<Resource>(bytes, resources, &what, &mut parsed.warnings)
-            {
+            let read = each::<Resource>(bytes, resources, &what, &mut parsed.warnings);
+            parsed.skipped += resources.len() - read.len();
+            for (index, resource) in read {
                 let name = format!("{}/{}/{}", resource.namespace, resource.kind, resource.name);
                 if let Some(error) = resource.error.filter(|e| !e.is_empty()) {
+                    parsed.skipped += 1;
                     parsed.warnings.push(format!(
                         "{what} #{index} ({name}) was not scanned: {}",
                         title(&error)
@@ -250,7 +252,7 @@ fn results_of(
     what: &str,
     parsed: &mut Parsed,
 ) -> usize {
-    let read = each::<TrivyResult>(bytes, results, what, &mut parsed.warnings);
+    let read = super::results::<TrivyResult>(bytes, results, what, parsed);
     let n = read.len();
     for (_, result) in read {
         convert(result, resource, &mut parsed.findings);
