@@ -229,6 +229,11 @@ if ! null_device_ok; then
   echo "/dev/null is not the null device on this machine ($(stat -c %F /dev/null 2>&1)); recreating it" >&2
   restore_null_device
 fi
+# A full run tests only the image it builds: one left by an earlier checkout would let the image
+# steps pass or fail on another binary when this run's build fails.
+if [ -z "${STEPS:-}" ] && command -v docker >/dev/null; then
+  docker image rm -f "$DEVSECOPS_IMAGE" >/dev/null 2>&1 || true
+fi
 log "installing what the tests need"
 install_tools
 ensure_postgres
