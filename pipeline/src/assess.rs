@@ -63,6 +63,8 @@ pub struct RunContext {
     pub databases: Vec<AdvisoryDb>,
     /// Ingested VEX statements: `not_affected` and `fixed` ones accept findings as suppressions.
     pub vex: Vec<crate::vex::Statement>,
+    /// No report was read and no scanner produced a result ([`crate::store::Store::nothing_scanned`]).
+    pub nothing_scanned: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +92,9 @@ pub struct Assessment {
     /// Results skipped as malformed while reading the reports, each naming file and index.
     pub warnings: Vec<String>,
     pub databases: Vec<DatabaseStatus>,
+    /// Nothing was read: no report ingested, no scanner with a result (said first everywhere).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nothing_scanned: bool,
     pub failed: bool,
     /// Why the build fails, one line per reason; scanner errors first.
     pub reasons: Vec<String>,
@@ -234,6 +239,16 @@ pub fn assess(
     }
     let mut reasons = Vec::new();
     let mut notices = Vec::new();
+    if run.nothing_scanned {
+        let line = "nothing was scanned: no report was ingested and no scanner produced a result, \
+                    so there were no findings to find"
+            .to_string();
+        if config.policy.fail_on_nothing_scanned {
+            reasons.push(line);
+        } else {
+            notices.push(line);
+        }
+    }
     for e in &run.scanner_errors {
         let line = format!(
             "scanner {} produced no readable result: {}",
@@ -336,6 +351,7 @@ pub fn assess(
         scanner_errors: run.scanner_errors,
         warnings: run.warnings,
         databases,
+        nothing_scanned: run.nothing_scanned,
         reasons,
         notices,
         trend: Vec::new(),

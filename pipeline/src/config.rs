@@ -50,6 +50,11 @@ pub struct Policy {
     /// passing would pass on findings nobody read.
     #[serde(default = "yes")]
     pub fail_on_scanner_error: bool,
+    /// Whether a gate that read nothing (no report ingested, no scanner that produced a result)
+    /// fails the build. Its zero findings say nothing about the code; it is said first in every
+    /// report either way.
+    #[serde(default = "yes")]
+    pub fail_on_nothing_scanned: bool,
     /// Whether a report in which any result was skipped (malformed, or not scanned by the tool's
     /// own account) fails the build. Either way the skipped results are listed as warnings and
     /// said before the findings in every report; a report none of whose results could be read is
@@ -174,6 +179,7 @@ impl Default for Policy {
             fail_on_expired_suppression: false,
             fail_on_scanner_error: true,
             fail_on_skipped_results: false,
+            fail_on_nothing_scanned: true,
             ignore_unfixed: false,
             max_advisory_db_age_days: default_db_age(),
             fail_on_stale_advisory_db: false,

@@ -239,6 +239,12 @@ fn run(cli: Cli) -> Result<u8> {
             findings.extend(fresh);
             store.findings = deduplicate(findings);
             store.warnings.extend(warnings.iter().cloned());
+            for file in &files {
+                let read = format!("{tool}: {}", file.display());
+                if !store.ingested.contains(&read) {
+                    store.ingested.push(read);
+                }
+            }
             store.add_databases(databases);
             store.save(&config.paths.findings)?;
             println!(
@@ -435,6 +441,7 @@ fn evaluate(
     } else {
         history.lookup(&store.findings)?
     };
+    let nothing_scanned = store.nothing_scanned();
     let mut findings = store.findings;
     devsecops::locate::in_lock_files(root, &mut findings);
     let mut assessment = assess(
@@ -449,6 +456,7 @@ fn evaluate(
             warnings: store.warnings,
             databases: store.databases,
             vex: store.vex,
+            nothing_scanned,
         },
     );
     assessment.trend = history.trend(60)?;

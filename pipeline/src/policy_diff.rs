@@ -769,6 +769,7 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         fail_on_expired_suppression: b_expired,
         fail_on_scanner_error: b_scanner_error,
         fail_on_skipped_results: b_skipped,
+        fail_on_nothing_scanned: b_nothing,
         ignore_unfixed: b_unfixed,
         max_advisory_db_age_days: b_db_age,
         fail_on_stale_advisory_db: b_stale,
@@ -782,6 +783,7 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         fail_on_expired_suppression: h_expired,
         fail_on_scanner_error: h_scanner_error,
         fail_on_skipped_results: h_skipped,
+        fail_on_nothing_scanned: h_nothing,
         ignore_unfixed: h_unfixed,
         max_advisory_db_age_days: h_db_age,
         fail_on_stale_advisory_db: h_stale,
@@ -861,6 +863,14 @@ fn diff_policy(file: &str, base: &Policy, head: &Policy, out: &mut Vec<Change>) 
         "fail_on_scanner_error",
         *b_scanner_error,
         *h_scanner_error,
+        true,
+    );
+    flag(
+        file,
+        out,
+        "fail_on_nothing_scanned",
+        *b_nothing,
+        *h_nothing,
         true,
     );
     flag(
@@ -1355,6 +1365,7 @@ fn stricter_config(base: &Config, head: &Config) -> Config {
         fail_on_expired_suppression: b.fail_on_expired_suppression || h.fail_on_expired_suppression,
         fail_on_scanner_error: b.fail_on_scanner_error || h.fail_on_scanner_error,
         fail_on_skipped_results: b.fail_on_skipped_results || h.fail_on_skipped_results,
+        fail_on_nothing_scanned: b.fail_on_nothing_scanned || h.fail_on_nothing_scanned,
         ignore_unfixed: b.ignore_unfixed && h.ignore_unfixed,
         max_advisory_db_age_days: b.max_advisory_db_age_days.min(h.max_advisory_db_age_days),
         fail_on_stale_advisory_db: b.fail_on_stale_advisory_db || h.fail_on_stale_advisory_db,

@@ -39,6 +39,10 @@ pub struct Store {
     /// scanner the base's policy requires was not run at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scanned: Vec<String>,
+    /// The reports `ingest` and `audit` read, as "<tool>: <file>", so the gate can tell a run
+    /// that read nothing from a clean one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingested: Vec<String>,
 }
 
 impl Default for Store {
@@ -51,6 +55,7 @@ impl Default for Store {
             databases: Vec::new(),
             vex: Vec::new(),
             scanned: Vec::new(),
+            ingested: Vec::new(),
         }
     }
 }
@@ -80,6 +85,18 @@ impl Store {
             message: e.to_string(),
         })?;
         crate::report::write_atomic(path, &bytes)
+    }
+
+    /// Whether nothing was scanned at all: no report ingested, no audit, and no scanner that
+    /// produced a result. A gate on such a store has no findings because it read nothing. (A
+    /// store written before reports were recorded counts as scanned when it holds findings.)
+    pub fn nothing_scanned(&self) -> bool {
+        self.ingested.is_empty()
+            && self.findings.is_empty()
+            && self
+                .scanned
+                .iter()
+                .all(|s| self.scanner_errors.iter().any(|e| &e.scanner == s))
     }
 
     /// Adds advisory databases, once each.

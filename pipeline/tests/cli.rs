@@ -365,6 +365,89 @@ install = "pip install no-such-scanner"
 }
 
 #[test]
+fn a_gate_that_read_nothing_fails_and_says_so_first_in_every_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reports = dir.path().join("reports");
+    let read = |name: &str| std::fs::read_to_string(reports.join(name)).expect(name);
+    let said_first = |what: &str| {
+        let json: serde_json::Value = serde_json::from_str(&read("devsecops.json")).expect("json");
+        assert_eq!(json["nothing_scanned"], true, "{what}");
+        let first = json["reasons"][0]
+            .as_str()
+            .or(json["notices"][0].as_str())
+            .unwrap_or("");
+        assert!(first.starts_with("nothing was scanned"), "{what}: {json}");
+        let markdown = read("devsecops-summary.md");
+        let item = markdown.lines().find(|l| l.starts_with("- ")).unwrap_or("");
+        assert!(item.contains("nothing was scanned"), "{what}: {markdown}");
+        let sarif: serde_json::Value =
+            serde_json::from_str(&read("devsecops.sarif")).expect("sarif");
+        let invocation = &sarif["runs"][0]["invocations"][0];
+        assert_eq!(invocation["executionSuccessful"], false, "{what}");
+        assert!(
+            invocation["toolExecutionNotifications"][0]["message"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("nothing was scanned")),
+            "{what}: {invocation}"
+        );
+        let junit = read("devsecops-junit.xml");
+        assert!(
+            junit.contains("name=\"something was scanned\""),
+            "{what}: {junit}"
+        );
+        let html = read("security-dashboard.html");
+        assert!(
+            html.contains("<li class=\"fails\">nothing was scanned")
+                || html.contains("<li>nothing was scanned"),
+            "{what}"
+        );
+        junit
+    };
+    // No report ingested, no scanner: zero findings mean nothing.
+    let gate = devsecops(dir.path(), &["gate"]);
+    assert_eq!(gate.status.code(), Some(1), "{}", text(&gate));
+    let junit = said_first("empty gate");
+    assert!(
+        junit.contains("errors=\"1\""),
+        "an error, not an empty pass: {junit}"
+    );
+    // The policy may let it pass, still said first.
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[policy]\nfail_on_nothing_scanned = false\n",
+    )
+    .expect("config");
+    let lenient = devsecops(dir.path(), &["gate"]);
+    assert_eq!(lenient.status.code(), Some(0), "{}", text(&lenient));
+    said_first("lenient policy");
+    // A scan whose only scanner (optional) did not run read nothing either.
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        "[[scanner]]\nname = \"absent\"\nformat = \"sarif\"\ncommand = [\"no-such-scanner-here\"]\noptional = true\n",
+    )
+    .expect("config");
+    let scan = devsecops(dir.path(), &["scan"]);
+    assert_eq!(scan.status.code(), Some(1), "{}", text(&scan));
+    said_first("scan of an optional scanner that is missing");
+    // A clean report that was read is a real pass.
+    std::fs::remove_file(dir.path().join("devsecops.toml")).expect("rm");
+    let ingest = devsecops(
+        dir.path(),
+        &[
+            "ingest",
+            "--replace",
+            "--tool",
+            "trivy",
+            fixture("trivy-empty.json").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
+    let clean = devsecops(dir.path(), &["gate"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    assert!(!text(&clean).contains("nothing was scanned"));
+}
+
+#[test]
 fn skipped_results_are_said_first_and_fail_the_gate_when_the_policy_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(

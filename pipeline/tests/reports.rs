@@ -71,6 +71,7 @@ fn assessment(text: &[String; 6]) -> Assessment {
             updated: Some("2026-11-01T00:00:00Z".into()),
         }],
         vex: Vec::new(),
+        nothing_scanned: false,
     };
     assess(&config, findings, None, &[], &HashMap::new(), now, run)
 }

@@ -472,6 +472,7 @@ pub fn command(
             findings.extend(fresh);
             store.findings = crate::model::deduplicate(findings);
             store.add_databases(vec![report.database()]);
+            store.ingested.push(format!("{TOOL}: {}", report.source));
             if !report.errors.is_empty() {
                 store.scanner_errors.push(crate::store::ScannerError {
                     scanner: TOOL.into(),

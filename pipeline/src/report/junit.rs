@@ -34,20 +34,33 @@ pub fn render(a: &Assessment) -> String {
                 .any(|r| r.starts_with(&format!("scanner {} ", e.scanner)))
         })
         .collect();
-    let run_cases = a.scanner_errors.len() + a.warnings.len() + a.databases.len();
+    // Nothing scanned is a case of its own, first, so a JUnit reader never sees an empty pass.
+    let nothing = usize::from(a.nothing_scanned);
+    let nothing_fails = a.nothing_scanned
+        && a.reasons
+            .iter()
+            .any(|r| r.starts_with("nothing was scanned"));
+    let run_errors = failing_scanners.len() + usize::from(nothing_fails);
+    let run_cases = nothing + a.scanner_errors.len() + a.warnings.len() + a.databases.len();
     let _ = writeln!(
         out,
         "<testsuites name=\"devsecops\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\">",
         a.findings.len() + run_cases + policy_cases,
-        failing_scanners.len()
+        run_errors
     );
     if run_cases > 0 {
-        let skipped = run_cases - failing_scanners.len() - a.databases.len();
+        let skipped = run_cases - run_errors - a.databases.len();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"run\" tests=\"{run_cases}\" failures=\"0\" errors=\"{}\" skipped=\"{skipped}\">",
-            failing_scanners.len()
+            "  <testsuite name=\"run\" tests=\"{run_cases}\" failures=\"0\" errors=\"{run_errors}\" skipped=\"{skipped}\">"
         );
+        if a.nothing_scanned {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"devsecops.run\" name=\"something was scanned\">\n      <{} message=\"nothing was scanned: no report was ingested and no scanner produced a result\"/>\n    </testcase>",
+                if nothing_fails { "error" } else { "skipped" }
+            );
+        }
         for e in &a.scanner_errors {
             let failing = failing_scanners.iter().any(|f| f.scanner == e.scanner);
             let _ = writeln!(

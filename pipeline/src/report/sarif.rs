@@ -352,7 +352,8 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> st
                 },
             },
             invocations: [Invocation {
-                execution_successful: a.scanner_errors.iter().all(|e| e.optional),
+                execution_successful: !a.nothing_scanned
+                    && a.scanner_errors.iter().all(|e| e.optional),
                 tool_execution_notifications: a
                     .reasons
                     .iter()
