@@ -279,14 +279,21 @@ async fn run_one(
         Ok((Err(e), _)) | Ok((_, Err(e))) => return Err(format!("failed: {e}")),
         Ok((Ok(streams), Ok(status))) => (streams, status),
     };
-    let code = status.code().unwrap_or(-1);
+    let tail: String = String::from_utf8_lossy(&err)
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let Some(code) = status.code() else {
+        // Killed by a signal (a crash, the OOM killer): whatever it wrote is partial.
+        use std::os::unix::process::ExitStatusExt;
+        return Err(format!(
+            "crashed (killed by signal {}): {tail}",
+            status.signal().unwrap_or(0)
+        ));
+    };
     if !scanner.ok_exit_codes.contains(&code) {
-        let tail: String = String::from_utf8_lossy(&err)
-            .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" | ");
         return Err(format!("exited with {code}: {tail}"));
     }
     let report = match scanner.output.as_str() {

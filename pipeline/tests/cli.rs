@@ -493,6 +493,110 @@ fn skipped_results_are_said_first_and_fail_the_gate_when_the_policy_says_so() {
 }
 
 #[test]
+fn a_crashed_scanner_or_unreadable_output_fails_the_gate_and_is_said_first_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("devsecops.toml"),
+        r#"
+[[scanner]]
+name = "crashing"
+format = "sarif"
+command = ["sh", "-c", "echo '{\"version\":\"2.1.0\",\"runs\":[' ; echo segfault >&2; kill -SEGV $$"]
+
+[[scanner]]
+name = "garbled"
+format = "trivy"
+command = ["echo", "{\"SchemaVersion\": 2, \"Results\": [tru"]
+
+[[scanner]]
+name = "odd-exit"
+format = "hadolint"
+command = ["sh", "-c", "echo '[]'; exit 4"]
+ok_exit_codes = [0]
+"#,
+    )
+    .expect("config");
+    let out = devsecops(
+        dir.path(),
+        &["scan", "--format", "sarif,junit,json,markdown,html"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let reports = dir.path().join("reports");
+    let read = |name: &str| std::fs::read_to_string(reports.join(name)).expect(name);
+    let json: serde_json::Value = serde_json::from_str(&read("devsecops.json")).expect("json");
+    let reasons: Vec<&str> = json["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(reasons[0].starts_with("nothing was scanned"), "{reasons:?}");
+    for (scanner, why) in [
+        ("crashing", "crashed (killed by signal 11): segfault"),
+        ("garbled", "output unreadable"),
+        ("odd-exit", "exited with 4"),
+    ] {
+        let line = format!("scanner {scanner} produced no readable result: {why}");
+        assert!(
+            reasons[1..4].iter().any(|r| r.starts_with(&line)),
+            "{line} among the first reasons: {reasons:?}"
+        );
+        let markdown = read("devsecops-summary.md");
+        let items: Vec<&str> = markdown
+            .lines()
+            .filter(|l| l.starts_with("- "))
+            .take(4)
+            .collect();
+        assert!(
+            items
+                .iter()
+                .any(|i| i.contains(&format!("scanner {scanner} "))),
+            "{markdown}"
+        );
+        let junit = read("devsecops-junit.xml");
+        assert!(
+            junit.contains(&format!(
+                "name=\"{scanner}\">\n      <error message=\"no readable result: "
+            )),
+            "{junit}"
+        );
+    }
+    let html = read("security-dashboard.html");
+    let read_first = html
+        .split("<h2>Read first</h2>")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap_or("");
+    for scanner in ["crashing", "garbled", "odd-exit"] {
+        assert!(
+            read_first.contains(&format!("<li class=\"fails\">scanner {scanner} ")),
+            "the dashboard's banner: {read_first}"
+        );
+    }
+    let sarif: serde_json::Value = serde_json::from_str(&read("devsecops.sarif")).expect("sarif");
+    let invocation = &sarif["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let errors: Vec<&str> = invocation["toolExecutionNotifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .take_while(|n| n["level"] == "error")
+        .filter_map(|n| n["message"]["text"].as_str())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("scanner crashing produced no readable result: crashed")),
+        "{errors:?}"
+    );
+    let junit = read("devsecops-junit.xml");
+    assert!(
+        junit.contains("errors=\"4\""),
+        "three scanners and nothing scanned: {junit}"
+    );
+}
+
+#[test]
 fn the_same_report_ingested_twice_adds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = fixture("clippy.ndjson");
