@@ -154,6 +154,75 @@ fn two_crates_with_one_advisory_stay_two_github_alerts() {
     }
 }
 
+#[test]
+fn sarif_artifact_uris_are_percent_encoded_and_relative_to_srcroot() {
+    let raw = vec![
+        RawFinding::new("semgrep", Category::Sast, Severity::High, "r", "t")
+            .at("dir with space/a#b%c?.rs", Some(2), None)
+            .also_at("ünïcode/日本.rs", Some(3), None)
+            .also_at("/nix/store/abc-x y/bin/z", None, None)
+            .also_at("C:\\win\\p.rs", Some(1), None),
+    ];
+    let a = assess(
+        &Config::default(),
+        fingerprint_all(raw),
+        None,
+        &[],
+        &HashMap::new(),
+        datetime!(2026-11-30 12:00 UTC),
+        RunContext::default(),
+    );
+    let sarif: serde_json::Value =
+        serde_json::from_str(&render(&a, "sarif").expect("sarif")).expect("json");
+    let run = &sarif["runs"][0];
+    assert!(
+        run["originalUriBaseIds"]["%SRCROOT%"].is_object(),
+        "the base is declared: {run}"
+    );
+    let locations: Vec<(&str, Option<&str>)> = run["results"][0]["locations"]
+        .as_array()
+        .expect("every location kept")
+        .iter()
+        .map(|l| {
+            let artifact = &l["physicalLocation"]["artifactLocation"];
+            (
+                artifact["uri"].as_str().expect("uri"),
+                artifact["uriBaseId"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            ("dir%20with%20space/a%23b%25c%3F.rs", Some("%SRCROOT%")),
+            ("%C3%BCn%C3%AFcode/%E6%97%A5%E6%9C%AC.rs", Some("%SRCROOT%")),
+            ("file:///nix/store/abc-x%20y/bin/z", None),
+            ("C%3A/win/p.rs", Some("%SRCROOT%")),
+        ]
+    );
+    // What devsecops writes, it reads back as the same files (SARIF in decodes the URIs).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("out.sarif");
+    std::fs::write(&file, render(&a, "sarif").expect("sarif")).expect("write");
+    let again = devsecops::ingest::parse("sarif", &file).expect("reads its own SARIF");
+    let f = &again.findings[0];
+    let paths: Vec<String> = f
+        .location
+        .iter()
+        .chain(&f.other_locations)
+        .map(|l| l.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "dir with space/a#b%c?.rs",
+            "ünïcode/日本.rs",
+            "nix/store/abc-x y/bin/z",
+            "C:/win/p.rs"
+        ]
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

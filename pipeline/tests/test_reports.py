@@ -3,6 +3,7 @@ well-formed JUnit XML, from a real run of the binary on the real fixtures. Run b
 
 import json
 import re
+import urllib.parse
 import os
 import subprocess
 import xml.etree.ElementTree as ET
@@ -377,6 +378,13 @@ def test_open_sarif_leaves_out_accepted_results_and_is_valid(tmp_path):
     assert accepted and len(open_results) == len(all_results) - len(accepted) > 0
     assert all(not r.get("suppressions") and r["baselineState"] == "new" for r in open_results)
     assert {r["ruleId"] for r in open_results} == {"SC2012", "SC2035", "SC2086", "SC2164"}
+    # A suppressed result says so the way SARIF defines it: a status of "accepted", a kind, and why.
+    suppressed = [r for r in all_results if r.get("suppressions")]
+    assert suppressed and all(r["ruleId"] == "DL3007" for r in suppressed)
+    for r in suppressed:
+        [s] = r["suppressions"]
+        assert s["status"] == "accepted" and s["kind"] in {"inSource", "external"}, s
+        assert s["justification"] == "pinned by digest in production builds", s
     assert open_["runs"][0]["properties"]["acceptedResultsOmitted"] == len(accepted)
     rules = open_["runs"][0]["tool"]["driver"]["rules"]
     for result in open_results:
@@ -419,3 +427,30 @@ def test_reports_of_a_gate_with_base_carry_the_policy_diff_and_stay_valid(tmp_pa
     assert 'id="policy"' in html and "no longer fails on high" in html
     metrics = (reports / "devsecops.prom").read_text()
     assert 'devsecops_policy_changes{kind="weakening",approved="false"} 1' in metrics
+
+
+def test_sarif_uris_of_unusual_file_names_are_rfc_3986_and_valid(tmp_path):
+    """Spaces, '#', '%', '?' and non-ASCII names: percent-encoded, relative to %SRCROOT%, read back
+    as the same files, and the log stays valid against the OASIS schema."""
+    names = ["dir with space/a#b.rs", "100%/x?.rs", "ünïcode/日本.rs"]
+    log = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "semgrep"}}, "results": [{
+        "ruleId": "r", "level": "error", "message": {"text": "m"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": urllib.parse.quote(n)},
+                                            "region": {"startLine": 1}}} for n in names]}]}]}
+    (tmp_path / "in.sarif").write_text(json.dumps(log))
+    out = subprocess.run([BIN, "ingest", "--tool", "sarif", "in.sarif"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    subprocess.run([BIN, "gate"], cwd=tmp_path, capture_output=True)
+    sarif = json.loads((tmp_path / "reports" / "devsecops.sarif").read_text())
+    with open(os.path.join(SCHEMAS, "sarif", "sarif-schema-2.1.0.json")) as f:
+        schema = json.load(f)
+    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(sarif)]
+    assert not errors, errors[:5]
+    run = sarif["runs"][0]
+    assert "%SRCROOT%" in run["originalUriBaseIds"]
+    [result] = run["results"]
+    artifacts = [l["physicalLocation"]["artifactLocation"] for l in result["locations"]]
+    assert [a["uriBaseId"] for a in artifacts] == ["%SRCROOT%"] * 3
+    for a in artifacts:
+        assert re.fullmatch(r"(?:[A-Za-z0-9._~/-]|%[0-9A-F]{2})+", a["uri"]), a
+    assert [urllib.parse.unquote(a["uri"]) for a in artifacts] == names

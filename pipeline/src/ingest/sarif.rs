@@ -213,9 +213,11 @@ fn tags(properties: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn path_of(uri: &str) -> &str {
+/// The file a SARIF artifact URI names: RFC 3986 percent-encoding decoded (`a%20b.rs` is the
+/// file `a b.rs`), so findings merge with other tools' and are encoded once on the way out.
+fn path_of(uri: &str) -> String {
     let path = uri.strip_prefix("file://").unwrap_or(uri);
-    path.strip_prefix('/').unwrap_or(path)
+    super::percent_decode(path.strip_prefix('/').unwrap_or(path))
 }
 
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
@@ -383,7 +385,7 @@ fn convert(
         let region = first.region.as_ref();
         if !uri.is_empty() {
             finding = finding.at(
-                path_of(uri),
+                &path_of(uri),
                 region.and_then(|r| r.start_line),
                 region.and_then(|r| r.end_line),
             );
@@ -403,7 +405,7 @@ fn convert(
         {
             let region = other.region.as_ref();
             finding = finding.also_at(
-                path_of(uri),
+                &path_of(uri),
                 region.and_then(|r| r.start_line),
                 region.and_then(|r| r.end_line),
             );

@@ -12,11 +12,17 @@
 //! `<fingerprint>:1`, the hash:occurrence form) as well as under `devsecops/v1`, and every result
 //! has a region.
 //!
+//! Artifact URIs: a repository path is a relative reference percent-encoded per RFC 3986 (every
+//! byte but unreserved characters and `/`, so spaces, `#`, `%`, `?`, `:` and non-ASCII text stay
+//! part of the path) against `uriBaseId` `%SRCROOT%`, which the run declares in
+//! `originalUriBaseIds`; an absolute path (a Nix store path) is a `file://` URI.
+//!
 //! `Results::Open` leaves out what a person accepted (suppressed or baselined) for consumers that
 //! import suppressed results as open issues (Jenkins warnings-ng, SonarQube).
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use serde::{Serialize, Serializer};
 
@@ -42,8 +48,10 @@ struct Log<'a, R: Serialize> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Run<'a, R: Serialize> {
     tool: Tool<'a>,
+    original_uri_base_ids: BaseIds,
     invocations: [Invocation; 1],
     results: R,
     properties: RunProperties<'a>,
@@ -154,7 +162,7 @@ struct SarifResult<'a> {
     level: &'static str,
     message: Message<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    locations: Vec<Location<'a>>,
+    locations: Vec<Location>,
     partial_fingerprints: Fingerprints<'a>,
     baseline_state: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -164,21 +172,59 @@ struct SarifResult<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Location<'a> {
-    physical_location: PhysicalLocation<'a>,
+struct Location {
+    physical_location: PhysicalLocation,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct PhysicalLocation<'a> {
-    artifact_location: Artifact<'a>,
+struct PhysicalLocation {
+    artifact_location: Artifact,
     #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<Region>,
 }
 
 #[derive(Serialize)]
-struct Artifact<'a> {
-    uri: &'a str,
+#[serde(rename_all = "camelCase")]
+struct Artifact {
+    uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri_base_id: Option<&'static str>,
+}
+
+/// The base of relative artifact URIs: the root of the scanned repository.
+const SRCROOT: &str = "%SRCROOT%";
+
+#[derive(Serialize)]
+struct BaseIds {
+    #[serde(rename = "%SRCROOT%")]
+    srcroot: BaseId,
+}
+
+#[derive(Serialize)]
+struct BaseId {
+    description: Message<'static>,
+}
+
+/// `path` as an RFC 3986 URI reference: percent-encoded UTF-8 except unreserved characters and
+/// `/`; an absolute path becomes a `file://` URI, a relative one is relative to [`SRCROOT`].
+fn artifact(path: &str) -> Artifact {
+    let mut uri = String::with_capacity(path.len() + 8);
+    let absolute = path.starts_with('/');
+    if absolute {
+        uri.push_str("file://");
+    }
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            uri.push(char::from(byte));
+        } else {
+            let _ = write!(uri, "%{byte:02X}");
+        }
+    }
+    Artifact {
+        uri,
+        uri_base_id: (!absolute).then_some(SRCROOT),
+    }
 }
 
 #[derive(Serialize)]
@@ -219,12 +265,12 @@ pub fn render(a: &Assessment, which: Results) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn location(path: &str, start: Option<u32>, end: Option<u32>) -> Location<'_> {
+fn location(path: &str, start: Option<u32>, end: Option<u32>) -> Location {
     // Every result gets a region: line 1 when the tool gave none.
     let start = start.filter(|s| *s > 0).unwrap_or(1);
     Location {
         physical_location: PhysicalLocation {
-            artifact_location: Artifact { uri: path },
+            artifact_location: artifact(path),
             region: Some(Region {
                 start_line: start,
                 end_line: end.unwrap_or(start).max(start),
@@ -349,6 +395,13 @@ pub fn write(a: &Assessment, out: &mut dyn std::io::Write, which: Results) -> st
                     version: env!("CARGO_PKG_VERSION"),
                     information_uri: "https://github.com/devsecops-platform/devsecops",
                     rules,
+                },
+            },
+            original_uri_base_ids: BaseIds {
+                srcroot: BaseId {
+                    description: Message {
+                        text: "The root of the scanned repository".into(),
+                    },
                 },
             },
             invocations: [Invocation {
