@@ -406,7 +406,9 @@ def test_the_jenkins_job_builds_jenkins_jenkinsfile_from_this_repository():
     assert "scriptPath('jenkins/Jenkinsfile')" in job
     assert JENKINSFILE.is_file()
     repository = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["repository"]
-    assert f"remote('{repository}.git')" in job
+    owner, name = repository.removeprefix("https://github.com/").split("/")
+    assert f"repositoryUrl('{repository}')" in job and "configuredByUrl(true)" in job
+    assert f"repoOwner('{owner}')" in job and f"repository('{name}')" in job
 
 
 # --- SonarQube ------------------------------------------------------------------------------------------
