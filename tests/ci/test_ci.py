@@ -164,6 +164,40 @@ def test_permissions_are_least_privilege(path):
     assert "group" in workflow.get("concurrency", {}), "no concurrency group"
 
 
+def test_only_commits_on_main_are_released(tmp_path):
+    """A v* tag publishes the image production runs: before anything is built the release checks that
+    the tagged commit is on main. The step as GitHub runs it, in a clone like the checkout's."""
+    steps = load_workflow(ROOT / ".github" / "workflows" / "release.yml")["jobs"]["image"]["steps"]
+    assert steps[0]["uses"].startswith("actions/checkout@")
+    # fetch-depth 0 fetches +refs/heads/*:refs/remotes/origin/* (actions/checkout ref-helper.ts,
+    # getRefSpecForAllHistory); a shallow checkout of the tag alone has no origin/main.
+    assert steps[0]["with"]["fetch-depth"] == 0
+    checks = [s for s in steps if "merge-base --is-ancestor" in s.get("run", "")]
+    assert len(checks) == 1 and steps.index(checks[0]) == 1, "the check comes before any build, push or signature"
+    upstream, clone = tmp_path / "upstream", tmp_path / "clone"
+    upstream.mkdir()
+    git = lambda *args, cwd=upstream: subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                                                     text=True).stdout.strip()
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    git("commit", "-q", "--allow-empty", "-m", "on main")
+    on_main = git("rev-parse", "HEAD")
+    git("checkout", "-q", "-b", "feature")
+    git("commit", "-q", "--allow-empty", "-m", "not merged")
+    off_main = git("rev-parse", "HEAD")
+    git("checkout", "-q", "main")
+    git("clone", "-q", str(upstream), str(clone), cwd=tmp_path)
+
+    def release(sha):
+        return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", checks[0]["run"]], cwd=clone,
+                              env=dict(os.environ, GITHUB_SHA=sha, GITHUB_REF_NAME="v1.2.3"),
+                              capture_output=True, text=True, timeout=60)
+    assert release(on_main).returncode == 0
+    refused = release(off_main)
+    assert refused.returncode == 1 and "is not on main" in refused.stderr, refused.stderr
+
+
 # --- what the pipelines call ----------------------------------------------------------------------------
 
 def jenkins_shell_commands():
