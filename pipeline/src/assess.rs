@@ -307,9 +307,19 @@ pub fn assess(
                 }
             }
             Some(_) => {}
-            None => notices.push(format!(
-                "advisory database {name} does not say when it was updated"
-            )),
+            None => {
+                // Its age is unknown, so it cannot be shown to be fresh: under a policy that fails
+                // on stale databases, that fails too.
+                let line = format!(
+                    "advisory database {name} does not say when it was updated (policy: at most {} days old)",
+                    config.policy.max_advisory_db_age_days
+                );
+                if config.policy.fail_on_stale_advisory_db {
+                    reasons.push(line);
+                } else {
+                    notices.push(line);
+                }
+            }
         }
     }
     let failing = assessed.iter().filter(|a| a.fails).count();

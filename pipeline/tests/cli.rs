@@ -597,6 +597,86 @@ ok_exit_codes = [0]
 }
 
 #[test]
+fn the_advisory_database_date_is_in_every_report_and_its_age_is_enforced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = |updated: &str| {
+        format!(
+            r#"{{"database":{{"last-commit":"3157b0e2","last-updated":{updated}}},"vulnerabilities":{{"list":[]}},"warnings":{{}}}}"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("old.json"),
+        report("\"2020-01-02T03:04:05Z\""),
+    )
+    .expect("write");
+    let ingest = devsecops(dir.path(), &["ingest", "--tool", "cargo-audit", "old.json"]);
+    assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
+    let gate = devsecops(
+        dir.path(),
+        &["gate", "--format", "sarif,junit,json,markdown,html"],
+    );
+    assert_eq!(
+        gate.status.code(),
+        Some(0),
+        "stale is a notice by default: {}",
+        text(&gate)
+    );
+    let reports = dir.path().join("reports");
+    let read = |name: &str| std::fs::read_to_string(reports.join(name)).expect(name);
+    for name in [
+        "devsecops.json",
+        "devsecops.sarif",
+        "devsecops-junit.xml",
+        "devsecops-summary.md",
+        "security-dashboard.html",
+    ] {
+        let report = read(name);
+        assert!(
+            report.contains("2020-01-02") && report.contains("3157b0e2"),
+            "{name} records the database's date and commit: {report}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&read("devsecops.json")).expect("json");
+    assert_eq!(json["databases"][0]["stale"], true);
+    assert!(json["notices"][0]
+        .as_str()
+        .is_some_and(|n| n.contains("days old (policy: at most 7)")));
+    let policy = |text: &str| {
+        std::fs::write(dir.path().join("devsecops.toml"), text).expect("config");
+        devsecops(dir.path(), &["gate"])
+    };
+    let strict = policy("[policy]\nfail_on_stale_advisory_db = true\n");
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    assert!(text(&strict).contains("days old (policy: at most 7)"));
+    let junit = read("devsecops-junit.xml");
+    assert!(
+        junit.contains("failures=\"1\"")
+            && junit.contains("<failure type=\"policy\" message=\"older than"),
+        "the JUnit fails as the gate does: {junit}"
+    );
+    let long =
+        policy("[policy]\nfail_on_stale_advisory_db = true\nmax_advisory_db_age_days = 100000\n");
+    assert_eq!(long.status.code(), Some(0), "{}", text(&long));
+    // A database that does not say when it was updated cannot be shown fresh: it fails too.
+    std::fs::write(dir.path().join("undated.json"), report("null")).expect("write");
+    let ingest = devsecops(
+        dir.path(),
+        &[
+            "ingest",
+            "--replace",
+            "--tool",
+            "cargo-audit",
+            "undated.json",
+        ],
+    );
+    assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
+    let undated =
+        policy("[policy]\nfail_on_stale_advisory_db = true\nmax_advisory_db_age_days = 100000\n");
+    assert_eq!(undated.status.code(), Some(1), "{}", text(&undated));
+    assert!(text(&undated).contains("does not say when it was updated"));
+}
+
+#[test]
 fn the_same_report_ingested_twice_adds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = fixture("clippy.ndjson");

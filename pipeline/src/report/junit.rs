@@ -24,7 +24,21 @@ pub fn render(a: &Assessment) -> String {
             )
         })
         .unwrap_or((0, 0));
-    let failures = a.count(|f| f.fails) + policy_failures;
+    // Databases too old (or undated) under a policy that fails on it, and skipped results under
+    // fail_on_skipped_results, are failures of the run suite, as the gate counts them.
+    let db_fails = |db: &crate::assess::DatabaseStatus| {
+        let name = format!(
+            "advisory database {} of {} ",
+            db.database.name, db.database.tool
+        );
+        a.reasons.iter().any(|r| r.starts_with(&name))
+    };
+    let failing_dbs = a.databases.iter().filter(|db| db_fails(db)).count();
+    let warnings_fail = a.reasons.iter().any(|r| {
+        r.ends_with("malformed result(s) skipped while reading the reports (listed under warnings)")
+    });
+    let run_failures = failing_dbs + if warnings_fail { a.warnings.len() } else { 0 };
+    let failures = a.count(|f| f.fails) + policy_failures + run_failures;
     let failing_scanners: Vec<_> = a
         .scanner_errors
         .iter()
@@ -49,10 +63,13 @@ pub fn render(a: &Assessment) -> String {
         run_errors
     );
     if run_cases > 0 {
-        let skipped = run_cases - run_errors - a.databases.len();
+        let skipped = run_cases
+            - run_errors
+            - a.databases.len()
+            - if warnings_fail { a.warnings.len() } else { 0 };
         let _ = writeln!(
             out,
-            "  <testsuite name=\"run\" tests=\"{run_cases}\" failures=\"0\" errors=\"{run_errors}\" skipped=\"{skipped}\">"
+            "  <testsuite name=\"run\" tests=\"{run_cases}\" failures=\"{run_failures}\" errors=\"{run_errors}\" skipped=\"{skipped}\">"
         );
         if a.nothing_scanned {
             let _ = writeln!(
@@ -74,25 +91,43 @@ pub fn render(a: &Assessment) -> String {
         for (i, w) in a.warnings.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "    <testcase classname=\"devsecops.warnings\" name=\"warning {}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                "    <testcase classname=\"devsecops.warnings\" name=\"warning {}\">\n      <{} message=\"{}\"/>\n    </testcase>",
                 i + 1,
+                if warnings_fail { "failure" } else { "skipped" },
                 escape(w)
             );
         }
         for db in &a.databases {
-            let _ = writeln!(
-                out,
-                "    <testcase classname=\"devsecops.advisory-databases\" name=\"{} ({}): {}\"/>",
-                escape(&db.database.name),
-                escape(&db.database.tool),
-                escape(&match (&db.database.updated, db.age_days) {
+            let name = format!(
+                "{} ({}){}: {}",
+                db.database.name,
+                db.database.tool,
+                db.database
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" at {c}"))
+                    .unwrap_or_default(),
+                match (&db.database.updated, db.age_days) {
                     (Some(u), Some(d)) => format!(
                         "updated {u}, {d} days old{}",
                         if db.stale { ", stale" } else { "" }
                     ),
                     _ => "update date unknown".to_string(),
-                })
+                }
             );
+            if db_fails(db) {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"devsecops.advisory-databases\" name=\"{}\">\n      <failure type=\"policy\" message=\"older than the policy allows, or undated\"/>\n    </testcase>",
+                    escape(&name)
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"devsecops.advisory-databases\" name=\"{}\"/>",
+                    escape(&name)
+                );
+            }
         }
         out.push_str("  </testsuite>\n");
     }
