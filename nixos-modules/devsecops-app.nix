@@ -18,35 +18,79 @@ let
 
   # User values are literal; only the module's own %d (the credentials directory) is a specifier.
   literal = import ./systemd-literal.nix { inherit lib; };
+  listenAddresses = import ./listen-addresses.nix { inherit lib; };
+  # The service binds both listeners at start and exits 2 when the second collides with the first.
+  listenersCollide = cfg.port != 0 && cfg.metrics.port == cfg.port && listenAddresses.overlap cfg.host metricsHost;
+
+  # sqlx-postgres takes a password from the URL's user info and from a `password` query parameter,
+  # keys percent-decoded first (sqlx-postgres 0.8.6 src/options/parse.rs, url's query_pairs).
+  # Either would put it in the world-readable store. The user info is what precedes the authority's
+  # last `@` (the authority ends at the first `/`, `?` or `#`), the password what follows its first
+  # `:` (WHATWG URL, as the url crate parses: `postgres://a@b:pw@db/x` has user `a@b`, password
+  # `pw`). Keys are compared case-insensitively, which refuses more than sqlx reads.
+  percentDecode = text: lib.concatMapStrings
+    (piece:
+      if !builtins.isList piece then piece
+      else if lib.head piece == "00" then ""
+      else builtins.fromJSON "\"\\u00${lib.head piece}\"")
+    (builtins.split "%([0-9A-Fa-f]{2})" (builtins.replaceStrings [ "+" ] [ " " ] text));
+  queryKeys = url:
+    let
+      beforeFragment = lib.head (lib.splitString "#" url);
+      query = lib.concatStringsSep "?" (lib.drop 1 (lib.splitString "?" beforeFragment));
+    in
+    map (pair: lib.toLower (percentDecode (lib.head (lib.splitString "=" pair)))) (lib.splitString "&" query);
+  userInfo = url:
+    let m = builtins.match "[^:/?#]*://([^/?#]*)@[^@/?#]*([/?#].*)?" url;
+    in if m == null then null else lib.head m;
+  carriesPassword = url:
+    let info = userInfo url;
+    in (info != null && lib.hasInfix ":" info) || lib.elem "password" (queryKeys url);
+
+  # Secrets in extraEnvironment would be as world-readable as in databaseUrl: variables that are
+  # passwords (sqlx-postgres reads PGPASSWORD as the database password, src/options/mod.rs), names
+  # that say they hold one, and URLs with a password, whatever the variable.
+  secretName = name:
+    let upper = lib.toUpper name;
+    in name == "PGPASSWORD" || (!lib.hasSuffix "_FILE" upper && builtins.match "(.*_)?(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)(_.*)?" upper != null);
+  secretVariables = lib.filter
+    (name: name != "API_TOKEN" && (secretName name || carriesPassword cfg.extraEnvironment.${name}))
+    (lib.attrNames cfg.extraEnvironment);
 
   stateDirectory = "/var/lib/devsecops-app";
   backupDirectory = "/var/lib/devsecops-app-backups";
   sqliteDefault = cfg.databaseUrl == null && cfg.databaseUrlFile == null;
   usesSqlite = sqliteDefault || (cfg.databaseUrl != null && lib.hasPrefix "sqlite:" cfg.databaseUrl);
 
-  environment = {
-    HOST = literal cfg.host;
-    PORT = toString cfg.port;
-    APP_ENV = cfg.environment;
-    DEBUG = lib.boolToString cfg.debug;
-    LOG_LEVEL = cfg.logLevel;
-    SHUTDOWN_DELAY_MS = toString (cfg.shutdown.delaySeconds * 1000);
-    SHUTDOWN_TIMEOUT_SECS = toString cfg.shutdown.timeoutSeconds;
-    METRICS_HOST = literal metricsHost;
-    METRICS_PORT = toString cfg.metrics.port;
-    OPENAPI_PUBLIC = lib.boolToString cfg.openapiPublic;
-  }
-  // lib.optionalAttrs (cfg.trustedProxies != [ ]) { TRUSTED_PROXIES = literal (lib.concatStringsSep "," cfg.trustedProxies); }
-  // lib.optionalAttrs (cfg.apiTokenFile != null) { API_TOKEN_FILE = "%d/api-token"; }
-  // (
-    if cfg.databaseUrlFile != null then
-      { DATABASE_URL_FILE = "%d/database-url"; }
-    else if cfg.databaseUrl != null then
-      { DATABASE_URL = literal cfg.databaseUrl; }
-    else
-      { DATABASE_URL = "sqlite://${stateDirectory}/devsecops-app.db"; }
-  )
-  // lib.mapAttrs (_: literal) cfg.extraEnvironment;
+  # Every variable the module sets itself, with the option that sets it (null: not set in this
+  # configuration). extraEnvironment may name none of them: it would replace the module's value
+  # without a word (a DATABASE_URL in the store beside DATABASE_URL_FILE, say).
+  moduleEnvironment = {
+    HOST = { option = "host"; value = literal cfg.host; };
+    PORT = { option = "port"; value = toString cfg.port; };
+    APP_ENV = { option = "environment"; value = cfg.environment; };
+    DEBUG = { option = "debug"; value = lib.boolToString cfg.debug; };
+    LOG_LEVEL = { option = "logLevel"; value = cfg.logLevel; };
+    SHUTDOWN_DELAY_MS = { option = "shutdown.delaySeconds"; value = toString (cfg.shutdown.delaySeconds * 1000); };
+    SHUTDOWN_TIMEOUT_SECS = { option = "shutdown.timeoutSeconds"; value = toString cfg.shutdown.timeoutSeconds; };
+    METRICS_HOST = { option = "metrics.host"; value = literal metricsHost; };
+    METRICS_PORT = { option = "metrics.port"; value = toString cfg.metrics.port; };
+    OPENAPI_PUBLIC = { option = "openapiPublic"; value = lib.boolToString cfg.openapiPublic; };
+    TRUSTED_PROXIES = { option = "trustedProxies"; value = if cfg.trustedProxies == [ ] then null else literal (lib.concatStringsSep "," cfg.trustedProxies); };
+    API_TOKEN_FILE = { option = "apiTokenFile"; value = if cfg.apiTokenFile == null then null else "%d/api-token"; };
+    DATABASE_URL_FILE = { option = "databaseUrlFile"; value = if cfg.databaseUrlFile == null then null else "%d/database-url"; };
+    DATABASE_URL = {
+      option = "databaseUrl";
+      value =
+        if cfg.databaseUrlFile != null then null
+        else if cfg.databaseUrl != null then literal cfg.databaseUrl
+        else "sqlite://${stateDirectory}/devsecops-app.db";
+    };
+  };
+  overriddenVariables = lib.filter (name: moduleEnvironment ? ${name}) (lib.attrNames cfg.extraEnvironment);
+
+  environment = lib.mapAttrs (_: v: v.value) (lib.filterAttrs (_: v: v.value != null) moduleEnvironment)
+    // lib.mapAttrs (_: literal) cfg.extraEnvironment;
 
   # What `backup` and `restore` read: the database as the service names it, and the settings for
   # reaching it; nothing else (no token, no ports).
@@ -247,7 +291,12 @@ in
       type = types.attrsOf types.str;
       default = { };
       example = { RATE_LIMIT_PER_SECOND = "50"; MAX_BODY_BYTES = "65536"; };
-      description = "Further settings of the service (see README: configuration), never secrets. Values are literal: a % stays a %.";
+      description = ''
+        Further settings of the service (see README: configuration), never secrets: they land in
+        the world-readable Nix store, so the module refuses PGPASSWORD, names of passwords, secrets,
+        tokens or credentials (other than *_FILE) and URLs with a password, as well as the variables
+        it sets itself. Values are literal: a % stays a %.
+      '';
     };
   };
 
@@ -262,16 +311,16 @@ in
         message = "services.devsecops-app: debug is refused in production.";
       }
       {
-        assertion = cfg.databaseUrl == null || builtins.match ".*://[^/@]*:[^/@]*@.*" cfg.databaseUrl == null;
-        message = "services.devsecops-app: databaseUrl carries a password, which would be world-readable in the Nix store; use databaseUrlFile.";
+        assertion = cfg.databaseUrl == null || !carriesPassword cfg.databaseUrl;
+        message = "services.devsecops-app: databaseUrl carries a password (user:password@ or a password= parameter), which would be world-readable in the Nix store; use databaseUrlFile.";
       }
       {
         assertion = lib.all (name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name != null) (lib.attrNames cfg.extraEnvironment);
         message = "services.devsecops-app: extraEnvironment names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*).";
       }
       {
-        assertion = cfg.metrics.port != cfg.port || metricsHost != cfg.host;
-        message = "services.devsecops-app: metrics.port is also port; the internal listener needs its own port.";
+        assertion = !listenersCollide;
+        message = "services.devsecops-app: metrics.port is also port (${toString cfg.port}) on an address that overlaps host's (host ${cfg.host}, metrics.host ${metricsHost}); the service would exit 2 at start. Give the internal listener its own port.";
       }
       {
         # The service refuses it at start (exit 2): it believed any client's first hop.
@@ -281,6 +330,14 @@ in
       {
         assertion = cfg.backup.enable -> usesSqlite;
         message = "services.devsecops-app: backup.enable copies a SQLite database; with PostgreSQL use pg_dump (docs/kubernetes.md), or set databaseUrl to a sqlite:// URL (a databaseUrlFile cannot be told apart).";
+      }
+      {
+        assertion = overriddenVariables == [ ];
+        message = "services.devsecops-app: extraEnvironment sets what the module sets itself: ${lib.concatMapStringsSep ", " (name: "${name} (use ${moduleEnvironment.${name}.option})") overriddenVariables}.";
+      }
+      {
+        assertion = secretVariables == [ ];
+        message = "services.devsecops-app: extraEnvironment would put a secret in the world-readable Nix store: ${lib.concatStringsSep ", " secretVariables}. Pass passwords in databaseUrlFile and the token in apiTokenFile.";
       }
       {
         assertion = !(cfg.extraEnvironment ? API_TOKEN);

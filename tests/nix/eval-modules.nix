@@ -168,9 +168,60 @@ let
     apiTokenFile = "/run/secrets/token-100%d";
     databaseUrl = "postgres:///caf%C3%A9?host=%2Frun%2Fpostgresql&user=devsecops-app";
     host = "fe80::1%eth0";
+    metrics.host = "fe80::3%eth1";
+    trustedProxies = [ "fe80::2%eth0" "10.0.0.0/8" ];
     extraEnvironment.CONFIG_FILE = "/etc/devsecops/50%.toml";
   };
   percent = service percentSettings;
+  # The database URL from a file: its credential path is the user's too.
+  percentFileSettings = {
+    apiTokenFile = "/run/secrets/token-100%d";
+    databaseUrlFile = "/run/secrets/database-url-100%d";
+  };
+  percentFile = service percentFileSettings;
+  secured = settings: failedAssertions (service ({ apiTokenFile = "/run/secrets/t"; } // settings));
+  # Database URLs with a password in the user info or the query (as sqlx-postgres reads it), and
+  # without one.
+  databaseUrls = {
+    withPassword = [
+      "postgres://app:hunter2@db/app"
+      "postgres://app@db/app?password=hunter2"
+      "postgres:///app?host=/run/postgresql&user=app&password=hunter2"
+      "postgres:///app?pass%77ord=hunter2"
+      "postgresql:///app?PASSWORD=hunter2#fragment"
+      # The url crate splits the user info at the authority's last `@`: user `app@host`.
+      "postgres://app@host:hunter2@db/app"
+      "postgres://:hunter2@db/app"
+    ];
+    withoutPassword = [
+      "postgres:///app?host=%2Frun%2Fpostgresql&user=app"
+      "postgres://app@db:5432/app?sslmode=verify-full&passwordless=1"
+      "postgres:///app#password=not-a-query"
+      "sqlite:///var/lib/devsecops-app/app.db"
+      "postgres://app@[::1]:5432/app"
+      "postgres://app@db/app?application_name=a@b:c"
+    ];
+  };
+  # Listener layouts on one port: (host, metrics.host), judged by the module and, in
+  # tests/nix/test_listen_addresses.py, by binding both on this machine.
+  listenerLayouts = [
+    [ "127.0.0.1" "127.0.0.1" ]
+    [ "0.0.0.0" "127.0.0.1" ]
+    [ "127.0.0.1" "0.0.0.0" ]
+    [ "::" "127.0.0.1" ]
+    [ "127.0.0.1" "::" ]
+    [ "::" "::1" ]
+    [ "::1" "0:0:0:0:0:0:0:1" ]
+    [ "::ffff:7f00:1" "127.0.0.1" ]
+    [ "::ffff:127.0.0.1" "127.0.0.1" ]
+    [ "127.0.0.1" "::ffff:127.0.0.1" ]
+    [ "::ffff:127.0.0.2" "127.0.0.1" ]
+    [ "::ffff:7f00:2" "0.0.0.0" ]
+    [ "localhost" "127.0.0.1" ]
+    [ "127.0.0.1" "127.0.0.2" ]
+    [ "::1" "127.0.0.1" ]
+    [ "0.0.0.0" "::1" ]
+  ];
   unsafe = service {
     databaseUrl = "postgres://app:hunter2@db/app";
     extraEnvironment = { API_TOKEN = "in-the-store"; "BAD NAME" = "x"; TRUST_FORWARDED_FOR = "true"; };
@@ -220,6 +271,10 @@ in
       files = unitFiles percent;
       settings = percentSettings;
     };
+    percentFile = {
+      files = unitFiles percentFile;
+      settings = percentFileSettings;
+    };
     appliance = {
       files = unitFiles appliance;
       apiTokenFile = appliance.devsecops.appliance.apiTokenFile;
@@ -234,6 +289,33 @@ in
     failedAssertions = failedAssertions safe;
   };
   serviceUnsafe.failedAssertions = failedAssertions unsafe;
+  serviceDatabaseUrls = lib.mapAttrs (_: map (url: { inherit url; failedAssertions = secured { databaseUrl = url; }; })) databaseUrls;
+  serviceOverrides.failedAssertions = secured {
+    databaseUrlFile = "/run/secrets/database-url";
+    extraEnvironment = { DATABASE_URL = "postgres://app:hunter2@db/app"; API_TOKEN_FILE = "/etc/token"; HOST = "0.0.0.0"; RATE_LIMIT_PER_SECOND = "50"; };
+  };
+  # Secrets by name or by value, beside settings that are none.
+  serviceExtraSecrets.failedAssertions = secured {
+    extraEnvironment = {
+      PGPASSWORD = "hunter2";
+      DB_PASSWORD = "hunter2";
+      smtp_secret = "hunter2";
+      AUTH_TOKEN = "hunter2";
+      UPSTREAM = "https://user:hunter2@proxy.example/";
+      PGPASSFILE = "/run/secrets/pgpass";
+      SIGNING_KEY_FILE = "/run/secrets/key";
+      PASSWORDLESS = "1";
+      PGSSLMODE = "verify-full";
+      RATE_LIMIT_PER_SECOND = "50";
+    };
+  };
+  serviceListeners = map
+    (layout: {
+      host = lib.elemAt layout 0;
+      metricsHost = lib.elemAt layout 1;
+      failedAssertions = secured { host = lib.elemAt layout 0; metrics = { host = lib.elemAt layout 1; port = 9000; }; port = 9000; };
+    })
+    listenerLayouts;
   serviceBackup = {
     inherit (backedUp.systemd.services) devsecops-app devsecops-app-backup;
     restore = backedUp.systemd.services."devsecops-app-restore@";

@@ -268,6 +268,34 @@ def test_the_service_module_refuses_unsafe_settings(modules):
         assert privileged_port["PrivateUsers"] is False, case
 
 
+def test_a_password_anywhere_sqlx_reads_one_keeps_the_database_url_out_of_the_store(modules):
+    """sqlx-postgres takes the password from the user info and from a percent-decoded `password`
+    query key (src/options/parse.rs); either would be world-readable in the store."""
+    cases = modules["serviceDatabaseUrls"]
+    refused = lambda case: any("carries a password" in m for m in case["failedAssertions"])
+    assert [c["url"] for c in cases["withPassword"] if not refused(c)] == []
+    assert [c["url"] for c in cases["withoutPassword"] if c["failedAssertions"]] == []
+
+
+def test_a_secret_in_extra_environment_is_refused(modules):
+    """PGPASSWORD is sqlx-postgres' password (src/options/mod.rs), names say what they hold, and a
+    URL with a password is one whatever its variable; all would be world-readable in the store."""
+    (message,) = modules["serviceExtraSecrets"]["failedAssertions"]
+    assert "extraEnvironment would put a secret in the world-readable Nix store" in message
+    listed = message.split("store: ", 1)[1].split(". ", 1)[0].split(", ")
+    assert sorted(listed) == sorted(["PGPASSWORD", "DB_PASSWORD", "smtp_secret", "AUTH_TOKEN", "UPSTREAM"])
+
+
+def test_extra_environment_cannot_replace_what_the_module_sets(modules):
+    failed = modules["serviceOverrides"]["failedAssertions"]
+    (message,) = [m for m in failed if "extraEnvironment sets what the module sets itself" in m]
+    # Its DATABASE_URL carries a password too, and is refused for that as well.
+    assert any("secret in the world-readable Nix store: DATABASE_URL." in m for m in failed), failed
+    for name, option in (("DATABASE_URL", "databaseUrl"), ("API_TOKEN_FILE", "apiTokenFile"), ("HOST", "host")):
+        assert f"{name} (use {option})" in message
+    assert "RATE_LIMIT_PER_SECOND" not in message, "settings the module does not own stay free"
+
+
 def test_the_service_module_sets_the_metrics_listener_openapi_and_trusted_proxies(modules):
     default = modules["service"]["unit"]["environment"]
     assert (default["METRICS_HOST"], default["METRICS_PORT"], default["OPENAPI_PUBLIC"]) == ("127.0.0.1", "9464", "true")

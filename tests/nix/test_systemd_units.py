@@ -16,6 +16,7 @@ def unit_files(modules):
     units = modules["units"]
     yield "service", units["service"]
     yield "percent", units["percent"]["files"]
+    yield "percent, database URL from a file", units["percentFile"]["files"]
     yield "appliance", units["appliance"]["files"]
     for node, files in units["vmService"].items():
         yield f"vm-tests/service.nix {node}", files
@@ -66,10 +67,22 @@ def test_percent_signs_in_user_values_reach_the_service_literally(modules, tmp_p
     env = systemd_units.literal_values(text, "Environment")
     assert env["DATABASE_URL"] == settings["databaseUrl"]
     assert env["HOST"] == settings["host"]
+    assert env["METRICS_HOST"] == settings["metrics"]["host"]
     assert env["CONFIG_FILE"] == settings["extraEnvironment"]["CONFIG_FILE"]
+    assert env["TRUSTED_PROXIES"] == ",".join(settings["trustedProxies"])
     # The module's own specifier still names the credentials directory.
     assert env["API_TOKEN_FILE"] == "${CREDENTIALS_DIRECTORY}/api-token"
     assert systemd_units.literal_values(text, "LoadCredential") == {"api-token": settings["apiTokenFile"]}
+
+    from_file = modules["units"]["percentFile"]
+    text = from_file["files"]["devsecops-app"]
+    assert systemd_units.verify(systemd_units.install(str(tmp_path / "from-file"), "devsecops-app", text)) == []
+    env = systemd_units.literal_values(text, "Environment")
+    assert env["DATABASE_URL_FILE"] == "${CREDENTIALS_DIRECTORY}/database-url" and "DATABASE_URL" not in env
+    assert systemd_units.literal_values(text, "LoadCredential") == {
+        "api-token": from_file["settings"]["apiTokenFile"],
+        "database-url": from_file["settings"]["databaseUrlFile"],
+    }
 
     appliance = modules["units"]["appliance"]
     credentials = systemd_units.literal_values(appliance["files"]["devsecops-app-secret"], "LoadCredential")
@@ -112,6 +125,7 @@ def test_verify_reports_the_lines_systemd_drops_for_unescaped_percent_signs(modu
     findings = systemd_units.verify(systemd_units.install(str(tmp_path), "devsecops-app", text))
     assert any("Failed to resolve specifiers in DATABASE_URL=" in f for f in findings), findings
     assert any("Failed to resolve specifiers in HOST=" in f for f in findings), findings
+    assert any("Failed to resolve specifiers in METRICS_HOST=" in f for f in findings), findings
 
 
 def test_a_specifier_systemd_resolves_silently_is_caught_by_the_literal_check(modules):
