@@ -127,7 +127,10 @@ fn purl_key(purl: &str) -> Option<(String, String, Option<String>)> {
 
 impl Statement {
     /// Whether it is about `finding`: one of its ids is one of the finding's (or its rule), and
-    /// one of its products is one of the finding's packages (any version when it names none).
+    /// its products name every package of the finding (any version when a product names none).
+    /// A finding that merged several versions of a crate is decided only by a statement that
+    /// covers them all: one about 1.6.0 says nothing about 0.6.13 beside it, and a package
+    /// without a purl is never covered.
     pub fn matches(&self, finding: &Finding) -> bool {
         let named = finding.identifiers.iter().any(|id| self.ids.contains(id))
             || self.ids.contains(&finding.rule)
@@ -135,19 +138,19 @@ impl Statement {
         if !named {
             return false;
         }
-        let packages: Vec<_> = finding
+        let products: Vec<_> = self.products.iter().filter_map(|p| purl_key(p)).collect();
+        let mut packages = finding
             .components()
-            .filter_map(|c| c.purl.as_deref())
-            .filter_map(purl_key)
-            .collect();
-        self.products
-            .iter()
-            .filter_map(|p| purl_key(p))
-            .any(|(kind, name, version)| {
-                packages.iter().any(|(k, n, v)| {
-                    k.eq_ignore_ascii_case(&kind)
-                        && *n == name
-                        && (version.is_none() || *v == version)
+            .map(|c| c.purl.as_deref().and_then(purl_key))
+            .peekable();
+        packages.peek().is_some()
+            && packages.all(|package| {
+                package.is_some_and(|(k, n, v)| {
+                    products.iter().any(|(kind, name, version)| {
+                        k.eq_ignore_ascii_case(kind)
+                            && n == *name
+                            && (version.is_none() || v == *version)
+                    })
                 })
             })
     }
@@ -710,10 +713,23 @@ pub fn parse_openvex(file: &Path, bytes: &[u8]) -> Result<(Vec<Statement>, Vec<S
             action: text_of(item.get("action_statement")),
             author: author.clone(),
             timestamp: own_timestamp.unwrap_or_else(|| timestamp.clone()),
-            expires: None,
+            expires: text_of(item.get("status_notes"))
+                .as_deref()
+                .and_then(openvex_expiry),
         });
     }
     finish(file, "OpenVEX", items.len(), out, warnings)
+}
+
+/// The expiry `devsecops vex` writes into an OpenVEX statement's `status_notes` (OpenVEX has no
+/// field for it and allows no other): "Accepted by OWNER until YYYY-MM-DD (suppression #N of
+/// FILE)." Read back, so a round-tripped acceptance still ends when the suppression does.
+fn openvex_expiry(notes: &str) -> Option<String> {
+    let rest = notes.strip_prefix("Accepted by ")?;
+    let (_, after) = rest.rsplit_once(" until ")?;
+    let (date, tail) = after.split_once(' ')?;
+    (tail.starts_with("(suppression #") && parse_date(date).is_some() && date.len() == 10)
+        .then(|| date.to_string())
 }
 
 fn finish(
@@ -1011,6 +1027,79 @@ mod tests {
         ] {
             let s = statement(&[id], product, Status::NotAffected, "2026-11-01T00:00:00Z");
             assert_eq!(s.matches(&f), expected, "{id} {product}");
+        }
+    }
+
+    #[test]
+    fn a_statement_about_one_version_does_not_decide_a_finding_with_another() {
+        let raw = |version: &str| {
+            RawFinding::new(
+                "cargo-audit",
+                Category::Sca,
+                Severity::Critical,
+                "RUSTSEC-2021-0003",
+                "Buffer overflow",
+            )
+            .in_component("smallvec", Some(version), "cargo")
+            .with_ids(["RUSTSEC-2021-0003", "CVE-2021-25900"])
+        };
+        let merged = crate::model::deduplicate(fingerprint_all(vec![raw("0.6.13"), raw("1.6.0")]));
+        assert_eq!(merged.len(), 1, "one advisory, one crate: {merged:#?}");
+        assert_eq!(merged[0].components().count(), 2);
+        let one = statement(
+            &["CVE-2021-25900"],
+            "pkg:cargo/smallvec@1.6.0",
+            Status::NotAffected,
+            "2026-11-01T00:00:00Z",
+        );
+        assert!(
+            !one.matches(&merged[0]),
+            "0.6.13 is not the product the statement names"
+        );
+        let mut both = one.clone();
+        both.products.push("pkg:cargo/smallvec@0.6.13".into());
+        assert!(both.matches(&merged[0]));
+        let any_version = statement(
+            &["CVE-2021-25900"],
+            "pkg:cargo/smallvec",
+            Status::NotAffected,
+            "2026-11-01T00:00:00Z",
+        );
+        assert!(any_version.matches(&merged[0]));
+        // Another package of the same name in another ecosystem, or no purl at all: never.
+        let mut no_purl = smallvec("1.6.0");
+        if let Some(c) = no_purl.component.as_mut() {
+            c.purl = None;
+        }
+        assert!(!any_version.matches(&no_purl));
+    }
+
+    #[test]
+    fn openvex_written_here_carries_its_expiry_back_in() {
+        let doc = |notes: &str| {
+            format!(
+                r#"{{"@context":"https://openvex.dev/ns/v0.2.0","@id":"urn:x","author":"a","timestamp":"2026-01-01T00:00:00Z","version":1,"statements":[{{"vulnerability":{{"name":"CVE-2021-25900"}},"products":[{{"@id":"pkg:cargo/smallvec@1.6.0"}}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path","status_notes":{notes}}}]}}"#
+            )
+        };
+        let (ours, _) = parse_openvex(
+            Path::new("v.json"),
+            doc("\"Accepted by platform-team until 2026-06-30 (suppression #1 of .devsecops/suppressions.toml).\"").as_bytes(),
+        )
+        .expect("parses");
+        assert_eq!(ours[0].expires.as_deref(), Some("2026-06-30"));
+        let today = time::macros::date!(2026 - 12 - 01);
+        assert!(
+            !Decision::of(&ours[0], today).accepts,
+            "expired on the way back in"
+        );
+        for notes in [
+            "\"The vendor until 2026-06-30 thinks so\"",
+            "\"Accepted by x until soon (suppression #1)\"",
+            "null",
+        ] {
+            let (theirs, _) =
+                parse_openvex(Path::new("v.json"), doc(notes).as_bytes()).expect("parses");
+            assert_eq!(theirs[0].expires, None, "{notes}");
         }
     }
 
