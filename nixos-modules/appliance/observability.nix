@@ -97,6 +97,19 @@ in
       }
     ];
 
+    # Prometheus reads the discovery's CA file once, when it loads its configuration: the kubernetes
+    # discoverer's HTTP client is made then (prometheus/common config/http_config.go,
+    # NewTLSConfigWithContext reads ca_file; the discovery manager logs "Cannot create service
+    # discovery" and drops that job until the next load). So Prometheus starts after the files are
+    # written. Wants, not Requires: a failed copy must not keep Prometheus down for good (a
+    # dependency failure is never retried, while this unit restarts on failure); when a later run
+    # succeeds it restarts Prometheus, which then loads the CA. The bearer token is read on every
+    # request and a changed CA on the next one, so a running Prometheus follows a rotation.
+    systemd.services.prometheus = {
+      wants = [ "prometheus-k3s-credentials.service" ];
+      after = [ "prometheus-k3s-credentials.service" ];
+    };
+
     systemd.services.prometheus-k3s-credentials = {
       description = "Give Prometheus its read-only Kubernetes credentials";
       after = [ "k3s.service" ];
@@ -108,6 +121,9 @@ in
         RemainAfterExit = true;
         Restart = "on-failure";
         RestartSec = "5s";
+        # Prometheus waits for this unit: if k3s has not made the token by then, Prometheus starts
+        # without the discovery and this unit tries again (and restarts Prometheus once done).
+        TimeoutStartSec = "15min";
         UMask = "0077";
       };
       script = ''
@@ -120,6 +136,9 @@ in
         secret 'ca\.crt' | base64 -d > ${discovery.directory}/ca.crt
         chgrp prometheus ${discovery.directory}/token ${discovery.directory}/ca.crt
         chmod 0440 ${discovery.directory}/token ${discovery.directory}/ca.crt
+        # A Prometheus already running (this unit failed or timed out first, or ran again) loads
+        # the CA only when it starts; one still waiting for this unit is left alone.
+        systemctl try-restart --no-block prometheus.service
       '';
     };
 

@@ -253,7 +253,7 @@ let
 
   # The unit files NixOS would write for the services a configuration defines, except those that
   # only add settings to a unit nixpkgs' own module defines (rendered whole only with nixpkgs).
-  overridesOfNixpkgsUnits = [ "alloy" ];
+  overridesOfNixpkgsUnits = [ "alloy" "prometheus" ];
   unitFiles = config: lib.mapAttrs (_: systemdServices.toUnitText) (removeAttrs config.systemd.services overridesOfNixpkgsUnits);
   timerFiles = config: lib.mapAttrs (_: systemdServices.toTimerText) config.systemd.timers;
   # The shell scripts of `script`, which NixOS runs as `set -e` scripts (systemd-lib.nix makeJobScript).
@@ -357,6 +357,8 @@ in
     prometheusScrapeConfigs = prometheusTypes.withoutNulls appliance.services.prometheus.scrapeConfigs;
     prometheusCheckConfig = appliance.services.prometheus.checkConfig;
     prometheusDiscovery = appliance.services.k3s.manifests.prometheus-discovery.content;
+    # What the appliance adds to nixpkgs' prometheus.service: its order against the credentials.
+    prometheusUnit = { inherit (appliance.systemd.services.prometheus) after wants requires bindsTo; };
     alloyConfig = toString appliance.services.alloy.configPath;
     lokiConfig = toString appliance.services.loki.configFile;
     grafanaDashboardProvider = toString appliance.services.grafana.provision.dashboards.path;

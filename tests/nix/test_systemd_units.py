@@ -218,3 +218,56 @@ def test_verify_reports_a_timer_with_a_schedule_systemd_cannot_parse(modules, tm
     findings = systemd_units.verify(timer)
     assert any("OnCalendar" in f or "calendar" in f.lower() for f in findings), findings
     assert not systemd_units.calendar("every night at three")[0]
+
+
+# Prometheus on the appliance and the credentials its Kubernetes discovery reads.
+
+CREDENTIALS_UNIT = "prometheus-k3s-credentials"
+
+
+def install_prometheus_beside_its_credentials(modules, directory, prometheus_unit=None):
+    """The credentials unit as the module writes it, and nixpkgs' prometheus.service as a stand-in
+    carrying what the appliance adds to it (its order), side by side as NixOS installs them."""
+    directory.mkdir()
+    credentials = systemd_units.install(str(directory), CREDENTIALS_UNIT, modules["units"]["appliance"]["files"][CREDENTIALS_UNIT])
+    unit = modules["appliance"]["prometheusUnit"] if prometheus_unit is None else prometheus_unit
+    lines = [f"{key}={' '.join(unit[option])}" for key, option in
+             (("Wants", "wants"), ("Requires", "requires"), ("BindsTo", "bindsTo"), ("After", "after")) if unit[option]]
+    prometheus = directory / "prometheus.service"
+    prometheus.write_text("[Unit]\n" + "\n".join(lines) + "\n[Service]\nExecStart=/bin/true\n")
+    return credentials, str(prometheus)
+
+
+def test_prometheus_starts_after_the_credentials_its_discovery_reads(modules, tmp_path):
+    """Prometheus reads the discovery's ca_file when it loads its configuration, and a discovery
+    that fails then stays dropped until the next load: it must start after the unit that writes the
+    file, and not depend on it so hard that one failed copy keeps it down."""
+    appliance = modules["appliance"]
+    (job,) = [c for c in appliance["prometheusScrapeConfigs"] if c.get("kubernetes_sd_configs")]
+    (discovery,) = job["kubernetes_sd_configs"]
+    script = modules["units"]["scripts"]["appliance"][CREDENTIALS_UNIT]
+    # The unit writes exactly the files the discovery reads.
+    for path in (discovery["tls_config"]["ca_file"], discovery["authorization"]["credentials_file"]):
+        assert f"> {path}\n" in script, path
+    unit = appliance["prometheusUnit"]
+    assert f"{CREDENTIALS_UNIT}.service" in unit["after"]
+    assert f"{CREDENTIALS_UNIT}.service" in unit["wants"]
+    assert f"{CREDENTIALS_UNIT}.service" not in unit["requires"] + unit["bindsTo"]
+    # A Prometheus that started first (the copy failed or timed out) is restarted once it is done.
+    assert script.rstrip().endswith("systemctl try-restart --no-block prometheus.service")
+    text = modules["units"]["appliance"]["files"][CREDENTIALS_UNIT]
+    assert re.search(r"^TimeoutStartSec=15min$", text, re.M) and re.search(r"^Restart=on-failure$", text, re.M)
+    # systemd loads both, in this order, without a cycle.
+    for path in install_prometheus_beside_its_credentials(modules, tmp_path / "order"):
+        assert systemd_units.verify(path) == [], path
+
+
+def test_verify_reports_an_ordering_cycle_between_prometheus_and_its_credentials(modules, tmp_path):
+    unit = dict(modules["appliance"]["prometheusUnit"])
+    credentials, prometheus = install_prometheus_beside_its_credentials(modules, tmp_path / "cycle", unit)
+    with open(credentials) as f:
+        text = f.read()
+    with open(credentials, "w") as f:
+        f.write(text.replace("[Unit]\n", "[Unit]\nAfter=prometheus.service\n"))
+    findings = systemd_units.verify(prometheus)
+    assert any("ordering cycle" in f.lower() for f in findings), findings
