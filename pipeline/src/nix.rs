@@ -221,11 +221,43 @@ pub fn closure_from_json(file: &Path, bytes: &[u8]) -> Result<Closure> {
     }
     paths.sort_by(|a, b| a.path.cmp(&b.path));
     paths.dedup_by(|a, b| a.path == b.path);
-    Ok(Closure {
+    let closure = Closure {
         source: file.display().to_string(),
         paths,
         files: BTreeMap::new(),
-    })
+    };
+    complete(file, &closure)?;
+    Ok(closure)
+}
+
+/// Refuses a closure that is not closed: a path referring to a store path the input does not
+/// list. That is what `nix path-info --json` prints without `--recursive` (the named paths
+/// only), or a cache missing an object; auditing it would pass over every path it leaves out.
+fn complete(file: &Path, closure: &Closure) -> Result<()> {
+    let listed: BTreeSet<&str> = closure.paths.iter().map(|p| p.path.as_str()).collect();
+    let mut missing = closure.paths.iter().flat_map(|p| {
+        p.references
+            .iter()
+            .filter(|r| !listed.contains(r.as_str()))
+            .map(move |r| (p.path.as_str(), r.as_str()))
+    });
+    if let Some((path, reference)) = missing.next() {
+        let more = missing.count();
+        return Err(Error::input(
+            file,
+            format!(
+                "not a complete closure: {path} refers to {reference}, which it does not list{}; \
+                 give the JSON of `nix path-info --json --recursive` (without --recursive it lists \
+                 only the paths named)",
+                if more > 0 {
+                    format!(" ({more} more reference(s) missing)")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The store path `source` is or links to (`./result`, `/run/current-system`), if any.
@@ -370,6 +402,7 @@ pub fn closure_from_binary_cache(dir: &Path, unpack_into: &Path) -> Result<Closu
         });
     }
     closure.paths.sort_by(|a, b| a.path.cmp(&b.path));
+    complete(dir, &closure)?;
     Ok(closure)
 }
 
@@ -577,6 +610,16 @@ mod tests {
             (
                 r#"[{"path":"/nix/store/00000000000000000000000000000000-x","references":"a"}]"#,
                 "not an array",
+            ),
+            // `nix path-info --json` without --recursive: the path, not what it refers to.
+            (
+                r#"[{"path":"/nix/store/wvbjdqdc3ai65sqqzihgz53yf23df7mk-greeter-0.3.1","narHash":"sha256-HDfQGvQL4ugGkd48w99EN3ppmvuxfGjwgJZLL9Bx/BM=","references":["/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0","/nix/store/wvbjdqdc3ai65sqqzihgz53yf23df7mk-greeter-0.3.1"]}]"#,
+                "not a complete closure: /nix/store/wvbjdqdc3ai65sqqzihgz53yf23df7mk-greeter-0.3.1 refers to /nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0, which it does not list",
+            ),
+            // A referenced path Nix printed as null (not valid in the store) is missing too.
+            (
+                r#"{"/nix/store/wvbjdqdc3ai65sqqzihgz53yf23df7mk-greeter-0.3.1":{"references":["/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0"]},"/nix/store/i6manzpcd93f6q6bgz48c7j4qjdaq8w4-libgreet-1.2.0":null}"#,
+                "not a complete closure",
             ),
         ] {
             let err = closure_from_json(Path::new("c.json"), text.as_bytes()).expect_err(text);

@@ -677,6 +677,45 @@ fn the_advisory_database_date_is_in_every_report_and_its_age_is_enforced() {
 }
 
 #[test]
+fn audit_of_a_link_to_a_binary_reads_the_binary_and_a_dangling_one_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/advisory-db");
+    let db = db.to_str().expect("utf-8");
+    // This test's own devsecops: a Rust binary built without cargo auditable.
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_devsecops"),
+        dir.path().join("result-bin"),
+    )
+    .expect("symlink");
+    let out = devsecops(
+        dir.path(),
+        &["audit", "--db", db, "--output", "-", "result-bin"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            report["executables"].as_u64(),
+            &report["not_auditable"][0]["path"]
+        ),
+        (Some(1), &serde_json::json!("result-bin")),
+        "the binary behind the link is read, under the name given: {report}"
+    );
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling"))
+        .expect("symlink");
+    let dangling = devsecops(
+        dir.path(),
+        &["audit", "--db", db, "--output", "-", "dangling"],
+    );
+    assert_ne!(dangling.status.code(), Some(0), "{}", text(&dangling));
+    assert!(
+        text(&dangling).contains("cannot resolve"),
+        "{}",
+        text(&dangling)
+    );
+}
+
+#[test]
 fn the_same_report_ingested_twice_adds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = fixture("clippy.ndjson");

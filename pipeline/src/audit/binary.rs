@@ -272,6 +272,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn links_in_a_closure_are_never_followed_out_of_it_or_round_a_loop() {
+        // A store path's links point into other store paths, which a complete closure (checked
+        // when it is read) lists and audits on their own; anything else is not what it ships.
+        let store = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("elsewhere"), b"\x7fELF\x02outside").expect("write");
+        let root = store.path().join("pkg");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::write(root.join("bin/tool"), b"\x7fELF\x02inside").expect("write");
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).expect("symlink")
+        };
+        link(&root, "loop");
+        link(Path::new("bin/../loop"), "relative-loop");
+        link(outside.path(), "escape-dir");
+        link(&outside.path().join("elsewhere"), "escape-file");
+        link(Path::new("/etc"), "etc");
+        let (mut files, mut errors) = (Vec::new(), Vec::new());
+        files_under(&root, &mut files, &mut errors);
+        assert_eq!(files, [root.join("bin/tool")]);
+        assert!(errors.is_empty(), "{errors:?}");
+        // A store path that is itself a link (to another store path) is not followed either;
+        // a path named outside a closure is resolved once before the walk (audit::run_with).
+        let (mut files, mut errors) = (Vec::new(), Vec::new());
+        files_under(&root.join("escape-dir"), &mut files, &mut errors);
+        assert!(files.is_empty() && errors.is_empty());
+    }
+
+    #[test]
     fn executables_are_told_by_their_magic_numbers() {
         assert_eq!(format_of(b"\x7fELF\x02"), Some(Format::Elf));
         assert_eq!(format_of(b"\xcf\xfa\xed\xfe"), Some(Format::MachO));

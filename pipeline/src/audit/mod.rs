@@ -264,8 +264,20 @@ fn run_with(
         sources.push(c.source.clone());
     }
     for path in request.paths {
+        // A path the user named is resolved once (`./result-bin`, a link to the binary): walking
+        // a link itself would audit nothing and pass. Links inside it are never followed.
+        let files = match std::fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                errors.push(ReadError {
+                    path: path.display().to_string(),
+                    message: format!("cannot resolve: {e}"),
+                });
+                continue;
+            }
+        };
         targets.push(binary::Target {
-            files: path.clone(),
+            files,
             shown_as: path.clone(),
             store_path: None,
             nar_hash: None,
