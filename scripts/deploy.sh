@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
 # Deploys devsecops-app to one environment with Helm: the chart in k8s/chart with that environment's
-# values (k8s/overlays/ENV/values.yaml) into namespace devsecops-ENV. Helm rolls a failed upgrade
-# back by itself (--rollback-on-failure; --atomic on Helm 3) and waits for what it can read: its
-# legacy readiness checks, which pass over custom resources, because Helm 4's default status
-# watcher cannot read an Argo Rollout (observedGeneration is a string: helm/helm#32615) and would
-# time out and roll back every deploy. A Rollout is then waited on through its own status
-# (k8s/scripts/rollout-status.py, as `kubectl argo rollouts status` does); `helm test` then checks
-# the running release. While the deploy is
-# unfinished the revision that was live before is recorded (reports/deploy/ENV.previous-revision), so
-# scripts/rollback.sh can return to it when the deploy fails after the upgrade (DEPLOY_STATE_DIR
-# moves that record elsewhere).
-# helm and kubectl come from PATH, else scripts/lib.sh installs the project's pinned ones.
+# values (k8s/overlays/ENV/values.yaml) into namespace devsecops-ENV. Helm applies the release
+# without waiting; this script then waits on what it runs (scripts/deploy-lib.sh wait_for_release:
+# Deployments rolled out, volume claims bound or bound on first use, never a claim only a CronJob
+# mounts), on each Argo Rollout through its own status (k8s/scripts/rollout-status.py), and runs
+# `helm test` against the new version (on blue-green, through the preview Service).
+# A blue-green update (production) stops where argo-rollouts pauses it for promotion: the new
+# version ready on the preview Service, its pre-promotion analysis passed. The deploy then ends with
+# "awaiting promotion" and scripts/promote.sh (after the approval) makes it live. A first install
+# and an unchanged pod template have nothing to promote and are live at once.
+# While the deploy is unfinished (failed, or awaiting promotion) the revision live before it is
+# recorded (reports/deploy/ENV.previous-revision; DEPLOY_STATE_DIR moves it) and
+# scripts/rollback.sh returns to it: a failed deploy, the upgrade itself included, is not rolled
+# back by this script. helm and kubectl come from PATH, else scripts/lib.sh installs the pinned ones.
 #
-#   scripts/deploy.sh ENV [--image REPO:TAG | --image REPO@sha256:...] [--timeout 10m] [--dry-run]
+#   scripts/deploy.sh ENV [--image REPO:TAG | --image REPO@sha256:...] [--timeout 15m] [--dry-run]
 #
-# ENV is development, staging or production. --dry-run renders the manifests with `helm template`
-# (same chart, values and image) to standard output and prints the commands it would run; it needs
-# no cluster.
+# ENV is development, staging or production. --timeout is the budget of the whole deploy, from the
+# upgrade on: the upgrade, the waits and helm test share it. --dry-run renders the manifests with
+# `helm template` (same chart, values and image) to standard output and prints the commands it
+# would run; it needs no cluster. Exit 0 deployed (or awaiting promotion), 1 failed, 2 usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deploy-lib.sh
+source scripts/deploy-lib.sh
 
-RELEASE=devsecops-app
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 image=""
-timeout=10m
+timeout=15m
 dry_run=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,12 +42,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case "$env_name" in
-  development|staging|production) ;;
-  *) echo "environment: development, staging or production" >&2; usage >&2; exit 2 ;;
-esac
+namespace=$(environment_namespace "$env_name") || { usage >&2; exit 2; }
+budget=$(duration_seconds "$timeout") || exit 2
 
-namespace="devsecops-$env_name"
 values="k8s/overlays/$env_name/values.yaml"
 # The image: by digest when one is given (what was pushed and signed), else by tag.
 image_args=()
@@ -59,53 +60,81 @@ if [ -n "$image" ]; then
 fi
 chart_args=("$RELEASE" k8s/chart --namespace "$namespace" -f "$values" "${image_args[@]}")
 
-if ! command -v helm >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then
-  # shellcheck source=scripts/lib.sh
-  source scripts/lib.sh
-  ensure_kube_tools "$TOOLS_CACHE"
-fi
-# Helm 4 renamed --atomic and made --wait a strategy; Helm 3's --wait is the legacy checks.
-if helm version --short 2>/dev/null | grep -q '^v3\.'; then
-  upgrade_flags=(--atomic --wait)
-else
-  upgrade_flags=(--rollback-on-failure --wait=legacy)
-fi
-# The Rollout to wait on, if this environment's render has one.
-rollout=$(helm template "${chart_args[@]}" 2>/dev/null | awk '
-  /^---/ { kind = ""; meta = 0 }
-  /^kind: / { kind = $2 }
-  /^metadata:/ { meta = 1 }
-  meta && kind == "Rollout" && /^  name: / { print $2; meta = 0 }')
+ensure_helm
+# The objects to wait on: those of this environment's render.
+rendered=$(helm template "${chart_args[@]}")
+rollouts=$(rollouts_in <<<"$rendered")
 
 if [ "$dry_run" -eq 1 ]; then
   {
     printf 'would run: kubectl apply -f k8s/overlays/%s/namespace.yaml\n' "$env_name"
-    printf 'would run: helm upgrade --install %s --timeout %s' "${upgrade_flags[*]}" "$timeout"
+    printf 'would run: helm upgrade --install --timeout %s' "$timeout"
     printf ' %q' "${chart_args[@]}"
     printf '\n'
-    for name in $rollout; do
-      printf 'would run: k8s/scripts/rollout-status.py %s --namespace %s --timeout %s\n' "$name" "$namespace" "$timeout"
+    manifest_objects <<<"$rendered" | while read -r kind name; do
+      case "$kind" in
+        Deployment|StatefulSet|DaemonSet)
+          printf 'would run: kubectl rollout status %s/%s --namespace %s --timeout <left of %s>\n' \
+            "${kind,,}" "$name" "$namespace" "$timeout" ;;
+        PersistentVolumeClaim)
+          printf 'would wait: persistentvolumeclaim/%s Bound, or Pending on a WaitForFirstConsumer storage class\n' "$name" ;;
+      esac
     done
-    printf 'would run: helm test %s --namespace %s\n' "$RELEASE" "$namespace"
+    for name in $rollouts; do
+      printf 'would run: k8s/scripts/rollout-status.py %s --namespace %s --timeout <left of %s> --accept-promotion-pause\n' \
+        "$name" "$namespace" "$timeout"
+    done
+    printf 'would run: helm test %s --namespace %s --timeout <left of %s>\n' "$RELEASE" "$namespace" "$timeout"
   } >&2
-  helm template "${chart_args[@]}"
+  printf '%s\n' "$rendered"
   exit 0
 fi
 
 # The namespace with its Pod Security labels (the same file Kustomize and Argo CD apply).
 kubectl apply -f "k8s/overlays/$env_name/namespace.yaml"
-# The record lives only while this deploy is unfinished: scripts/rollback.sh acts on it alone.
-state_dir="${DEPLOY_STATE_DIR:-reports/deploy}"
-record="$state_dir/$env_name.previous-revision"
-mkdir -p "$state_dir"
-rm -f "$record"
+# The records live only while this deploy is unfinished: scripts/rollback.sh and
+# scripts/promote.sh act on them alone.
+record=$(previous_record "$env_name")
+promotion=$(promotion_record "$env_name")
+mkdir -p "$(dirname "$record")"
+rm -f "$record" "$promotion"
 previous=$(helm list --namespace "$namespace" --filter "^${RELEASE}\$" --deployed --output json |
   python3 -c 'import json, sys; r = json.load(sys.stdin); print(r[0]["revision"] if r else "none")')
 echo "$previous" > "$record"
-echo "deploying $RELEASE to $namespace (live revision before: $previous)" >&2
-helm upgrade --install "${upgrade_flags[@]}" --timeout "$timeout" "${chart_args[@]}"
-for name in $rollout; do
-  k8s/scripts/rollout-status.py "$name" --namespace "$namespace" --timeout "$timeout"
+echo "deploying $RELEASE to $namespace (live revision before: $previous; budget $timeout)" >&2
+deadline=$((SECONDS + budget))
+# Every failure from here on leaves the record for scripts/rollback.sh.
+fail_deploy() {
+  if [ "$previous" = none ]; then
+    echo "deploy failed: $1; a first install, so scripts/rollback.sh $env_name leaves it for inspection" >&2
+  else
+    echo "deploy failed: $1; live before it was revision $previous, where scripts/rollback.sh $env_name returns" >&2
+  fi
+  exit 1
+}
+helm upgrade --install --timeout "$timeout" "${chart_args[@]}" || fail_deploy "the upgrade failed"
+wait_for_release "$namespace" "$deadline" <<<"$rendered" || fail_deploy "the release did not come up"
+awaiting=""
+for name in $rollouts; do
+  left=$(left_of "$deadline" "waiting on rollout/$name") || fail_deploy "out of time"
+  outcome=$(k8s/scripts/rollout-status.py "$name" --namespace "$namespace" --timeout "$left" --accept-promotion-pause) ||
+    fail_deploy "rollout/$name did not come up"
+  case "$outcome" in
+    "awaiting-promotion "*) awaiting="$awaiting$name ${outcome#awaiting-promotion }"$'\n' ;;
+    "healthy "*) ;;
+    *) fail_deploy "rollout/$name: unexpected outcome '$outcome'" ;;
+  esac
 done
-helm test "$RELEASE" --namespace "$namespace" --timeout 5m
+left=$(left_of "$deadline" "helm test") || fail_deploy "out of time"
+helm test "$RELEASE" --namespace "$namespace" --timeout "$left" || fail_deploy "helm test failed"
+if [ -n "$awaiting" ]; then
+  printf '%s' "$awaiting" > "$promotion"
+  while read -r name hash; do
+    echo "awaiting promotion: rollout/$name runs $hash on the preview Service $name-preview (analysis" \
+      "passed, helm test passed); live is still revision $previous. Promote: scripts/promote.sh $env_name;" \
+      "discard: scripts/rollback.sh $env_name" >&2
+  done < "$promotion"
+  exit 0
+fi
 rm -f "$record"
+echo "deployed: $RELEASE in $namespace is live" >&2

@@ -1,7 +1,6 @@
 """The MicroK8s setup and secret rotation scripts, run against stub `microk8s`/`kubectl` commands that
 record their arguments: dry runs change nothing, real runs are idempotent, tokens never reach argv."""
 
-import json
 import os
 import shutil
 import stat
@@ -261,113 +260,6 @@ def test_alloy_gets_a_writable_storage_path_on_a_read_only_root():
     assert storage in mounts, f"nothing writable at {storage}"
     volumes = {v["name"]: v for v in values["controller"].get("volumes", {}).get("extra", [])}
     assert "emptyDir" in volumes[mounts[storage]]
-
-
-# --- scripts/deploy.sh with Helm 4 and an Argo Rollout ------------------------------------------
-
-DEPLOY = os.path.join(ROOT, "scripts", "deploy.sh")
-HELM4_STUB = """#!/usr/bin/env bash
-# Helm 4 as far as deploy.sh uses it. Its default --wait (the kstatus watcher) cannot read a
-# Rollout's string observedGeneration (helm/helm#32615): an upgrade that waits that way on a render
-# with a Rollout fails as Helm 4 does, after rolling back.
-echo "helm $*" >> "$STUB_LOG"
-case "$1" in
-  version) echo "v4.1.4+g05fa379" ;;
-  template) exec "$REAL_HELM" "$@" ;;
-  list) echo '[{"name":"devsecops-app","revision":"4"}]' ;;
-  upgrade)
-    for arg in "$@"; do
-      if [ "$arg" = "--wait" ] || [ "$arg" = "--wait=watcher" ]; then
-        shift
-        if "$REAL_HELM" template "${@:3}" 2>/dev/null | grep -qx 'kind: Rollout'; then
-          echo "Error: UPGRADE FAILED: release devsecops-app failed, and has been rolled back due to atomic being set: .status.observedGeneration accessor error: 3 is of the type string, expected int64" >&2
-          exit 1
-        fi
-      fi
-    done ;;
-esac
-exit 0
-"""
-KUBECTL_ROLLOUT_STUB = """#!/usr/bin/env bash
-# Answers `get rollout` with the next state of $ROLLOUT_STATES (one JSON document a line; the last
-# one stays).
-echo "kubectl $*" >> "$STUB_LOG"
-if [ "$1" = get ] && [ "$2" = rollout ]; then
-  head -n 1 "$ROLLOUT_STATES"
-  if [ "$(wc -l < "$ROLLOUT_STATES")" -gt 1 ]; then sed -i 1d "$ROLLOUT_STATES"; fi
-fi
-exit 0
-"""
-
-
-def rollout_state(phase, generation=2, observed="2", message="", pause=None):
-    status = {"phase": phase, "observedGeneration": observed, "message": message}
-    if pause:
-        status["pauseConditions"] = [{"reason": pause}]
-        status["controllerPause"] = True
-    return json.dumps({"metadata": {"name": "devsecops-app", "generation": generation}, "status": status})
-
-
-@pytest.fixture
-def deploy_env(tmp_path):
-    bin_dir = tmp_path / "deploy-bin"
-    bin_dir.mkdir()
-    for name, text in (("helm", HELM4_STUB), ("kubectl", KUBECTL_ROLLOUT_STUB)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", STUB_LOG=str(tmp_path / "calls"),
-               REAL_HELM=shutil.which("helm"), ROLLOUT_STATES=str(tmp_path / "states"),
-               DEPLOY_STATE_DIR=str(tmp_path / "state"))
-    return env, tmp_path
-
-
-def deploy(env, *args):
-    return subprocess.run([DEPLOY, *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-
-
-def test_deploy_with_a_rollout_waits_on_the_rollout_not_on_helm(deploy_env):
-    env, tmp = deploy_env
-    (tmp / "states").write_text("\n".join([
-        rollout_state("Healthy", generation=3, observed="2"),  # the new spec is not observed yet
-        rollout_state("Progressing", generation=3, observed="3", message="more replicas need to be updated"),
-        rollout_state("Paused", generation=3, observed="3", message="BlueGreenPause", pause="BlueGreenPause"),
-        rollout_state("Healthy", generation=3, observed="3")]) + "\n")
-    out = deploy(env, "production", "--timeout", "2m")
-    assert out.returncode == 0, out.stderr
-    recorded = calls(tmp / "calls")
-    upgrade = next(c for c in recorded if c.startswith("helm upgrade"))
-    assert "--rollback-on-failure" in upgrade and "--wait=legacy" in upgrade, upgrade
-    gets = [i for i, c in enumerate(recorded) if c.startswith("kubectl get rollout devsecops-app")]
-    assert len(gets) == 4, "stopped before the Rollout was Healthy with its spec observed"
-    assert recorded.index(next(c for c in recorded if c.startswith("helm test"))) > gets[-1]
-    assert "Progressing - more replicas need to be updated" in out.stderr
-
-
-def test_a_degraded_rollout_fails_the_deploy_and_keeps_the_rollback_record(deploy_env):
-    env, tmp = deploy_env
-    (tmp / "states").write_text(rollout_state("Degraded", message="ProgressDeadlineExceeded") + "\n")
-    out = deploy(env, "staging", "--timeout", "1m")
-    assert out.returncode != 0
-    assert "Degraded - ProgressDeadlineExceeded" in out.stderr
-    assert not [c for c in calls(tmp / "calls") if c.startswith("helm test")]
-    assert (tmp / "state" / "staging.previous-revision").read_text().strip() == "4"
-
-
-def test_a_rollout_waiting_for_promotion_past_the_timeout_says_so(deploy_env):
-    env, tmp = deploy_env
-    (tmp / "states").write_text(rollout_state("Paused", message="BlueGreenPause", pause="BlueGreenPause") + "\n")
-    out = subprocess.run([os.path.join(ROOT, "k8s", "scripts", "rollout-status.py"), "devsecops-app",
-                          "--namespace", "devsecops-production", "--timeout", "1s", "--interval", "0.2"],
-                         env=env, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 1
-    assert "kubectl argo rollouts promote devsecops-app" in out.stderr
-
-
-def test_deploy_without_a_rollout_lets_helm_wait(deploy_env):
-    env, tmp = deploy_env
-    out = deploy(env, "development")
-    assert out.returncode == 0, out.stderr
-    assert not [c for c in calls(tmp / "calls") if c.startswith("kubectl get rollout")]
 
 
 def test_setup_puts_the_service_limits_on_the_ingress_addons_traefik(stubs):
