@@ -316,7 +316,7 @@ def pipeline_body():
 
 
 REQUIRED_STAGES = ["Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis",
-                   "Quality gate", "Image", "Image scan", "Push", "Production approval", "Deploy"]
+                   "Quality gate", "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote"]
 
 
 def test_the_pipeline_has_the_stages_in_order_each_calling_the_local_command():
@@ -340,13 +340,14 @@ def test_the_pipeline_has_the_stages_in_order_each_calling_the_local_command():
         "Image": ["scripts/build-image.sh", "devsecops sbom --package devsecops-app"],
         "Image scan": ["scripts/scan-image.sh"],
         "Push": ["scripts/push-image.sh", "credentialsId: 'registry'"],
-        "Production approval": ["input message:"],
         "Deploy": ["scripts/deploy.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
+        "Production approval": ["input message:"],
+        "Promote": ["scripts/promote.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
     }
     for stage, needles in expectations.items():
         for needle in needles:
             assert needle in by_stage[stage], f"stage {stage}: {needle!r} missing"
-    for stage in ("SonarQube analysis", "Quality gate", "Push", "Production approval", "Deploy"):
+    for stage in ("SonarQube analysis", "Quality gate", "Push", "Deploy", "Production approval", "Promote"):
         assert "branch 'main'" in by_stage[stage], f"{stage} must run on main only"
 
 

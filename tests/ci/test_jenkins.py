@@ -164,10 +164,10 @@ def pipeline():
 def test_the_model_reader_sees_the_whole_pipeline(pipeline):
     assert [s.name for s in pipeline.stages] == [
         "Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis", "Quality gate",
-        "Image", "Image scan", "Push", "Production approval", "Deploy"]
+        "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote"]
     assert set(pipeline.parameters) == {"DEPLOY_ENV", "DEPLOY", "REGISTRY", "QUALITY_GATE", "NOTIFY_SLACK",
                                         "SLACK_CHANNEL"}
-    assert len([c for s in pipeline.stages for c in shell_steps(s.steps)]) == 11
+    assert len([c for s in pipeline.stages for c in shell_steps(s.steps)]) == 12
 
 
 def test_every_parameter_a_shell_command_reads_is_mapped_from_params(pipeline):
@@ -287,7 +287,8 @@ def inner_command(docker_line):
 def test_a_first_build_of_main_runs_every_stage_command_with_its_values(pipeline, tmp_path):
     ran, ws = run_first_build(pipeline, tmp_path)
     stages = [name for name, _, _ in ran]
-    assert "Production approval" not in stages and "Deploy" in stages and "SonarQube analysis" in stages
+    assert "Production approval" not in stages and "SonarQube analysis" in stages
+    assert stages.index("Deploy") < stages.index("Promote")
     inner = {}
     for stage, command, stdout in ran:
         if command == "rm -rf reports":
@@ -300,6 +301,7 @@ def test_a_first_build_of_main_runs_every_stage_command_with_its_values(pipeline
     deploy = inner["Deploy"][0][1]
     assert deploy[:2] == ["scripts/deploy.sh", "development"], deploy
     assert deploy[3] == f"localhost:32000/devsecops-app@sha256:{'ab' * 32}"
+    assert inner["Promote"][0][1][:2] == ["scripts/promote.sh", "development"]
     push = inner["Push"][0][1]
     assert push == ["scripts/push-image.sh", "devsecops-app:build-1", "localhost:32000/devsecops-app:build-1"]
     words = inner["Push"][0][0]
@@ -316,7 +318,7 @@ def test_feature_branches_neither_analyse_nor_deploy(pipeline, tmp_path):
     ran, _ = run_first_build(pipeline, tmp_path, branch="feature-x")
     stages = {name for name, _, _ in ran}
     assert {"Build", "Security scan", "Image scan"} <= stages
-    assert not stages & {"SonarQube analysis", "Quality gate", "Push", "Production approval", "Deploy"}
+    assert not stages & {"SonarQube analysis", "Quality gate", "Push", "Deploy", "Production approval", "Promote"}
 
 
 def test_the_security_scan_takes_the_policy_from_the_branch_the_change_goes_into(pipeline, tmp_path):
@@ -351,7 +353,9 @@ def test_the_security_scan_takes_the_policy_from_the_branch_the_change_goes_into
     assert "weakening, not approved" in out.stdout and "no longer fails on high" in out.stdout, out.stdout
 
 
-def test_production_waits_for_an_approval_before_the_deploy(pipeline):
+def test_production_is_promoted_only_after_an_approval(pipeline):
+    """Deploy leaves production's blue-green update awaiting promotion; the approval comes between
+    it and Promote, so nothing the approver has not seen goes live."""
     params = dict(pipeline.defaults(), DEPLOY_ENV="production")
     env = dict(JENKINS_BUILTINS, DEPLOY_ENV="production")
     approval = pipeline.stage("Production approval")
@@ -360,123 +364,38 @@ def test_production_waits_for_an_approval_before_the_deploy(pipeline):
     timeouts = calls(approval.steps, "timeout")
     assert timeouts and calls(closure(timeouts[0]), "input"), "the input has a time limit"
     names = [s.name for s in pipeline.stages]
-    assert names.index("Production approval") == names.index("Deploy") - 1
-
-
-# Every kind of build the multibranch job makes (k8s/platform/jenkins-values.yaml: the repository's
-# branches and its own pull requests, merged with their target), as BRANCH_NAME and the CHANGE_*
-# variables github-branch-source sets; a pull request from a branch named main included.
-BUILDS = {
-    "main": {},
-    "feature-x": {},
-    "release-1": {},
-    "PR-7": {"CHANGE_ID": "7", "CHANGE_TARGET": "main", "CHANGE_BRANCH": "feature-x"},
-    "PR-8": {"CHANGE_ID": "8", "CHANGE_TARGET": "release-1", "CHANGE_BRANCH": "main"},
-}
-RELEASING_STAGES = {"Push", "Production approval", "Deploy"}
-
-
-def production_stages(model, branch, change_request):
-    """The stages that push or deploy when a build of `branch` is started with DEPLOY_ENV=production."""
-    params = dict(model.defaults(), DEPLOY_ENV="production", DEPLOY=True)
-    env = dict(JENKINS_BUILTINS, BRANCH_NAME=branch, **change_request)
-    for name, value in model.environment.items():
-        env[name] = gstring_value(value, params, env)
-    assert env["DEPLOY_ENV"] == "production"
-    return [s.name for s in model.stages if s.name in RELEASING_STAGES and branch_runs(s, branch, params, env)]
-
-
-def test_production_is_deployed_from_main_only(pipeline, tmp_path):
-    for branch, change_request in BUILDS.items():
-        ran = production_stages(pipeline, branch, change_request)
-        if branch == "main":
-            assert ran == ["Push", "Production approval", "Deploy"], ran
-        else:
-            assert ran == [], f"a build of {branch} {change_request} would push or deploy: {ran}"
-    # The check catches a Deploy stage that lost its branch condition.
-    text = JENKINSFILE.read_text()
-    deploy = text.index("stage('Deploy')")
-    condition = "          branch 'main'\n"
-    at = text.index(condition, deploy)
-    broken = tmp_path / "Jenkinsfile"
-    broken.write_text(text[:at] + text[at + len(condition):])
-    model = Pipeline(load_model(broken))
-    assert production_stages(model, "feature-x", {}) == ["Deploy"]
-
-
-# --- where the job's builds come from ---------------------------------------------------------------
-
-def job_script():
-    values = yaml.safe_load(JENKINS_VALUES.read_text())
-    scripts = {k: yaml.safe_load(v) for k, v in values["controller"]["JCasC"]["configScripts"].items()}
-    (job,) = scripts["job"]["jobs"]
-    return values, scripts, job["script"]
-
-
-def fetched_remote_branches(build, refspecs, pr_strategy):
-    """The refs/remotes/origin/* names `checkout scm` fetches for a build, as github-branch-source's
-    GitHubSCMBuilder sets them: a branch fetches itself, a pull request its head (as PR-<n>) and, merged
-    with its target (strategy 1 or 3), the target; then the refSpecs trait's own."""
-    change = BUILDS[build]
-    if "CHANGE_ID" in change:
-        names = {build}
-        if pr_strategy in (1, 3):
-            names.add(change["CHANGE_TARGET"])
-    else:
-        names = {build}
-    for spec in refspecs:
-        match = re.fullmatch(r"\+refs/heads/([\w./-]+):refs/remotes/@\{remote\}/([\w./-]+)", spec)
-        assert match, f"refspec not understood: {spec}"
-        names.add(match.group(2))
-    return names
-
-
-def test_the_job_builds_pull_requests_of_this_repository_with_what_the_scan_compares_against(pipeline, tmp_path):
-    values, scripts, job = job_script()
-    assert "github-branch-source" in values["controller"]["installPlugins"]
-    # The job script is Groovy (Job DSL): it must parse.
-    script = tmp_path / "job.groovy"
-    script.write_text(job)
-    parsed = subprocess.run([shutil.which("groovy"), str(ROOT / "tests" / "ci" / "parse_groovy.groovy"), str(script)],
-                            capture_output=True, text=True, env=groovy_env(), timeout=120)
-    assert parsed.returncode == 0, parsed.stderr
-    assert re.search(r"\bgithub\s*\{", job), "GitHub's branch source: the git source discovers no pull request"
-    pr = re.search(r"gitHubPullRequestDiscovery\s*\{\s*strategyId\((\d)\)\s*\}", job)
-    assert pr, "pull requests are discovered"
-    assert "gitHubForkDiscovery" not in job, "fork pull requests would run their code on the agent host"
-    branches = re.search(r"gitHubBranchDiscovery\s*\{\s*strategyId\((\d)\)\s*\}", job)
-    assert branches and branches.group(1) in ("1", "3"), "main (never a pull request's source) is built"
-    credentials = {entry[kind]["id"] for d in scripts["credentials"]["credentials"]["system"]["domainCredentials"]
-                   for entry in d["credentials"] for kind in entry}
-    assert re.search(r"credentialsId\('([\w-]+)'\)", job).group(1) in credentials
-    refspecs = re.findall(r"refSpecTemplate\s*\{\s*value\('([^']+)'\)\s*\}", job)
-    # Each build's Security scan compares with origin/<its target, else main>: that ref is fetched.
-    for build, change_request in BUILDS.items():
-        ran, _ = run_first_build(pipeline, tmp_path / build, branch=build, change_request=change_request)
-        (scan,) = [inner_command(out)[1] for stage, _, out in ran if stage == "Security scan"]
-        base = scan[scan.index("--base") + 1]
-        assert base.startswith("origin/"), scan
-        fetched = fetched_remote_branches(build, refspecs, int(pr.group(1)))
-        assert base.removeprefix("origin/") in fetched, f"{build}: the scan reads {base}, the checkout fetches {fetched}"
-    # Without the refSpecs trait a branch's build would not have origin/main.
-    assert "main" not in fetched_remote_branches("feature-x", [], int(pr.group(1)))
+    assert names.index("Deploy") + 1 == names.index("Production approval") == names.index("Promote") - 1
+    for stage in ("Deploy", "Promote"):
+        assert branch_runs(pipeline.stage(stage), "main", params, env)
+    promote = [c for c, _ in shell_steps(pipeline.stage("Promote").steps)]
+    assert promote == ['scripts/ci-debian.sh scripts/promote.sh "$DEPLOY_ENV" --timeout 10m']
 
 
 # --- rollback and checkout --------------------------------------------------------------------------
 
-def test_the_deploy_rolls_back_on_its_own_failure_abort_or_timeout_only(pipeline):
-    deploy = pipeline.stage("Deploy")
-    assert set(deploy.post) == {"failure", "aborted"}, "a timeout ends the stage as ABORTED"
+ROLLBACK = 'scripts/ci-debian.sh scripts/rollback.sh "$DEPLOY_ENV"'
+
+
+@pytest.mark.parametrize("name", ["Deploy", "Production approval", "Promote"])
+def test_the_deploy_rolls_back_on_its_own_failure_abort_or_timeout_only(pipeline, name):
+    """From the deploy to the end of the promotion the environment is unfinished: a failure, abort
+    or timeout of any of these stages (a refused approval aborts) returns it to the revision live
+    before. The time limits sit inside the stages, so their expiry reaches the stage's post."""
+    stage = pipeline.stage(name)
+    assert set(stage.post) == {"failure", "aborted"}, "a timeout ends the stage as ABORTED"
     for condition in ("failure", "aborted"):
-        commands = shell_steps(deploy.post[condition])
-        assert [c for c, _ in commands] == ['scripts/ci-debian.sh scripts/rollback.sh "$DEPLOY_ENV"']
+        commands = shell_steps(stage.post[condition])
+        assert [c for c, _ in commands] == [ROLLBACK]
         assert "KUBECONFIG" in commands[0][1]
-    # The deploy's own time limit sits inside the stage, so its expiry reaches the stage's post.
-    creds = calls(deploy.steps, "withCredentials")
-    assert creds and calls(closure(creds[0]), "timeout")
+    limited = calls(stage.steps, "timeout") + [t for c in calls(stage.steps, "withCredentials")
+                                               for t in calls(closure(c), "timeout")]
+    assert limited, f"{name} has no time limit inside the stage"
+
+
+def test_no_other_failure_rolls_anything_back(pipeline):
     rollbacks_elsewhere = [c for name, body in pipeline.post.items() for c, _ in shell_steps(body)
                            if "rollback" in c]
-    rollbacks_elsewhere += [c for s in pipeline.stages if s.name != "Deploy"
+    rollbacks_elsewhere += [c for s in pipeline.stages if s.name not in ("Deploy", "Production approval", "Promote")
                             for body in s.post.values() for c, _ in shell_steps(body) if "rollback" in c]
     assert not rollbacks_elsewhere, "a failure of another stage must not roll anything back"
 
