@@ -344,6 +344,17 @@ in
       nodes.appliance.failedAssertions = failedAssertions (node applianceTest.nodes.appliance);
     };
   };
+  # What each VM test machine has on its PATH beyond NixOS' core packages and systemd: the names of
+  # its environment.systemPackages, and k3s when services.k3s is on (tests/nix/vm_commands.py).
+  vmTestPrograms = lib.mapAttrs
+    (_: test: lib.mapAttrs
+      (_: module:
+        let config = node module; in {
+          packages = map (p: p.name) config.environment.systemPackages;
+          k3s = config.services.k3s.enable;
+        })
+      test.nodes)
+    { service = serviceTest; appliance = applianceTest; };
   appliance = {
     k3s = {
       inherit (appliance.services.k3s) extraFlags;
