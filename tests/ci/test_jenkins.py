@@ -371,6 +371,105 @@ def test_production_is_promoted_only_after_an_approval(pipeline):
     assert promote == ['scripts/ci-debian.sh scripts/promote.sh "$DEPLOY_ENV" --timeout 10m']
 
 
+# Every kind of build the multibranch job makes (k8s/platform/jenkins-values.yaml: the repository's
+# branches and its own pull requests, merged with their target), as BRANCH_NAME and the CHANGE_*
+# variables github-branch-source sets; a pull request from a branch named main included.
+BUILDS = {
+    "main": {},
+    "feature-x": {},
+    "release-1": {},
+    "PR-7": {"CHANGE_ID": "7", "CHANGE_TARGET": "main", "CHANGE_BRANCH": "feature-x"},
+    "PR-8": {"CHANGE_ID": "8", "CHANGE_TARGET": "release-1", "CHANGE_BRANCH": "main"},
+}
+RELEASING_STAGES = {"Push", "Deploy", "Production approval", "Promote"}
+
+
+def production_stages(model, branch, change_request):
+    """The stages that push or deploy when a build of `branch` is started with DEPLOY_ENV=production."""
+    params = dict(model.defaults(), DEPLOY_ENV="production", DEPLOY=True)
+    env = dict(JENKINS_BUILTINS, BRANCH_NAME=branch, **change_request)
+    for name, value in model.environment.items():
+        env[name] = gstring_value(value, params, env)
+    assert env["DEPLOY_ENV"] == "production"
+    return [s.name for s in model.stages if s.name in RELEASING_STAGES and branch_runs(s, branch, params, env)]
+
+
+def test_production_is_deployed_from_main_only(pipeline, tmp_path):
+    for branch, change_request in BUILDS.items():
+        ran = production_stages(pipeline, branch, change_request)
+        if branch == "main":
+            assert ran == ["Push", "Deploy", "Production approval", "Promote"], ran
+        else:
+            assert ran == [], f"a build of {branch} {change_request} would push or deploy: {ran}"
+    # The check catches a Deploy stage that lost its branch condition.
+    text = JENKINSFILE.read_text()
+    deploy = text.index("stage('Deploy')")
+    condition = "          branch 'main'\n"
+    at = text.index(condition, deploy)
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text(text[:at] + text[at + len(condition):])
+    model = Pipeline(load_model(broken))
+    assert production_stages(model, "feature-x", {}) == ["Deploy"]
+
+
+# --- where the job's builds come from ---------------------------------------------------------------
+
+def job_script():
+    values = yaml.safe_load(JENKINS_VALUES.read_text())
+    scripts = {k: yaml.safe_load(v) for k, v in values["controller"]["JCasC"]["configScripts"].items()}
+    (job,) = scripts["job"]["jobs"]
+    return values, scripts, job["script"]
+
+
+def fetched_remote_branches(build, refspecs, pr_strategy):
+    """The refs/remotes/origin/* names `checkout scm` fetches for a build, as github-branch-source's
+    GitHubSCMBuilder sets them: a branch fetches itself, a pull request its head (as PR-<n>) and, merged
+    with its target (strategy 1 or 3), the target; then the refSpecs trait's own."""
+    change = BUILDS[build]
+    if "CHANGE_ID" in change:
+        names = {build}
+        if pr_strategy in (1, 3):
+            names.add(change["CHANGE_TARGET"])
+    else:
+        names = {build}
+    for spec in refspecs:
+        match = re.fullmatch(r"\+refs/heads/([\w./-]+):refs/remotes/@\{remote\}/([\w./-]+)", spec)
+        assert match, f"refspec not understood: {spec}"
+        names.add(match.group(2))
+    return names
+
+
+def test_the_job_builds_pull_requests_of_this_repository_with_what_the_scan_compares_against(pipeline, tmp_path):
+    values, scripts, job = job_script()
+    assert "github-branch-source" in values["controller"]["installPlugins"]
+    # The job script is Groovy (Job DSL): it must parse.
+    script = tmp_path / "job.groovy"
+    script.write_text(job)
+    parsed = subprocess.run([shutil.which("groovy"), str(ROOT / "tests" / "ci" / "parse_groovy.groovy"), str(script)],
+                            capture_output=True, text=True, env=groovy_env(), timeout=120)
+    assert parsed.returncode == 0, parsed.stderr
+    assert re.search(r"\bgithub\s*\{", job), "GitHub's branch source: the git source discovers no pull request"
+    pr = re.search(r"gitHubPullRequestDiscovery\s*\{\s*strategyId\((\d)\)\s*\}", job)
+    assert pr, "pull requests are discovered"
+    assert "gitHubForkDiscovery" not in job, "fork pull requests would run their code on the agent host"
+    branches = re.search(r"gitHubBranchDiscovery\s*\{\s*strategyId\((\d)\)\s*\}", job)
+    assert branches and branches.group(1) in ("1", "3"), "main (never a pull request's source) is built"
+    credentials = {entry[kind]["id"] for d in scripts["credentials"]["credentials"]["system"]["domainCredentials"]
+                   for entry in d["credentials"] for kind in entry}
+    assert re.search(r"credentialsId\('([\w-]+)'\)", job).group(1) in credentials
+    refspecs = re.findall(r"refSpecTemplate\s*\{\s*value\('([^']+)'\)\s*\}", job)
+    # Each build's Security scan compares with origin/<its target, else main>: that ref is fetched.
+    for build, change_request in BUILDS.items():
+        ran, _ = run_first_build(pipeline, tmp_path / build, branch=build, change_request=change_request)
+        (scan,) = [inner_command(out)[1] for stage, _, out in ran if stage == "Security scan"]
+        base = scan[scan.index("--base") + 1]
+        assert base.startswith("origin/"), scan
+        fetched = fetched_remote_branches(build, refspecs, int(pr.group(1)))
+        assert base.removeprefix("origin/") in fetched, f"{build}: the scan reads {base}, the checkout fetches {fetched}"
+    # Without the refSpecs trait a branch's build would not have origin/main.
+    assert "main" not in fetched_remote_branches("feature-x", [], int(pr.group(1)))
+
+
 # --- rollback and checkout --------------------------------------------------------------------------
 
 ROLLBACK = 'scripts/ci-debian.sh scripts/rollback.sh "$DEPLOY_ENV"'
