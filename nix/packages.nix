@@ -73,6 +73,25 @@ let
     # would compile every dependency again inside this derivation.
     cargoArtifacts = craneLib.buildDepsOnly staticArgs;
     meta.mainProgram = "devsecops-app";
+    # The image has no dynamic loader and no shared library: a binary that names a program
+    # interpreter or needs a library would not start there. Checked on the installed binary with
+    # the stdenv's readelf (bintools-wrapper exports READELF); tests/nix runs this phase on a
+    # static and a dynamic binary.
+    doInstallCheck = true;
+    installCheckPhase = ''
+      runHook preInstallCheck
+      bin=$out/bin/devsecops-app
+      headers=$($READELF --program-headers --wide "$bin")
+      dynamic=$($READELF --dynamic --wide "$bin")
+      case $headers in
+        *INTERP*) echo "$bin names a program interpreter: it is not static" >&2; exit 1 ;;
+      esac
+      case $dynamic in
+        *"(NEEDED)"*) echo "$bin needs shared libraries: it is not static" >&2; exit 1 ;;
+      esac
+      echo "$bin: no program interpreter, no shared library"
+      runHook postInstallCheck
+    '';
   });
 
   # The distroless image: the static binary, CA certificates, a passwd naming uid 10001, an empty

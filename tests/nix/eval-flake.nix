@@ -65,6 +65,8 @@ let
     "coreutils"
     "systemd"
     "shfmt"
+    "openssh"
+    "util-linux"
   ];
 
   pkgsFor = system: lib.genAttrs packageNames (n: package n [ "out" ]) // {

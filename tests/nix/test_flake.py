@@ -3,6 +3,10 @@ nix/*.nix, nixpkgs' lib, stand-ins that record each builder's arguments): no sta
 ahead of its package's own in any inputs list, the static binary's link flags for the target only
 and its own dependency build, and a name and version for every crane derivation."""
 
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def derivations(node, where=()):
     """Every derivation a builder would make, with the output path that leads to it."""
@@ -126,3 +130,90 @@ def test_the_appliance_closure_is_audited_in_the_sandbox(flake):
         check = subprocess.run(["shellcheck", "-s", "bash", "-"], input="#!/usr/bin/env bash\nset -euo pipefail\n" + declared + script,
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
+
+
+def test_the_static_binary_is_checked_for_a_program_interpreter_and_shared_libraries(flake, tmp_path):
+    """The image has no loader: devsecops-app-static's install check fails a binary that names an
+    interpreter or needs a library. Run here on a static-pie binary (Debian's ldconfig, as Rust's
+    +crt-static links on glibc) and a dynamic one, as the stdenv runs it (set -eu, pipefail,
+    READELF from the bintools)."""
+    import shutil
+    import subprocess
+    for system in flake["systems"]:
+        args = flake["packages"][system]["devsecops-app-static"]["args"]
+        assert args["doInstallCheck"] is True
+        phase = args["installCheckPhase"]
+        assert "doInstallCheck" not in flake["packages"][system]["devsecops-app-static"]["args"]["cargoArtifacts"]["args"]
+    check = subprocess.run(["shellcheck", "-s", "bash", "-"], input="#!/usr/bin/env bash\nset -euo pipefail\nout=/nix/store/x\n"
+                           "READELF=readelf\nrunHook() { :; }\n" + phase, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+    def install_check(binary):
+        out = tmp_path / binary.replace("/", "-")
+        (out / "bin").mkdir(parents=True)
+        shutil.copy(binary, out / "bin" / "devsecops-app")
+        script = "set -eu -o pipefail\nrunHook() { :; }\n" + phase
+        return subprocess.run(["bash", "-c", script], env={"out": str(out), "READELF": "readelf", "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True)
+
+    static = install_check("/sbin/ldconfig")
+    assert static.returncode == 0, static.stderr
+    dynamic = install_check("/bin/ls")
+    assert dynamic.returncode != 0 and "names a program interpreter: it is not static" in dynamic.stderr, dynamic
+
+
+# The programs the workspace's tests start (Command::new("...") in app/ and pipeline/) and where the
+# `tests` check gets each: a package in its nativeCheckInputs, the stdenv, or nowhere because the
+# tests that run it do not run in the sandbox.
+TEST_PROGRAMS = {
+    "git": "git",                 # policy history, approvals
+    "ssh-keygen": "openssh",      # approvals are signed as approvers sign them
+    "script": "util-linux",       # a terminal for the progress display
+    "kill": "stdenv",             # coreutils
+    "cargo": "stdenv",            # crane's toolchain (the SBOM of a Cargo project)
+    "nix": "unused",              # only for a store path; the tests give path info as JSON
+    "chattr": "root", "umount": "root", "findmnt": "root",  # app/tests/api/storage.rs, root only
+}
+
+
+def rust_sources(*roots):
+    for root in roots:
+        for directory, _, files in os.walk(os.path.join(ROOT, root)):
+            for name in files:
+                if name.endswith(".rs"):
+                    with open(os.path.join(directory, name)) as f:
+                        yield f.read()
+
+
+def test_the_tests_check_has_every_program_the_tests_start(flake):
+    import re
+    started = {p for text in rust_sources("app", "pipeline") for p in re.findall(r'Command::new\("([^"]+)"\)', text)}
+    assert started - set(TEST_PROGRAMS) == set(), "a test starts a program the tests check may not have: classify it"
+    for system in flake["systems"]:
+        args = flake["checks"][system]["tests"]["args"]
+        inputs = {i["package"] for i in args["nativeCheckInputs"]}
+        assert {pkg for p, pkg in TEST_PROGRAMS.items() if p in started and pkg not in ("stdenv", "unused", "root")} <= inputs
+        assert "postgresql" in inputs
+
+
+def test_the_tests_that_need_root_are_left_to_scripts_test_sh(flake):
+    """The build user is not root: the storage tests that mount a filesystem would fail (they never
+    skip). The nextest filterset must exclude exactly those."""
+    import re
+    with open(os.path.join(ROOT, "app", "tests", "api", "storage.rs")) as f:
+        source = f.read()
+    tests = re.findall(r"#\[[\w:]*test\]\s*(?:async\s+)?fn\s+(\w+)\(", source)
+    starts = [m.start() for m in re.finditer(r"^(?:#\[|(?:async\s+)?fn\s)", source, re.M)] + [len(source)]
+    bodies = {}
+    for name in tests:
+        at = re.search(rf"fn\s+{name}\(", source).start()
+        bodies[name] = source[at:min(s for s in starts if s > at)]
+    mounting = {name for name, body in bodies.items() if "::mount(" in body}
+    assert mounting and mounting != set(tests), "the file still has tests that mount and tests that do not"
+    for system in flake["systems"]:
+        extra = flake["checks"][system]["tests"]["args"]["cargoNextestExtraArgs"]
+        (filterset,) = re.findall(r"-E '([^']+)'", extra)
+        match = re.fullmatch(r"not \(binary\((\w+)\) & test\(/(.+)/\)\)", filterset)
+        assert match and match.group(1) == "api", filterset
+        excluded = {name for name in tests if re.search(match.group(2), f"storage::{name}")}
+        assert excluded == mounting, (excluded ^ mounting)
