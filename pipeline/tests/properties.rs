@@ -136,10 +136,86 @@ proptest! {
                     !parsed.findings.is_empty() || devsecops::ingest::has_envelope(tool, &value),
                     "{} read {} as zero findings", tool, text
                 );
-                for f in &parsed.findings {
-                    prop_assert!(!f.rule.is_empty() || f.tool == "sarif", "{} made a finding without a rule from {}", tool, text);
+                let violation = devsecops::ingest::fail_closed_violation(tool, text.as_bytes(), &parsed);
+                prop_assert!(violation.is_none(), "{:?} from {}", violation, text);
+            }
+        }
+    }
+}
+
+/// A report of `tool` whose results are `items` (the envelope right, the results arbitrary).
+fn enveloped(tool: &str, items: &str) -> String {
+    match tool {
+        "sarif" => format!(
+            r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"x"}}}},"results":[{items}]}}]}}"#
+        ),
+        "hadolint" | "gitleaks" => format!("[{items}]"),
+        "trivy" => format!(r#"{{"SchemaVersion":2,"Results":[{items}]}}"#),
+        "semgrep" => format!(r#"{{"results":[{items}],"errors":[]}}"#),
+        "grype" => format!(r#"{{"matches":[{items}]}}"#),
+        "shellcheck" => format!(r#"{{"comments":[{items}]}}"#),
+        "cargo-audit" => format!(r#"{{"vulnerabilities":{{"list":[{items}]}},"warnings":{{}}}}"#),
+        "kics" => format!(r#"{{"queries":[{items}]}}"#),
+        "osv-scanner" => format!(
+            r#"{{"results":[{{"source":{{"path":"Cargo.lock","type":"lockfile"}},"packages":[{items}]}}]}}"#
+        ),
+        _ => unreachable!("{tool}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary results inside a right envelope: every one is either read or skipped with a
+    /// warning, and a report none of whose results could be read is an error, never zero
+    /// findings. (Could fail: a parser that drops a result silently, or answers Ok with nothing
+    /// read, breaks it.)
+    #[test]
+    fn every_result_is_read_or_skipped_and_none_read_is_an_error(items in proptest::collection::vec(json_value(), 1..5)) {
+        let n = items.len();
+        let items = items.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+        for tool in ["sarif", "hadolint", "gitleaks", "trivy", "semgrep", "grype", "shellcheck", "cargo-audit", "kics", "osv-scanner"] {
+            let text = enveloped(tool, &items);
+            match devsecops::ingest::parse_bytes(tool, std::path::Path::new("x.json"), text.as_bytes()) {
+                Ok(parsed) => {
+                    prop_assert_eq!(parsed.read + parsed.skipped, n, "{} counted its {} results wrongly in {}", tool, n, text);
+                    prop_assert!(parsed.read > 0, "{} read none of {} yet succeeded", tool, text);
+                    prop_assert_eq!(parsed.warnings.len(), parsed.skipped, "{}: a warning per skipped result", tool);
+                    let violation = devsecops::ingest::fail_closed_violation(tool, text.as_bytes(), &parsed);
+                    prop_assert!(violation.is_none(), "{:?}", violation);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    prop_assert!(message.starts_with("x.json"), "{}", message);
                 }
             }
         }
     }
+}
+
+/// The fuzz targets assert [`devsecops::ingest::fail_closed_violation`] on every input: their
+/// seed corpora (real and schema-built reports) hold it, so a finding of the fuzzer is a real one.
+#[test]
+fn the_fuzz_corpora_are_fail_closed() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut checked = 0;
+    for (tool, _) in devsecops::ingest::TOOLS {
+        let dir = corpus.join(tool.replace('-', "_"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).expect("corpus file");
+            if let Ok(parsed) = devsecops::ingest::parse_bytes(tool, &entry.path(), &bytes) {
+                let violation = devsecops::ingest::fail_closed_violation(tool, &bytes, &parsed);
+                assert!(
+                    violation.is_none(),
+                    "{}: {violation:?}",
+                    entry.path().display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "the corpora were found ({checked} files)");
 }

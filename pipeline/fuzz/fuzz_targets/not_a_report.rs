@@ -7,11 +7,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     for (tool, _) in devsecops::ingest::TOOLS {
-        if let Ok(parsed) = devsecops::ingest::parse_bytes(tool, std::path::Path::new("fuzz-input"), data) {
+        if let Ok(parsed) =
+            devsecops::ingest::parse_bytes(tool, std::path::Path::new("fuzz-input"), data)
+        {
             assert!(
                 !parsed.findings.is_empty() || devsecops::ingest::has_envelope(tool, &value),
                 "{tool} read a document without its envelope as zero findings"
             );
+            if let Some(violation) = devsecops::ingest::fail_closed_violation(tool, data, &parsed) {
+                panic!("{violation}");
+            }
         }
     }
 });

@@ -204,6 +204,16 @@ pub(crate) fn each<'a, T: serde::Deserialize<'a>>(
 ) -> Vec<(usize, T)> {
     let mut out = Vec::with_capacity(items.len());
     for (index, raw) in items.iter().enumerate() {
+        // Every format's results are objects; serde would also fill a struct from an array by
+        // position, turning `["", "x", 0]` into a result with made-up fields.
+        if !raw.get().starts_with('{') {
+            let offset = (raw.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+            let (line, column) = position(bytes, offset);
+            warnings.push(format!(
+                "{what} #{index} skipped: line {line}, column {column}: expected an object"
+            ));
+            continue;
+        }
         match serde_json::from_str::<T>(raw.get()) {
             Ok(item) => out.push((index, item)),
             Err(e) => warnings.push(element_warning(bytes, raw, what, index, &e)),
@@ -444,6 +454,41 @@ pub(crate) fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fail-closed properties of a parse that succeeded, as the property tests and every fuzz
+/// target check them: a report holding results none of which was read is never a success; zero
+/// findings come only from a document with the tool's envelope (JSON with its key, a stream with
+/// one record of it, a CycloneDX XML document); every finding names its tool and (but for SARIF,
+/// whose rule id is optional) its rule. Returns what is wrong.
+pub fn fail_closed_violation(tool: &str, bytes: &[u8], parsed: &Parsed) -> Option<String> {
+    if parsed.read == 0 && parsed.skipped > 0 {
+        return Some(format!(
+            "{tool}: none of {} result(s) read, yet a success",
+            parsed.skipped
+        ));
+    }
+    if parsed.findings.is_empty() {
+        let enveloped = match tool {
+            "clippy" | "cargo-deny" => bytes.split(|b| *b == b'\n').any(|line| {
+                serde_json::from_slice::<serde_json::Value>(line.trim_ascii())
+                    .is_ok_and(|v| has_envelope(tool, &v))
+            }),
+            "cyclonedx" if first_byte(bytes) == Some(b'<') => true,
+            _ => serde_json::from_slice::<serde_json::Value>(bytes)
+                .is_ok_and(|v| has_envelope(tool, &v)),
+        };
+        if !enveloped {
+            return Some(format!(
+                "{tool}: zero findings from a document without its envelope"
+            ));
+        }
+    }
+    parsed
+        .findings
+        .iter()
+        .find(|f| f.tool.is_empty() || (f.rule.is_empty() && tool != "sarif"))
+        .map(|f| format!("{tool}: a finding without a tool or rule: {f:?}"))
 }
 
 /// The key (or shape) that makes a JSON document a report of `tool` at all: the property tests
