@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deploy-lib.sh
 source scripts/deploy-lib.sh
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 timeout=10m
