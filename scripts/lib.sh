@@ -45,6 +45,8 @@ cargo_tool() {
 # Test database role; local-only credentials for a loopback cluster started by this script.
 PG_TEST_USER="${PG_TEST_USER:-devsecops_test}"
 PG_TEST_PASSWORD="${PG_TEST_PASSWORD:-devsecops_test}"
+# A port asked for by the caller; otherwise the cluster keeps the one it was created with.
+PG_PORT_REQUESTED="${PG_PORT:-}"
 PG_PORT="${PG_PORT:-5432}"
 
 # postgres_major prints the PostgreSQL major version the distribution's `postgresql` package brings
@@ -60,18 +62,35 @@ postgres_major() {
   echo "$major"
 }
 
-# ensure_postgres installs the distribution's PostgreSQL when absent, starts its cluster "main" on
-# PG_PORT, and creates the test role (allowed to create databases: every test gets its own).
+# postgres_port MAJOR prints the port of cluster MAJOR/main, or nothing when there is no such cluster.
+postgres_port() {
+  pg_lsclusters -h 2>/dev/null | awk -v v="$1" '$1==v && $2=="main" {print $3}'
+}
+
+# ensure_postgres installs the distribution's PostgreSQL when absent, starts its cluster "main" and
+# creates the test role (allowed to create databases: every test gets its own). A new cluster gets
+# PG_PORT when the caller set it, else pg_createcluster's choice: the first port from 5432 on that
+# nothing listens on (postgresql-common PgCommon.pm next_free_port), so a container sharing the
+# host's network does not take the host's 5432. PG_PORT and TEST_POSTGRES_URL are then exported with
+# the port the cluster really has.
 ensure_postgres() {
   apt_install postgresql postgresql-client
-  local major
+  local major port
   major=$(postgres_major)
-  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$major" '$1==v && $2=="main"' | grep -q .; then
-    log "creating PostgreSQL cluster $major/main on port $PG_PORT"
-    $SUDO pg_createcluster -p "$PG_PORT" "$major" main >/dev/null
+  port=$(postgres_port "$major")
+  if [ -z "$port" ]; then
+    log "creating PostgreSQL cluster $major/main${PG_PORT_REQUESTED:+ on port $PG_PORT_REQUESTED}"
+    $SUDO pg_createcluster ${PG_PORT_REQUESTED:+-p "$PG_PORT_REQUESTED"} "$major" main >/dev/null
+    port=$(postgres_port "$major")
+    [ -n "$port" ] || { echo "pg_createcluster did not create PostgreSQL $major/main" >&2; return 1; }
+  elif [ -n "$PG_PORT_REQUESTED" ] && [ "$PG_PORT_REQUESTED" != "$port" ]; then
+    echo "PostgreSQL $major/main has port $port, not PG_PORT=$PG_PORT_REQUESTED: unset PG_PORT, or move the" \
+      "cluster (pg_conftool $major main set port $PG_PORT_REQUESTED, then restart it)" >&2
+    return 1
   fi
+  export PG_PORT="$port"
   if ! pg_lsclusters -h | awk -v v="$major" '$1==v && $2=="main" {print $4}' | grep -q online; then
-    log "starting PostgreSQL $major/main"
+    log "starting PostgreSQL $major/main on port $PG_PORT"
     $SUDO pg_ctlcluster "$major" main start
   fi
   for _ in $(seq 1 50); do
@@ -179,12 +198,16 @@ ensure_venv() {
   fi
 }
 
-install_tools() {
-  apt_install postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager chromium nix-bin groovy debootstrap systemd shfmt iproute2 docker-compose
+# The Debian packages install_tools installs; scripts/ci-debian.sh bakes them into its prepared image.
+TOOL_APT_PACKAGES=(postgresql postgresql-client shellcheck curl ca-certificates git prometheus prometheus-alertmanager
+  chromium nix-bin groovy debootstrap systemd shfmt iproute2 docker-compose
   # ssh-keygen signs policy approvals in the devsecops tests, as approvers do.
-  apt_install openssh-client
+  openssh-client
   # ctr, the containerd CLI k3s embeds: docs/troubleshooting.md's `k3s ctr` commands are checked against it.
-  apt_install containerd
+  containerd)
+
+install_tools() {
+  apt_install "${TOOL_APT_PACKAGES[@]}"
   cargo_tool cargo-nextest cargo-nextest "$CARGO_NEXTEST_VERSION"
   cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
   cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
