@@ -172,11 +172,23 @@ impl Source {
             .filter(|v| !v.is_empty())
     }
 
+    /// A setting whose meaning is a value (a number, a switch, the environment): set but empty is
+    /// an error, never the default. `APP_ENV=` from a template whose value went missing would
+    /// otherwise start a production deployment in development mode, with the public token.
+    fn get_value(&self, key: &str) -> Result<Option<&str>, ConfigError> {
+        match self.get(key) {
+            None if self.values.contains_key(key) => Err(ConfigError(format!(
+                "{key}: set but empty; give it a value or unset it for the default"
+            ))),
+            value => Ok(value),
+        }
+    }
+
     fn parse<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError>
     where
         T::Err: fmt::Display,
     {
-        match self.get(key) {
+        match self.get_value(key)? {
             None => Ok(default),
             Some(raw) => raw
                 .parse()
@@ -185,7 +197,7 @@ impl Source {
     }
 
     fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
+        match self.get_value(key)?.map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
@@ -234,7 +246,11 @@ impl Settings {
     }
 
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let environment = match src.get("APP_ENV").map(str::to_ascii_lowercase).as_deref() {
+        let environment = match src
+            .get_value("APP_ENV")?
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
             Some(other) => {
@@ -402,6 +418,13 @@ impl Settings {
                 MAX_SHUTDOWN.as_secs().into(),
             ),
             ("FORWARDED_HOPS", self.forwarded_hops as u128, 1, 16),
+            // An hour: longer only pins idle connections.
+            (
+                "KEEP_ALIVE_SECS",
+                self.keep_alive.as_secs().into(),
+                0,
+                3_600,
+            ),
         ];
         for (name, value, min, max) in bounded {
             if value < min || value > max {
@@ -539,6 +562,14 @@ impl DatabaseSettings {
                 "DB_STATEMENT_TIMEOUT_MS: must be greater than 0".into(),
             ));
         }
+        // SQLite's busy timeout and PostgreSQL's statement_timeout are C ints of milliseconds.
+        if settings.statement_timeout.as_millis() > i32::MAX as u128 {
+            return Err(ConfigError(format!(
+                "DB_STATEMENT_TIMEOUT_MS: {} is above {} (the databases' limit)",
+                settings.statement_timeout.as_millis(),
+                i32::MAX
+            )));
+        }
         Ok(settings)
     }
 
@@ -572,10 +603,13 @@ fn trusted_proxies(src: &Source) -> Result<Vec<IpNet>, ConfigError> {
                     ))
                 })
                 .and_then(|net| {
-                    // Trusting every address lets any client write its own address.
-                    if net.prefix_len() == 0 {
+                    // Trusting every address lets any client write its own address, and a few
+                    // wide networks (0.0.0.0/1 and 128.0.0.0/1) add up to every address. No
+                    // proxy network is wider than IPv4's 10.0.0.0/8 or IPv6's fc00::/7.
+                    let widest = if net.addr().is_ipv4() { 8 } else { 7 };
+                    if net.prefix_len() < widest {
                         Err(ConfigError(format!(
-                            "TRUSTED_PROXIES: {item:?} trusts every address, so any client could choose its own; list the proxies' own addresses or networks"
+                            "TRUSTED_PROXIES: {item:?} is wider than /{widest} and trusts clients' addresses, so any client could choose its own; list the proxies' own addresses or networks"
                         )))
                     } else {
                         Ok(net)
@@ -725,6 +759,49 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_source(&Source::from_map(map))
+    }
+
+    #[test]
+    fn set_but_empty_values_are_refused_not_defaulted() {
+        for key in [
+            "APP_ENV",
+            "WORKERS",
+            "FORWARDED_HOPS",
+            "DB_STATEMENT_TIMEOUT_MS",
+            "SHUTDOWN_TIMEOUT_SECS",
+            "DEBUG",
+        ] {
+            let err = settings(&[(key, " ")]).expect_err(key);
+            assert!(err.0.starts_with(key) && err.0.contains("empty"), "{err}");
+        }
+        // Lists and secrets keep their meaning of empty: none.
+        assert!(settings(&[("TRUSTED_PROXIES", "")]).is_ok());
+    }
+
+    #[test]
+    fn database_and_keep_alive_timeouts_are_bounded() {
+        let err = settings(&[("DB_STATEMENT_TIMEOUT_MS", "2147483648")]).expect_err("too big");
+        assert!(err.0.starts_with("DB_STATEMENT_TIMEOUT_MS"), "{err}");
+        assert!(settings(&[("DB_STATEMENT_TIMEOUT_MS", "2147483647")]).is_ok());
+        let err = settings(&[("KEEP_ALIVE_SECS", "99999999999999")]).expect_err("too long");
+        assert!(err.0.starts_with("KEEP_ALIVE_SECS"), "{err}");
+    }
+
+    #[test]
+    fn trusted_networks_that_add_up_to_everyone_are_refused() {
+        for wide in [
+            "0.0.0.0/1,128.0.0.0/1",
+            "0.0.0.0/0",
+            "10.0.0.0/7",
+            "::/0",
+            "2000::/3",
+        ] {
+            let err = settings(&[("TRUSTED_PROXIES", wide)]).expect_err(wide);
+            assert!(err.0.contains("wider than"), "{wide}: {err}");
+        }
+        for fine in ["10.0.0.0/8", "fc00::/7", "192.0.2.7", "2001:db8::/64"] {
+            assert!(settings(&[("TRUSTED_PROXIES", fine)]).is_ok(), "{fine}");
+        }
     }
 
     #[test]

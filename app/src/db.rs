@@ -286,6 +286,9 @@ struct Health {
     /// service holds the database open ([`Database::hold_open`]).
     sqlite_file: Mutex<Option<(PathBuf, FileIdentity)>>,
     sqlite_wal: Mutex<Option<(PathBuf, FileIdentity)>>,
+    /// The WAL index (`-shm`): deleted under a running service, the next connection builds a new
+    /// one and SQLite's processes no longer see each other's commits (a backup's record was lost).
+    sqlite_shm: Mutex<Option<(PathBuf, FileIdentity)>>,
     /// A connection kept open for the life of the service: SQLite deletes the WAL when its last
     /// connection closes, and with this one open the WAL is the same file from start to exit, so a
     /// WAL deleted by someone else is told apart from one SQLite recycled.
@@ -745,14 +748,22 @@ impl Database {
         let options = pool.connect_options();
         let sentinel = sqlx::SqliteConnection::connect_with(&options).await?;
         *lock(&self.health.sqlite_sentinel) = Some(sentinel);
-        let mut wal = options.get_filename().as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        // The migrations and the first write probe wrote through the WAL, so it exists now.
-        let identity = file_identity(&wal).map_err(|e| {
-            DbError::Unavailable(StorageFault::FileMissing, format!("{}: {e}", wal.display()))
-        })?;
-        *lock(&self.health.sqlite_wal) = Some((wal, identity));
+        // The migrations and the first write probe wrote through the WAL, so both files exist now.
+        for (suffix, slot) in [
+            ("-wal", &self.health.sqlite_wal),
+            ("-shm", &self.health.sqlite_shm),
+        ] {
+            let mut path = options.get_filename().as_os_str().to_owned();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            let identity = file_identity(&path).map_err(|e| {
+                DbError::Unavailable(
+                    StorageFault::FileMissing,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            *lock(slot) = Some((path, identity));
+        }
         Ok(())
     }
 
@@ -766,7 +777,11 @@ impl Database {
                 "migrations have not been applied yet".into(),
             ));
         }
-        for slot in [&self.health.sqlite_file, &self.health.sqlite_wal] {
+        for slot in [
+            &self.health.sqlite_file,
+            &self.health.sqlite_wal,
+            &self.health.sqlite_shm,
+        ] {
             let guard = lock(slot);
             let Some((path, opened)) = guard.as_ref() else {
                 continue;

@@ -295,9 +295,11 @@ impl futures_core::Stream for TrackedBody {
     }
 }
 
-/// A request being handled. If its future is dropped before it answered (the client closed the
-/// connection, and actix cancels the handler), it is still counted and logged once, with status
-/// 499 as nginx records it, so no request goes unseen.
+/// A request being handled. If its future is dropped before it answered (actix-http drops it when
+/// the connection fails while it reads the request's body, and when a worker stops), it is still
+/// counted and logged once where the logger can still write, with status 499 as nginx records it.
+/// A client that disconnects while the handler runs is not noticed: actix-http reads nothing more
+/// from an HTTP/1 connection until the response, so that request completes with its own status.
 struct Pending<'a> {
     state: &'a AppState,
     logger: &'a Logger,

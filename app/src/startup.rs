@@ -135,7 +135,21 @@ impl Application {
             // A local file: anything wrong with it is for the operator to fix before starting.
             let existed = path.exists();
             let has_content = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
-            if has_content && state.db.schema_version().await.ok().flatten().is_none() {
+            // Only a schema read that succeeded and found none means "no schema": a file that
+            // cannot be read now (locked by another process, an I/O error) is said as such, never
+            // with advice to move a database that may be whole.
+            let schema = if has_content {
+                Some(state.db.schema_version().await.map_err(|e| {
+                    StartupError::configuration(format!(
+                        "{variable}: cannot read the SQLite database {}: {}",
+                        path.display(),
+                        e.describe()
+                    ))
+                })?)
+            } else {
+                None
+            };
+            if schema == Some(None) {
                 // A file with pages but no schema: not a database this service made, or one whose
                 // WAL (holding everything since the last checkpoint) was deleted. Migrating it
                 // would serve an empty database as if nothing had happened.

@@ -582,6 +582,29 @@ async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str
 /// The WAL holds every write since the last checkpoint: deleting it alone loses them as surely as
 /// deleting the database. Detected like a deleted database file; and a start on the file left
 /// behind (pages, but no schema) refuses instead of serving an empty database.
+/// The WAL index deleted while running: the service's next connection would build a new one
+/// that other processes (a backup, an operator's sqlite3) do not share, and their commits would be
+/// lost. Readiness and writes say so; nothing confirmed is lost.
+#[actix_web::test]
+async fn sqlite_shared_memory_deleted_while_running_is_detected() {
+    let fs = Tmpfs::mount("16m");
+    let app = app_on(&fs, &[]).await;
+    let mut confirmed = Confirmed::default();
+    confirmed.create(&app, 3, "before").await;
+    std::fs::remove_file(fs.path().join("app.db-shm")).expect("delete the WAL index");
+    let body = wait_ready(&app, 503).await;
+    assert_eq!(
+        body["checks"]["database"]["reason"], "file_missing",
+        "{body}"
+    );
+    confirmed.create(&app, 2, "after").await;
+    assert_eq!(
+        confirmed.refused, 2,
+        "writes after the WAL index was deleted"
+    );
+    assert_eq!(errors(&app, "file_missing").await, 2.0);
+}
+
 #[actix_web::test]
 async fn sqlite_wal_deleted_while_running_is_detected() {
     let fs = Tmpfs::mount("16m");
@@ -598,13 +621,25 @@ async fn sqlite_wal_deleted_while_running_is_detected() {
         .await
         .problem(503);
 
+    // Beside the running service, whose WAL index still points into the deleted WAL, a second
+    // start cannot read the file and says that (not "no schema", whose advice is to move it).
+    let err = start_on(&fs.path().join("app.db")).await;
+    assert!(err.contains("cannot read the SQLite database"), "{err}");
+    assert!(!err.contains("move the file away"), "{err}");
+    // The file alone, as a restart finds it: its pages hold no schema (everything was in the
+    // WAL), and the start refuses to migrate it into an empty database.
+    let alone = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fs.path().join("app.db"), alone.path().join("app.db")).expect("copy");
+    let err = start_on(&alone.path().join("app.db")).await;
+    assert!(err.contains("holds no schema"), "{err}");
+}
+
+/// Starts the service in this process on the SQLite file `path` and returns its start-up error.
+async fn start_on(path: &Path) -> String {
     let settings = devsecops_app::configuration::Settings::from_source(
         &devsecops_app::configuration::Source::from_map(
             [
-                (
-                    "DATABASE_URL",
-                    format!("sqlite://{}/app.db", fs.path().display()),
-                ),
+                ("DATABASE_URL", format!("sqlite://{}", path.display())),
                 ("METRICS_PORT", "0".to_string()),
             ]
             .into_iter()
@@ -615,11 +650,11 @@ async fn sqlite_wal_deleted_while_running_is_detected() {
     .expect("settings");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let err = devsecops_app::startup::Application::build_with_listener(settings, logger, listener)
+    devsecops_app::startup::Application::build_with_listener(settings, logger, listener)
         .await
         .err()
-        .expect("a start on the schema-less file left behind fails");
-    assert!(err.message.contains("holds no schema"), "{err}");
+        .expect("the start fails")
+        .message
 }
 
 /// On ext4 an immutable database file and WAL refuse the service's writes: 503, unready, and
