@@ -399,6 +399,10 @@ fn evaluate(
     governed: Option<&Governed>,
 ) -> Result<Assessment> {
     let config = governed.map(|g| &g.config).unwrap_or(config);
+    // Judged by a base's policy, the findings are where that policy keeps them: a change that
+    // moved them (or a scan that wrote none) leaves nothing there, which fails whatever the
+    // policy says of an empty scan.
+    let missing_findings = governed.is_some() && !config.paths.findings.exists();
     let mut store = Store::load(&config.paths.findings)?;
     let (baseline, suppressions) = match governed {
         Some(g) => {
@@ -461,6 +465,16 @@ fn evaluate(
     );
     assessment.trend = history.trend(60)?;
     if let Some(g) = governed {
+        if missing_findings {
+            assessment.reasons.insert(
+                0,
+                format!(
+                    "{}: no findings file where the policy of {} keeps them: run `devsecops scan` (or ingest) first",
+                    config.paths.findings.display(),
+                    g.report.base
+                ),
+            );
+        }
         g.apply(&mut assessment);
     }
     Ok(assessment)

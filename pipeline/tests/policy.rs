@@ -884,6 +884,49 @@ fn a_shallow_clone_without_the_base_is_an_error_naming_the_fetch() {
 }
 
 #[test]
+fn gate_with_base_never_passes_on_findings_the_change_moved_away() {
+    // CI scans with the change's policy, then gates with the base's: a change that moves
+    // paths.findings leaves nothing where the base reads, and that fails even with a base policy
+    // that lets an empty scan pass.
+    let repo = Repo::new();
+    repo.edit(
+        "devsecops.toml",
+        "mode = \"all\"",
+        "mode = \"all\"\nfail_on_nothing_scanned = false",
+    );
+    repo.commit("the base lets an empty scan pass");
+    repo.edit(
+        "devsecops.toml",
+        "[policy.sla_days]",
+        "[paths]\nfindings = \"elsewhere/findings.json\"\n\n[policy.sla_days]",
+    );
+    let out = repo.devsecops(&["scan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(repo.path().join("elsewhere/findings.json").is_file());
+    for command in ["gate", "report"] {
+        let out = repo.devsecops(&[command, "--base", "main"]);
+        let output = text(&out);
+        let report: Value =
+            serde_json::from_str(&repo.read("reports/devsecops.json")).expect("json");
+        assert!(
+            report["reasons"]
+                .to_string()
+                .contains(".devsecops/findings.json: no findings file"),
+            "{command}: {output}"
+        );
+        assert!(
+            changes(&report)
+                .iter()
+                .any(|(kind, what, _)| kind == "weakening" && what.contains("paths.findings moved")),
+            "{command}: {output}"
+        );
+        if command == "gate" {
+            assert_eq!(out.status.code(), Some(1), "{command}: {output}");
+        }
+    }
+}
+
+#[test]
 fn gate_after_ingest_and_a_scanner_the_change_did_not_run() {
     // CI that scans with the change's policy and gates with the base's: a scanner the change
     // removed did not run, which is an error of the scan, not a pass.

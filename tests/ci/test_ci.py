@@ -697,6 +697,41 @@ def test_pull_requests_are_gated_by_the_policy_of_their_base(tmp_path):
     assert "❌ weakening, not approved" in text
 
 
+def test_the_base_gate_runs_on_every_pull_request_and_fails_without_its_findings(tmp_path):
+    """The base gate step is never skipped by what the change does to the files it reads: a change
+    that moves paths.findings (so nothing is where the base's policy reads) fails the step."""
+    steps = load_workflow(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["test"]["steps"]
+    gate = next(step for step in steps if "--base" in step.get("run", ""))
+    condition = gate["if"]
+    assert "hashFiles" not in condition and "findings" not in condition, condition
+    assert condition.replace(" ", "") == "${{!cancelled()&&github.event_name=='pull_request'}}", condition
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *args: subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    (repo / "empty.sarif").write_text('{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[]}]}')
+    scanner = '[[scanner]]\nname = "x"\nformat = "sarif"\ncommand = ["cat", "empty.sarif"]\n'
+    (repo / "devsecops.toml").write_text('[policy]\nfail_on = ["critical", "high"]\n' + scanner)
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    base = git("rev-parse", "HEAD").strip()
+    (repo / "devsecops.toml").write_text(
+        '[policy]\nfail_on = ["critical", "high"]\n[paths]\nfindings = "moved/findings.json"\n' + scanner)
+    binary = os.environ.get("DEVSECOPS_BIN", str(ROOT / "target" / "debug" / "devsecops"))
+    scan = subprocess.run([binary, "scan"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert scan.returncode == 0 and (repo / "moved" / "findings.json").is_file(), scan.stdout + scan.stderr
+    (repo / "target" / "debug").mkdir(parents=True)
+    (repo / "target" / "debug" / "devsecops").symlink_to(binary)
+    script = gate["run"].replace("scripts/ci-debian.sh ", "")
+    out = subprocess.run(["bash", "-e", "-c", script], cwd=repo, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, BASE_SHA=base, GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md")))
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert ".devsecops/findings.json: no findings file" in out.stdout, out.stdout + out.stderr
+    assert "paths.findings moved" in (tmp_path / "summary.md").read_text()
+
+
 def test_the_shared_data_fetched_in_ci_is_the_pinned_content(tmp_path):
     script = ROOT / "scripts" / "fetch-shared.sh"
     manifest = re.search(r'MANIFEST="\n(.*?)\n"', script.read_text(), re.S).group(1).splitlines()
