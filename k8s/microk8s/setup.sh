@@ -153,7 +153,9 @@ render_app() {
 }
 
 # The addon's Traefik release, upgraded in place (same chart version, its values kept) with the
-# service's limits and the access log (k8s/platform/traefik-values.json, shared with the appliance).
+# service's limits and the access log (k8s/platform/traefik-values.json, shared with the appliance)
+# and externalTrafficPolicy Local for a Service in front of it (k8s/platform/traefik-service-values.yaml:
+# the addon runs on host ports without one, which keeps the client's address too).
 # Entry point settings apply to every host behind the ingress (Grafana, Jenkins, SonarQube too).
 configure_ingress() {
   local version=""
@@ -167,7 +169,7 @@ configure_ingress() {
     fi
   fi
   run helm_ upgrade traefik traefik/traefik --namespace "$INGRESS_NS" --reuse-values --version "${version:-DEPLOYED}" \
-    --wait --timeout 10m -f "$ROOT/k8s/platform/traefik-values.json"
+    --wait --timeout 10m -f "$ROOT/k8s/platform/traefik-values.json" -f "$ROOT/k8s/platform/traefik-service-values.yaml"
 }
 
 # The project's Alertmanager routes as the prometheus chart's alertmanager.config value.

@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 
 import jsonschema
 import pytest
@@ -193,7 +194,9 @@ def test_values_schema_rejects_wrong_values():
                 ["--set", "app.logLevel=loud"], ["--set", "rollouts.strategy=linear"],
                 ["--set", "rollouts.analysis.successRate=2"], ["--set", "ingress.host=Not A Host"],
                 ["--set", "app.environment=production", "--set", "app.debug=true"],
-                ["--set", "shutdown.drainTimeoutSeconds=0"], ["--set", "resources.limits.memory=lots"]):
+                ["--set", "shutdown.drainTimeoutSeconds=0"], ["--set", "resources.limits.memory=lots"],
+                ["--set", "app.forwardedHops=0"], ["--set", "app.forwardedHops=17"],
+                ["--set-string", "app.forwardedHops=2"]):
         out = helm_template(bad)
         assert out.returncode != 0, f"accepted {bad}"
         assert "schema" in out.stderr or "values don't meet" in out.stderr, f"{bad}: {out.stderr}"
@@ -404,10 +407,55 @@ def test_the_ingress_never_routes_the_metrics_port(rendered, kustomized):
 
 
 def test_forwarded_headers_and_openapi_come_from_values():
-    out = helm_template(["--set", "app.trustedProxies={10.0.0.0/8,192.0.2.7}", "--set", "app.openapiPublic=false"])
+    out = helm_template(["--set", "app.trustedProxies={10.0.0.0/8,192.0.2.7}", "--set", "app.openapiPublic=false",
+                         "--set", "app.forwardedHops=3"])
     assert out.returncode == 0, out.stderr
     data = config_map(documents(out.stdout))
     assert data["TRUSTED_PROXIES"] == "10.0.0.0/8,192.0.2.7" and data["OPENAPI_PUBLIC"] == "false"
+    assert data["FORWARDED_HOPS"] == "3"
     assert "TRUST_FORWARDED_FOR" not in data, "the service refuses the old boolean at start"
     defaults = config_map(documents(helm_template([]).stdout))
     assert defaults["TRUSTED_PROXIES"] == "10.42.0.0/16" and defaults["METRICS_PORT"] == "9464"
+    # One trusted proxy on every documented target: Traefik, which sees the client's own address.
+    assert defaults["FORWARDED_HOPS"] == "1"
+
+
+def test_every_render_sets_forwarded_hops_next_to_trusted_proxies(rendered, kustomized):
+    """FORWARDED_HOPS without TRUSTED_PROXIES means nothing, and TRUSTED_PROXIES without an explicit
+    FORWARDED_HOPS leaves the walk to the service's default: every render carries both."""
+    for name, docs in list(rendered.items()) + list(kustomized.items()):
+        data = config_map(docs)
+        assert re.fullmatch(r"[1-9][0-9]*", data["FORWARDED_HOPS"]) and 1 <= int(data["FORWARDED_HOPS"]) <= 16, name
+        assert data["TRUSTED_PROXIES"], name
+
+
+def serve_exit(env_overrides, tmp_path, wait=3.0):
+    """Starts this revision's service with ENV_OVERRIDES; its exit code and stderr, or None while it
+    still runs after WAIT seconds (then it is stopped)."""
+    path = os.environ.get("DEVSECOPS_APP_BIN", "")
+    assert os.access(path, os.X_OK), f"DEVSECOPS_APP_BIN={path!r}: this revision's devsecops-app is needed"
+    env = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": "0", "METRICS_PORT": "0",
+           "DATABASE_URL": f"sqlite://{tmp_path}/db.sqlite", "APP_ENV": "development", **env_overrides}
+    proc = subprocess.Popen([path, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        code = proc.wait(timeout=wait)
+        return code, proc.stderr.read()
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(timeout=30)
+        return None, ""
+
+
+def test_forwarded_hops_schema_bounds_are_the_services(tmp_path):
+    """The values schema allows 1 to 16 hops: the service starts with both bounds and refuses what
+    is just outside them (exit 2, naming the variable), so no value the chart accepts fails at start
+    and none it refuses would have started."""
+    with open(os.path.join(CHART, "values.schema.json")) as f:
+        hops = json.load(f)["properties"]["app"]["properties"]["forwardedHops"]
+    low, high = hops["minimum"], hops["maximum"]
+    for value in (low, high):
+        code, err = serve_exit({"FORWARDED_HOPS": str(value), "TRUSTED_PROXIES": "10.0.0.0/8"}, tmp_path)
+        assert code is None, f"FORWARDED_HOPS={value}: exit {code}: {err}"
+    for value in (low - 1, high + 1):
+        code, err = serve_exit({"FORWARDED_HOPS": str(value), "TRUSTED_PROXIES": "10.0.0.0/8"}, tmp_path)
+        assert code == 2 and "FORWARDED_HOPS" in err, f"FORWARDED_HOPS={value}: exit {code}: {err}"

@@ -442,3 +442,19 @@ def test_the_ingress_limit_check_fails_on_traefiks_defaults(tmp_path, monkeypatc
     monkeypatch.setattr(__import__(__name__), "TRAEFIK_VALUES", str(path))
     with pytest.raises(AssertionError):
         test_traefik_holds_requests_to_the_service_limits_and_logs_them_with_the_client("appliance")
+
+
+def test_traefik_keeps_the_client_address_on_every_layout():
+    """The service believes one trusted hop (FORWARDED_HOPS 1 from Traefik's pod network), so Traefik
+    itself must see the client's address. A Service in front of Traefik does so only with
+    externalTrafficPolicy Local (Cluster masquerades through another node); the MicroK8s path passes
+    that file to the addon's Traefik, and nothing in it may turn a Service on or change its type
+    (the addon, like the appliance, runs on host ports without one)."""
+    with open(os.path.join(PLATFORM, "traefik-service-values.yaml")) as f:
+        values = yaml.safe_load(f)
+    assert values == {"service": {"spec": {"externalTrafficPolicy": "Local"}}}
+    with open(TRAEFIK_VALUES) as f:
+        assert "service" not in json.load(f), "the shared limits must not change the Service layout"
+    for target in ("appliance", "microk8s-development", "default"):
+        data = config_map(render(*VALUE_SETS[target]))
+        assert data["FORWARDED_HOPS"] == "1" and data["TRUSTED_PROXIES"], target

@@ -270,7 +270,8 @@ def test_setup_puts_the_service_limits_on_the_ingress_addons_traefik(stubs):
     words = upgrade.split()
     assert words[words.index("--namespace") + 1] == "ingress" and "--reuse-values" in words
     assert words[words.index("--version") + 1] == "39.0.8"
-    assert words[-1] == os.path.join(PLATFORM, "traefik-values.json")
+    assert words[-3:] == [os.path.join(PLATFORM, "traefik-values.json"), "-f",
+                          os.path.join(PLATFORM, "traefik-service-values.yaml")]
     first_release = next(i for i, line in enumerate(plan) if "upgrade --install" in line)
     assert plan.index(upgrade) < first_release
 
