@@ -283,6 +283,10 @@ pub async fn backup(db: &Database, target: &BackupTarget) -> Result<BackupReport
         &format!(".partial-{}", std::process::id()),
     );
     remove_if_exists(&temporary).map_err(|e| CommandError::failed(e.to_string()))?;
+    if keep.is_some() {
+        remove_abandoned_partials(&dir);
+    }
+    *lock_partial() = Some(temporary.clone());
     let result = async {
         db.vacuum_into(&temporary).await.map_err(|e| {
             CommandError::failed(format!(
@@ -307,17 +311,18 @@ pub async fn backup(db: &Database, target: &BackupTarget) -> Result<BackupReport
     let info = match result {
         Ok(info) => info,
         Err(err) => {
-            let _ = std::fs::remove_file(&temporary);
+            remove_partial();
             return Err(err);
         }
     };
     std::fs::rename(&temporary, &final_path).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
+        remove_partial();
         CommandError::failed(format!(
             "cannot move the verified copy to {}: {e}",
             final_path.display()
         ))
     })?;
+    *lock_partial() = None;
     sync_dir(&dir).map_err(|e| CommandError::failed(e.to_string()))?;
     let bytes = std::fs::metadata(&final_path)
         .map(|m| m.len())
@@ -358,6 +363,57 @@ pub async fn backup(db: &Database, target: &BackupTarget) -> Result<BackupReport
     })
 }
 
+/// The copy a running backup is writing, for [`remove_partial`].
+static PARTIAL: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn lock_partial() -> std::sync::MutexGuard<'static, Option<PathBuf>> {
+    PARTIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Deletes the unfinished copy of a running backup (and SQLite's journal beside it): on failure,
+/// and when a signal ends the command (a Job's deadline, an eviction, a restore's Conflicts=).
+pub fn remove_partial() {
+    if let Some(path) = lock_partial().take() {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(sibling(&path, "-journal"));
+    }
+}
+
+/// A copy not written to for this long belongs to a backup that was killed (SIGKILL, a node
+/// lost): a running one writes to its copy all the time.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the unfinished copies killed backups left in `dir` (`.devsecops-app-*.db.partial-PID`
+/// and their journals): each is as large as the database, and a few fill the backups volume.
+fn remove_abandoned_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some((base, _)) = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.split_once(".partial-"))
+        else {
+            continue;
+        };
+        let abandoned = entry.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > ABANDONED_AFTER)
+        });
+        if is_backup_file_name(base) && abandoned {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Deletes the oldest backups in `dir` beyond the newest `keep`; never `just_written`.
 fn prune(dir: &Path, keep: NonZeroUsize, just_written: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
@@ -365,6 +421,9 @@ fn prune(dir: &Path, keep: NonZeroUsize, just_written: &Path) -> std::io::Result
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| is_backup_file_name(name))
+        // A file with a backup's name that is not a whole SQLite database (junk, a name set far
+        // in the future) is neither counted as a backup nor deleted.
+        .filter(|name| check_header(&dir.join(name)).is_ok())
         .collect();
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut deleted = Vec::new();
@@ -423,6 +482,19 @@ pub async fn restore(database: &Path, from: &Path) -> Result<RestoreReport, Comm
         )));
     }
     refuse_database_files(database, from)?;
+    // A copy of a database that crashed (or still runs) is not whole without its WAL or journal:
+    // the file alone lacks every commit since the last checkpoint, and would restore with exit 0.
+    for suffix in ["-wal", "-journal"] {
+        let companion = sibling(from, suffix);
+        if std::fs::metadata(&companion).is_ok_and(|m| m.len() > 0) {
+            return Err(CommandError::failed(format!(
+                "{} exists beside {}: the file is not whole without it; checkpoint it first (`sqlite3 {} 'PRAGMA wal_checkpoint(TRUNCATE)'`, with no service using it) or restore a backup `devsecops-app backup` wrote; nothing was changed",
+                companion.display(),
+                from.display(),
+                from.display()
+            )));
+        }
+    }
 
     let temporary = sibling(
         &dir.join(format!(
@@ -453,6 +525,16 @@ pub async fn restore(database: &Path, from: &Path) -> Result<RestoreReport, Comm
                 info.schema_version
             )));
         }
+        // A backup does not hold its own record: restored as is, the newest backup the service
+        // reports would go back one period (or to none) and the backup-age alert would fire.
+        record_restored_backup(&temporary, from, from_meta.len())
+            .await
+            .map_err(|e| {
+                CommandError::failed(format!(
+                    "cannot record {} in the restored copy: {e}; nothing was changed",
+                    from.display()
+                ))
+            })?;
         match_owner(database, &temporary)?;
         sync_file(&temporary).map_err(|e| CommandError::failed(e.to_string()))?;
         Ok(info)
@@ -485,46 +567,109 @@ pub async fn restore(database: &Path, from: &Path) -> Result<RestoreReport, Comm
 
 /// Puts the verified `copy` in place of `database`; returns where the replaced database was kept.
 fn replace(database: &Path, copy: &Path) -> Result<Option<PathBuf>, CommandError> {
-    let previous = if database.exists() {
-        let stamp = backup_file_name(OffsetDateTime::now_utc());
-        let stamp = stamp
-            .trim_start_matches(BACKUP_PREFIX)
-            .trim_end_matches(BACKUP_SUFFIX);
-        let kept = sibling(database, &format!(".pre-restore-{stamp}"));
-        std::fs::hard_link(database, &kept).map_err(|e| {
+    if !database.exists() {
+        std::fs::rename(copy, database).map_err(|e| {
             CommandError::failed(format!(
-                "cannot keep the current database as {}: {e}; nothing was changed",
-                kept.display()
+                "cannot move the verified copy to {}: {e}",
+                database.display()
             ))
         })?;
-        // A WAL or rollback journal left by a crash belongs to the old file: replayed into the
-        // new one it would corrupt it. It goes along with the kept copy, where SQLite finds it
-        // under the copy's name.
-        for suffix in ["-wal", "-journal"] {
-            let file = sibling(database, suffix);
-            if file.exists() {
-                std::fs::rename(&file, sibling(&kept, suffix)).map_err(|e| {
-                    CommandError::failed(format!(
-                        "cannot move {} aside: {e}; the database is unchanged, and kept as {}",
-                        file.display(),
-                        kept.display()
-                    ))
-                })?;
-            }
-        }
-        remove_if_exists(&sibling(database, "-shm"))
-            .map_err(|e| CommandError::failed(e.to_string()))?;
-        Some(kept)
-    } else {
-        None
-    };
-    std::fs::rename(copy, database).map_err(|e| {
+        return Ok(None);
+    }
+    let stamp = backup_file_name(OffsetDateTime::now_utc());
+    let stamp = stamp
+        .trim_start_matches(BACKUP_PREFIX)
+        .trim_end_matches(BACKUP_SUFFIX);
+    let kept = sibling(database, &format!(".pre-restore-{stamp}"));
+    std::fs::hard_link(database, &kept).map_err(|e| {
         CommandError::failed(format!(
-            "cannot move the verified copy to {}: {e}",
-            database.display()
+            "cannot keep the current database as {}: {e}; nothing was changed",
+            kept.display()
         ))
     })?;
-    Ok(previous)
+    // A WAL or rollback journal left by a crash belongs to the old file: replayed into the new one
+    // it would corrupt it. It goes along with the kept copy, where SQLite finds it under the
+    // copy's name, and comes back if the copy cannot be put in place.
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for suffix in ["-wal", "-journal"] {
+        let file = sibling(database, suffix);
+        if file.exists() {
+            let aside = sibling(&kept, suffix);
+            if let Err(e) = std::fs::rename(&file, &aside) {
+                move_back(&moved);
+                return Err(CommandError::failed(format!(
+                    "cannot move {} aside: {e}; the database is unchanged, and kept as {}",
+                    file.display(),
+                    kept.display()
+                )));
+            }
+            moved.push((file, aside));
+        }
+    }
+    if let Err(e) = std::fs::rename(copy, database) {
+        move_back(&moved);
+        return Err(CommandError::failed(format!(
+            "cannot move the verified copy to {}: {e}; the database is unchanged",
+            database.display()
+        )));
+    }
+    // The old WAL index: SQLite builds a new one for the new file.
+    remove_if_exists(&sibling(database, "-shm"))
+        .map_err(|e| CommandError::failed(e.to_string()))?;
+    Ok(Some(kept))
+}
+
+/// A connection to a copy this command made (rollback-journal mode: no WAL beside it).
+async fn open_copy(copy: &Path) -> Result<sqlx::SqliteConnection, String> {
+    let options = SqliteConnectOptions::new()
+        .filename(copy)
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Delete);
+    sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Puts the companion files [`replace`] moved aside back where they were.
+fn move_back(moved: &[(PathBuf, PathBuf)]) {
+    for (original, aside) in moved.iter().rev() {
+        let _ = std::fs::rename(aside, original);
+    }
+}
+
+/// Adds the backup being restored to the restored copy's own records, taken when the file was
+/// last written (the moment it was complete).
+async fn record_restored_backup(copy: &Path, from: &Path, bytes: u64) -> Result<(), String> {
+    let mut conn = open_copy(copy).await?;
+    // A backup from before the records existed gets the table from the migrations, empty.
+    let has_table =
+        sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'backups'")
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+    let _ = conn.close().await;
+    if !has_table {
+        return Ok(());
+    }
+    let taken_at = std::fs::metadata(from)
+        .and_then(|m| m.modified())
+        .map(OffsetDateTime::from)
+        .map_err(|e| format!("{}: {e}", from.display()))?;
+    let mut conn = open_copy(copy).await?;
+    let result = sqlx::query(
+        "INSERT INTO backups (taken_at, completed_at, path, bytes) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(taken_at)
+    .bind(taken_at)
+    .bind(from.to_string_lossy().into_owned())
+    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string());
+    let _ = conn.close().await;
+    result
 }
 
 /// Checks that `path` holds a whole, consistent devsecops-app database: the SQLite header and a
@@ -725,6 +870,29 @@ mod tests {
         ] {
             assert!(!is_backup_file_name(other), "{other}");
         }
+    }
+
+    /// The copy cannot be put in place: the old database keeps its WAL and journal where SQLite
+    /// looks for them (moved aside and left there, they were lost to the database still in use).
+    #[test]
+    fn a_failed_replace_puts_the_old_wal_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = dir.path().join("app.db");
+        std::fs::write(&database, b"old database").expect("write");
+        std::fs::write(sibling(&database, "-wal"), b"old wal").expect("write");
+        std::fs::write(sibling(&database, "-journal"), b"old journal").expect("write");
+        let missing_copy = dir.path().join("no-such-copy");
+        let err = replace(&database, &missing_copy).expect_err("the rename fails");
+        assert!(err.message.contains("the database is unchanged"), "{err}");
+        assert_eq!(std::fs::read(&database).expect("db"), b"old database");
+        assert_eq!(
+            std::fs::read(sibling(&database, "-wal")).expect("wal back in place"),
+            b"old wal"
+        );
+        assert_eq!(
+            std::fs::read(sibling(&database, "-journal")).expect("journal back in place"),
+            b"old journal"
+        );
     }
 
     #[test]

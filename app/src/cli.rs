@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use slog::{crit, info, Logger};
 use time::format_description::well_known::Rfc3339;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::backup::{self, BackupTarget, CommandError, CommandErrorKind, POSTGRES_REFUSAL};
 use crate::configuration::{database_options, DatabaseOptions, DatabaseSettings};
@@ -160,7 +161,25 @@ pub fn backup(args: BackupArgs) -> ExitCode {
         }
         run(|| async {
             let db = open(&settings)?;
-            let outcome = backup::backup(&db, &target).await;
+            // A signal (a Job's deadline, an eviction, systemd stopping the unit) ends the backup
+            // without leaving its unfinished copy, as large as the database, behind.
+            let mut terminate = signal(SignalKind::terminate());
+            let mut interrupt = signal(SignalKind::interrupt());
+            let outcome = tokio::select! {
+                outcome = backup::backup(&db, &target) => outcome,
+                Some(name) = async {
+                    tokio::select! {
+                        Some(()) = async { terminate.as_mut().ok()?.recv().await } => Some("SIGTERM"),
+                        Some(()) = async { interrupt.as_mut().ok()?.recv().await } => Some("SIGINT"),
+                        else => None,
+                    }
+                } => {
+                    backup::remove_partial();
+                    Err(CommandError::failed(format!(
+                        "stopped by {name}: the unfinished copy was deleted, nothing was kept"
+                    )))
+                }
+            };
             db.close().await;
             let report = outcome?;
             info!(logger, "backup completed";
@@ -184,6 +203,14 @@ pub fn restore(args: RestoreArgs) -> ExitCode {
     let logger = command_logger();
     let result = load_database_settings().and_then(|settings| {
         let database = sqlite_file(&settings)?;
+        // Restoring where no database is, on the default path, is most likely a shell without the
+        // service's settings: it would create a database nobody reads and report success.
+        if settings.source == crate::configuration::DEFAULT_DATABASE_SOURCE && !database.exists() {
+            return Err(CommandError::usage(format!(
+                "no database at {} and DATABASE_URL is unset: set DATABASE_URL (or DATABASE_URL_FILE) to the service's database",
+                database.display()
+            )));
+        }
         run(|| async {
             let report = backup::restore(&database, &args.from).await?;
             info!(logger, "database restored";

@@ -13,6 +13,9 @@ use ipnet::IpNet;
 
 /// The token the development defaults use. Production refuses it.
 pub const DEVELOPMENT_TOKEN: &str = "development-only-token";
+/// The source named for the database when neither DATABASE_URL nor DATABASE_URL_FILE is set.
+pub const DEFAULT_DATABASE_SOURCE: &str =
+    "DATABASE_URL (unset: the default sqlite://data/devsecops-app.db)";
 /// Minimum length of an API token in production.
 pub const MIN_PRODUCTION_TOKEN_LEN: usize = 32;
 /// Minimum strength of a production token, as log10 of the guesses zxcvbn estimates (see
@@ -522,7 +525,7 @@ impl DatabaseSettings {
             ),
             (None, None) => (
                 "sqlite://data/devsecops-app.db".to_string(),
-                "DATABASE_URL".to_string(),
+                DEFAULT_DATABASE_SOURCE.to_string(),
             ),
         };
         database_options(&url).map_err(|e| ConfigError(format!("{source}: {e}")))?;

@@ -704,6 +704,25 @@ async fn restore_after_a_crash_moves_the_old_wal_aside_with_the_old_database() {
     );
     assert!(PathBuf::from(format!("{}-wal", kept.display())).exists());
 
+    // Undoing the restore from the kept file alone would lose what its WAL holds: refused.
+    let before = snapshot(dir.path());
+    let undo = run_cli(
+        &["restore", "--from", kept.to_str().expect("utf-8")],
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
+    assert_eq!(undo.code, Some(1), "{}{}", undo.stdout, undo.stderr);
+    assert!(
+        undo.stderr.contains("not whole without it"),
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a refused restore changed files"
+    );
+
     // The restored database is exactly the backup.
     let restored = spawn_app_on(url, dir, &[]).await;
     let page = restored.get("/api/users?limit=100").await.json();
@@ -733,4 +752,163 @@ async fn restore_after_a_crash_moves_the_old_wal_aside_with_the_old_database() {
         .expect("read");
     assert_eq!(ids, confirmed);
     old.close().await.expect("close");
+}
+
+/// `restore` in a shell without the service's settings would create a database nobody reads at the
+/// default path and report success: refused, nothing created.
+#[actix_web::test]
+async fn restore_without_database_url_and_no_database_is_refused() {
+    let source = tempfile::tempdir().expect("tempdir");
+    let backup = stopped_database(source.path(), 1).await;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"));
+    let output = command
+        .args(["restore", "--from", backup.to_str().expect("utf-8")])
+        .env_clear()
+        .current_dir(cwd.path())
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL is unset"), "{stderr}");
+    assert!(!cwd.path().join("data").exists(), "a database was created");
+}
+
+/// A restored database holds the record of the backup it came from, so the newest backup the
+/// service reports does not go back one period (the backup-age alert would fire after a routine
+/// restore).
+#[actix_web::test]
+async fn a_restored_database_records_the_backup_it_came_from() {
+    let source = tempfile::tempdir().expect("tempdir");
+    stopped_database(source.path(), 2).await;
+    let source_url = sqlite_url(source.path());
+    let backups = tempfile::tempdir().expect("tempdir");
+    let target = backups.path().join("b.db");
+    let run = run_cli(
+        &["backup", "--to", target.to_str().expect("utf-8")],
+        &[("DATABASE_URL", source_url.as_str())],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let written = time::OffsetDateTime::from(
+        std::fs::metadata(&target)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path());
+    let run = run_cli(
+        &["restore", "--from", target.to_str().expect("utf-8")],
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    let (taken_at, path): (time::OffsetDateTime, String) =
+        sqlx::query_as("SELECT taken_at, path FROM backups ORDER BY id DESC LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the restored backup's record");
+    conn.close().await.expect("close");
+    assert_eq!(path, target.to_string_lossy());
+    assert!(
+        (taken_at - written).abs() < time::Duration::seconds(1),
+        "{taken_at} vs {written}"
+    );
+}
+
+/// A backup stopped by SIGTERM (a Job's deadline, an eviction) deletes its unfinished copy, as
+/// large as the database; copies SIGKILL left are deleted by the next backup once abandoned; a
+/// file with a backup's name that is not a database is neither counted nor deleted.
+#[actix_web::test]
+async fn interrupted_backups_leave_no_copies_and_retention_counts_only_databases() {
+    let source = tempfile::tempdir().expect("tempdir");
+    stopped_database(source.path(), 0).await;
+    let url = sqlite_url(source.path());
+    {
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        // Large enough (about 100 MB) that the copy is still being written when the signal comes.
+        sqlx::query("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) INSERT INTO users (name, email, email_key, created_at, updated_at) SELECT printf('User %d %s', i, hex(randomblob(100))), printf('u%d@example.com', i), printf('u%d@example.com', i), '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z' FROM n")
+            .execute(&mut conn)
+            .await
+            .expect("fill");
+        conn.close().await.expect("close");
+    }
+    let backups = tempfile::tempdir().expect("tempdir");
+    let dir = backups.path().to_str().expect("utf-8").to_string();
+    let partials = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains(".partial-"))
+            .collect()
+    };
+
+    let mut backup = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+        .args(["backup", "--dir", &dir, "--keep", "1"])
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the backup");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while partials(backups.path()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no unfinished copy appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = backup.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = backup.wait().await.expect("wait");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert_eq!(partials(backups.path()), Vec::<String>::new());
+
+    // What SIGKILL leaves, abandoned two hours ago; and junk under a backup's name.
+    let abandoned = backups
+        .path()
+        .join(".devsecops-app-20200101T000000.000Z.db.partial-4242");
+    std::fs::write(&abandoned, b"half a copy").expect("write");
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago", abandoned.to_str().expect("utf-8")])
+        .status()
+        .expect("touch");
+    assert!(aged.success());
+    let junk = backups.path().join("devsecops-app-20991231T000000.000Z.db");
+    std::fs::write(&junk, b"garbage").expect("write");
+    for _ in 0..2 {
+        let run = run_cli(
+            &["backup", "--dir", &dir, "--keep", "1"],
+            &[("DATABASE_URL", url.as_str())],
+        )
+        .await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    }
+    assert!(!abandoned.exists(), "the abandoned copy is still there");
+    assert!(junk.exists(), "a file that is not a backup was deleted");
+    let databases: Vec<String> = std::fs::read_dir(backups.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            n.starts_with("devsecops-app-") && n.as_str() != "devsecops-app-20991231T000000.000Z.db"
+        })
+        .collect();
+    assert_eq!(
+        databases.len(),
+        1,
+        "--keep 1 keeps one real backup: {databases:?}"
+    );
 }
