@@ -119,6 +119,42 @@ impl Repo {
             .collect())
     }
 
+    /// Every file path of the revision `commit`.
+    pub fn all_files(&self, commit: &str) -> Result<Vec<String>> {
+        let out = run(
+            &self.root,
+            &[
+                "ls-tree",
+                "-r",
+                "-z",
+                "--name-only",
+                "--full-tree",
+                "--end-of-options",
+                commit,
+            ],
+        )
+        .map_err(|e| Error::Usage(format!("cannot list the files of {commit}: {e}")))?;
+        Ok(split_paths(&out))
+    }
+
+    /// Every file of the work tree git knows or would add: tracked, and untracked but not
+    /// ignored.
+    pub fn work_tree_files(&self) -> Result<Vec<String>> {
+        let out = run(
+            &self.root,
+            &[
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--full-name",
+            ],
+        )
+        .map_err(|e| Error::Usage(format!("cannot list the work tree's files: {e}")))?;
+        Ok(split_paths(&out))
+    }
+
     /// The content of a blob by its id.
     pub fn blob(&self, id: &str) -> Result<Vec<u8>> {
         run(&self.root, &["cat-file", "blob", id])
@@ -197,6 +233,13 @@ impl Repo {
             })
             .collect()
     }
+}
+
+fn split_paths(out: &[u8]) -> Vec<String> {
+    out.split(|b| *b == 0)
+        .filter(|r| !r.is_empty())
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect()
 }
 
 struct LsEntry {

@@ -37,6 +37,32 @@ pub const ALLOWED_SIGNERS: &str = ".devsecops/allowed_signers";
 /// Beside the policy file, read from the change: the signatures (`*.sig`).
 pub const APPROVALS: &str = ".devsecops/approvals";
 
+/// Files the scanners (or the build that makes the gate) read on their own, at any depth, whatever
+/// each scanner's `rules` lists: one can cap lints, swap the compiler or a dependency, or ignore
+/// findings. A change to any of them is a weakening until approved.
+const SETTINGS_FILES: &[&str] = &[
+    ".shellcheckrc",
+    ".semgrepignore",
+    ".gitleaksignore",
+    ".trivyignore",
+    ".trivyignore.yaml",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+];
+
+/// Whether `path` (from the top of the repository) is a scanner's or the build's settings file:
+/// one of [`SETTINGS_FILES`], or cargo's configuration (`.cargo/config.toml`, `.cargo/config`),
+/// in any directory.
+pub fn is_settings_file(path: &str) -> bool {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((d, n)) => (d, n),
+        None => ("", path),
+    };
+    let parent = dir.rsplit('/').next().unwrap_or(dir);
+    SETTINGS_FILES.contains(&name)
+        || (parent == ".cargo" && matches!(name, "config" | "config.toml"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -290,6 +316,14 @@ pub fn govern(
         .chain([at(ALLOWED_SIGNERS)])
         .collect();
     watched.extend(trust_files.iter().cloned());
+    // Scanner and build settings at any depth, on either side.
+    let settings_files: BTreeSet<String> = repo
+        .all_files(&commit)?
+        .into_iter()
+        .chain(repo.work_tree_files()?)
+        .filter(|p| is_settings_file(p))
+        .collect();
+    watched.extend(settings_files.iter().cloned());
     // Rule files by scanner, and TOML values (`file#key`) apart.
     let mut rule_entries: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for side in [&old, &new] {
@@ -388,6 +422,27 @@ pub fn govern(
                         .join(", ")
                 ),
             ));
+        }
+    }
+    if !first_adoption {
+        for file in settings_files
+            .iter()
+            .filter(|f| !rule_changes.contains_key(*f))
+        {
+            if let Some((before, after)) = digests.get(file) {
+                let how = match (before, after) {
+                    (None, _) => "added",
+                    (_, None) => "removed",
+                    _ => "changed",
+                };
+                changes.push(Change::new(
+                    Kind::Weakening,
+                    file,
+                    format!(
+                        "scanner settings file {file} {how}: it can switch a scanner, or the checks of the build the gate runs, off"
+                    ),
+                ));
+            }
         }
     }
     for file in &trust_files {
@@ -1484,6 +1539,30 @@ mod tests {
         assert!(merged.fails(Category::Secret, Severity::High));
         assert!(merged.fails(Category::Secret, Severity::Low));
         assert!(merged.fails(Category::Sast, Severity::High));
+    }
+
+    #[test]
+    fn settings_files_are_found_at_any_depth() {
+        for yes in [
+            ".cargo/config.toml",
+            "a/b/.cargo/config",
+            ".shellcheckrc",
+            "x/.semgrepignore",
+            "x/.gitleaksignore",
+            "x/y/.trivyignore",
+            "rust-toolchain",
+            "sub/rust-toolchain.toml",
+        ] {
+            assert!(is_settings_file(yes), "{yes}");
+        }
+        for no in [
+            "config.toml",
+            ".cargo/audit.toml",
+            "cargo/config.toml",
+            "src/shellcheckrc",
+        ] {
+            assert!(!is_settings_file(no), "{no}");
+        }
     }
 
     #[test]

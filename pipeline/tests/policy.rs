@@ -413,6 +413,46 @@ fn every_weakening_change_fails_with_a_clear_list_and_does_not_take_effect() {
             "scanner hadolint: rule files .hadolint.yaml no longer watched",
         ),
         (
+            "cargo configuration in a subdirectory capping lints",
+            |r| {
+                r.write(
+                    "app/.cargo/config.toml",
+                    "[build]\nrustflags = [\"--cap-lints\", \"allow\"]\n",
+                )
+            },
+            "scanner settings file app/.cargo/config.toml added",
+        ),
+        (
+            "cargo's old configuration file",
+            |r| r.write(".cargo/config", "[build]\nrustc-wrapper = \"true\"\n"),
+            "scanner settings file .cargo/config added",
+        ),
+        (
+            "shellcheck settings in a subdirectory",
+            |r| r.write("scripts/.shellcheckrc", "disable=all\n"),
+            "scanner settings file scripts/.shellcheckrc added",
+        ),
+        (
+            "semgrep ignore file",
+            |r| r.write("app/.semgrepignore", "*\n"),
+            "scanner settings file app/.semgrepignore added",
+        ),
+        (
+            "gitleaks ignore file",
+            |r| r.write(".gitleaksignore", "abc:app/key.pem:generic-api-key:1\n"),
+            "scanner settings file .gitleaksignore added",
+        ),
+        (
+            "trivy ignore file",
+            |r| r.write("k8s/.trivyignore", "AVD-KSV-0001\n"),
+            "scanner settings file k8s/.trivyignore added",
+        ),
+        (
+            "toolchain pinned by the change",
+            |r| r.write("rust-toolchain.toml", "[toolchain]\nchannel = \"1.0.0\"\n"),
+            "scanner settings file rust-toolchain.toml added",
+        ),
+        (
             "trust root changed",
             |r| {
                 r.write(

@@ -51,6 +51,31 @@ fn the_projects_owners_cover_what_decides_the_gate() {
             "{file} is owned by the security team"
         );
     }
+    // What the scanners and cargo read on their own, in any directory, and the inputs that
+    // decide which binary gates.
+    for file in [
+        ".cargo/config.toml",
+        "app/.cargo/config.toml",
+        "app/.cargo/config",
+        ".cargo/audit.toml",
+        "rust-toolchain",
+        "app/rust-toolchain.toml",
+        "scripts/.shellcheckrc",
+        "app/.semgrepignore",
+        "k8s/.gitleaksignore",
+        "k8s/.trivyignore",
+        "Cargo.lock",
+        "pipeline/fuzz/Cargo.lock",
+        "flake.lock",
+        "scripts/fetch-shared.sh",
+        "scripts/requirements-scanners.txt",
+    ] {
+        assert_eq!(
+            owners.owners(file),
+            ["@devsecops-platform/security"],
+            "{file} is owned by the security team"
+        );
+    }
     assert!(
         owners.owners("app/src/main.rs").is_empty(),
         "the service's code needs no security review"
