@@ -447,7 +447,11 @@ pub fn govern(
     }
     for file in &trust_files {
         if let Some((before, after)) = digests.get(file) {
+            let signers = *file == at(ALLOWED_SIGNERS);
             let (kind, how) = match (before, after) {
+                // The keys that approve: whoever adds them approves every later change, so adding
+                // them is approved like any other weakening, by a signer the base already trusts.
+                (None, _) if signers => (Kind::Weakening, "introduced: it names who may approve policy changes from the next change on"),
                 (None, _) => (Kind::Neutral, "introduced (it decides from the next change on; this one is decided by the base's)"),
                 (_, None) => (Kind::Weakening, "removed: who may approve policy changes changes"),
                 _ => (Kind::Weakening, "changed: who may approve policy changes changes"),

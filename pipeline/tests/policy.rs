@@ -453,6 +453,18 @@ fn every_weakening_change_fails_with_a_clear_list_and_does_not_take_effect() {
             "scanner settings file rust-toolchain.toml added",
         ),
         (
+            "trust root introduced by the change",
+            |r| {
+                r.git(&["rm", "-q", ".devsecops/allowed_signers"]);
+                r.commit("no signers on the base");
+                r.write(
+                    ".devsecops/allowed_signers",
+                    &format!("@sec {}\n", r.public_key("mallory")),
+                )
+            },
+            ".devsecops/allowed_signers introduced",
+        ),
+        (
             "trust root changed",
             |r| {
                 r.write(
