@@ -7,25 +7,62 @@
 #     vulnerability database cannot be downloaded without internet.
 # Reports (SARIF, JUnit, JSON, Markdown) go to reports/image-scan/; exit 1 when the policy fails
 # (critical and high, as in devsecops.toml). Accepted image findings, if ever needed, go to
-# .devsecops/image-suppressions.toml (same format as .devsecops/suppressions.toml).
+# .devsecops/image-suppressions.toml (same format as .devsecops/suppressions.toml). With --base
+# (CI passes the branch the change goes into), that file is read from the base commit, never from
+# the change: a change cannot accept its own image's findings (pipeline/README.md). REF is a full
+# ref (refs/remotes/origin/main) or a full commit id, so no tag or branch can shadow it.
 #
-#   scripts/scan-image.sh [--offline] IMAGE
+#   scripts/scan-image.sh [--offline] [--base REF] IMAGE
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+offline=0
+base=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --offline) offline=1; shift ;;
+    --base) [ $# -ge 2 ] || usage; base="$2"; shift 2 ;;
+    -*) usage ;;
+    *) break ;;
+  esac
+done
+if [ $# -ne 1 ]; then usage; fi
+image="$1"
+
+# The accepted findings: the base's when given (fail closed: a base that cannot be read stops here).
+suppressions=../../.devsecops/image-suppressions.toml
+base_suppressions=""
+if [ -n "$base" ]; then
+  if ! [[ "$base" == refs/?* || "$base" =~ ^([0-9a-f]{40}|[0-9a-f]{64})$ ]]; then
+    echo "scan-image.sh: --base $base: give a full ref (refs/remotes/origin/<branch>) or a full commit id" >&2
+    exit 2
+  fi
+  if ! commit=$(git rev-parse --verify --quiet --end-of-options "$base^{commit}"); then
+    echo "scan-image.sh: the base $base is not in this clone: fetch it, then run again" >&2
+    exit 2
+  fi
+  base_suppressions=$(mktemp)
+  if git cat-file -e "$commit:.devsecops/image-suppressions.toml" 2>/dev/null; then
+    git cat-file blob "$commit:.devsecops/image-suppressions.toml" > "$base_suppressions"
+  fi
+  changed=.devsecops/image-suppressions.toml
+  [ -f "$changed" ] || changed=/dev/null
+  if ! cmp -s "$base_suppressions" "$changed"; then
+    echo "scan-image.sh: this change edits .devsecops/image-suppressions.toml; the gate uses the one of $base ($commit)" >&2
+  fi
+  suppressions="base-image-suppressions.toml"
+fi
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-
-offline=0
-if [ "${1:-}" = "--offline" ]; then offline=1; shift; fi
-if [ $# -ne 1 ]; then sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; fi
-image="$1"
 devsecops="${DEVSECOPS_BIN:-$(command -v devsecops || echo "$PWD/target/debug/devsecops")}"
 out=reports/image-scan
 rm -rf "$out"
 mkdir -p "$out"
+if [ -n "$base_suppressions" ]; then mv "$base_suppressions" "$out/base-image-suppressions.toml"; fi
 
 # The image's own policy and paths, next to its findings; paths are relative to this file.
-cat > "$out/devsecops.toml" <<'TOML'
+cat > "$out/devsecops.toml" <<TOML
 [policy]
 fail_on = ["critical", "high"]
 mode = "all"
@@ -34,7 +71,7 @@ fail_on = ["critical", "high", "medium", "low"]
 [paths]
 findings = "findings.json"
 baseline = "baseline.json"
-suppressions = "../../.devsecops/image-suppressions.toml"
+suppressions = "$suppressions"
 history = "history.db"
 reports = "."
 TOML
