@@ -58,7 +58,8 @@ impl Repo {
                 "--base {rev:?} is not a revision (a branch, tag or commit id)"
             )));
         }
-        let spec = format!("{rev}^{{commit}}");
+        let full = self.full_name(rev)?;
+        let spec = format!("{full}^{{commit}}");
         if let Ok(out) = run(
             &self.root,
             &[
@@ -88,6 +89,55 @@ impl Repo {
                 "the base revision {rev} is not in this clone: fetch it with `{fetch}`, then run again"
             )
         }))
+    }
+
+    /// What `rev` names without git's guessing: a full ref (`refs/...`) or a commit id as given,
+    /// and a short name (`origin/main`, `main`) as the one ref it can name. A short name two refs
+    /// answer to (a tag `origin/main` beside the remote branch) is refused, since git would pick
+    /// the tag; so is a revision expression (`main~1`).
+    fn full_name(&self, rev: &str) -> Result<String> {
+        if rev.starts_with("refs/") {
+            return Ok(rev.to_string());
+        }
+        if rev.contains(['~', '^', ':', '@', '{', '}', '*', '?', '[', '\\', ' ']) {
+            return Err(Error::Usage(format!(
+                "--base {rev:?}: give a branch, a full ref (refs/remotes/origin/main) or a commit id, not a revision expression"
+            )));
+        }
+        // git's order of guesses (gitrevisions(7)), the pseudo-ref in the git directory aside.
+        let candidates = [
+            format!("refs/{rev}"),
+            format!("refs/tags/{rev}"),
+            format!("refs/heads/{rev}"),
+            format!("refs/remotes/{rev}"),
+            format!("refs/remotes/{rev}/HEAD"),
+        ];
+        let listed = run(&self.root, &["for-each-ref", "--format=%(refname)"])
+            .map_err(|e| Error::Usage(format!("cannot list the refs: {e}")))?;
+        let listed = String::from_utf8_lossy(&listed);
+        let mut found: Vec<String> = listed
+            .lines()
+            .filter(|r| candidates.iter().any(|c| c == r))
+            .map(str::to_string)
+            .collect();
+        let is_id = rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit());
+        let pseudo = !rev.is_empty()
+            && rev.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            && run(
+                &self.root,
+                &["rev-parse", "--verify", "--quiet", "--end-of-options", rev],
+            )
+            .is_ok();
+        if is_id || pseudo {
+            found.push(rev.to_string());
+        }
+        match found.len() {
+            0 | 1 => Ok(found.pop().unwrap_or_else(|| rev.to_string())),
+            _ => Err(Error::Usage(format!(
+                "--base {rev} is ambiguous: it names {}; give the full ref (refs/remotes/origin/<branch>) or the commit id",
+                found.join(" and ")
+            ))),
+        }
     }
 
     /// The content of `path` at `commit`; `None` when the revision has no such file.
@@ -351,6 +401,51 @@ mod tests {
             Some(b"a".to_vec())
         );
         assert_eq!(repo.read(&head, "c.toml").expect("read"), None);
+    }
+
+    #[test]
+    fn a_short_name_two_refs_answer_to_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let status = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .status()
+                .expect("git");
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(dir.path().join("a"), "base").expect("write");
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "base"]);
+        git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
+        let repo = Repo::discover(dir.path()).expect("repo");
+        let base = repo.resolve("origin/main").expect("one ref");
+        assert_eq!(
+            repo.resolve("refs/remotes/origin/main").expect("full"),
+            base
+        );
+        assert_eq!(repo.resolve(&base).expect("id"), base);
+        // The change plants a tag of the same short name on its own commit.
+        std::fs::write(dir.path().join("a"), "change").expect("write");
+        git(&["commit", "-q", "-am", "change"]);
+        git(&["tag", "origin/main"]);
+        let err = repo
+            .resolve("origin/main")
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(
+            err.contains("ambiguous") && err.contains("refs/tags/origin/main"),
+            "{err}"
+        );
+        assert_eq!(
+            repo.resolve("refs/remotes/origin/main").expect("full"),
+            base
+        );
+        assert!(repo.resolve("main~1").is_err());
+        assert!(repo.resolve("HEAD").is_ok());
     }
 
     #[test]
