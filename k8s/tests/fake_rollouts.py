@@ -12,11 +12,18 @@ The controller model follows argoproj/argo-rollouts (commit 9f8d111) for what th
   controllerPause; with autoPromotionEnabled false nothing but a promotion lifts it. A failed
   analysis aborts the update (phase Degraded). The preview Service follows the new template at once
   (rollout/service.go reconcilePreviewService).
+- rollout/sync.go isRollbackWithinWindow (isFastRollback, which isBlueGreenFastTracked consults from
+  argo-rollouts 1.10 on, #4787): with spec.rollbackWindow, returning to a ReplicaSet created before
+  the stable one with fewer than `revisions` ReplicaSets created in between is fast-tracked like the
+  above: no analysis, no pause. The ReplicaSets' creation order is kept in the Rollout's "history"
+  (a fake-only field, never shown).
 - After `kubectl argo rollouts promote` cleared status.pauseConditions (controllerPause still
   true: GetRolloutPhase says "waiting for rollout to unpause"), the next reconciliation switches
   the active Service and marks the new ReplicaSet stable: Healthy.
 - A canary update (no traffic routing) becomes Healthy once its steps have run.
 Each `get rollout` returns the state as it is, then the controller takes one step.
+$FAKE_VALUES (words, e.g. "--set rollouts.rollbackWindow.blueGreen=true") is added to every
+`helm upgrade`: values of this cluster's releases that the scripts do not pass themselves.
 
 Helm 4's default `--wait` (the kstatus watcher) cannot read a Rollout (helm/helm#32615): an
 upgrade or rollback that waits that way on a manifest with a Rollout fails as Helm 4 does. Either
@@ -34,6 +41,7 @@ rolled out, a Rollout's once its ReplicaSet is; a CronJob's pods never run here.
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -159,7 +167,7 @@ def helm(args):
         return 0
     if args[:1] == ["upgrade"]:
         flags = {"--install", "--atomic", "--rollback-on-failure", "--wait", "--wait=legacy", "--wait=watcher"}
-        rest, skip = [], False
+        rest, skip = list(shlex.split(os.environ.get("FAKE_VALUES", ""))), False
         for arg in args[1:]:
             if skip:
                 skip = False
@@ -223,6 +231,17 @@ def phase(ro):
     return "Healthy", ""
 
 
+def within_window(ro):
+    """isRollbackWithinWindow: the desired ReplicaSet was created before the stable one, and fewer
+    than spec.rollbackWindow.revisions ReplicaSets were created between them."""
+    revisions = (ro["spec"].get("rollbackWindow") or {}).get("revisions", 0)
+    history, s = ro.get("history", []), ro["status"]
+    if revisions <= 0 or s.get("currentPodHash") not in history or s.get("stableRS") not in history:
+        return False
+    target, stable = history.index(s["currentPodHash"]), history.index(s["stableRS"])
+    return target < stable and stable - target - 1 < revisions
+
+
 def reconcile(ro):
     """One reconciliation of the controller."""
     s = ro["status"]
@@ -234,6 +253,9 @@ def reconcile(ro):
             ticks = 0 if ro["desired"] == s.get("stableRS") else int(os.environ.get("FAKE_TICKS_TO_AVAILABLE", "1"))
             s.update(currentPodHash=ro["desired"], pauseConditions=None, controllerPause=False, abort=False,
                      ticksToAvailable=ticks)
+            history = ro.setdefault("history", [])
+            if ro["desired"] not in history:
+                history.append(ro["desired"])
             if bg:
                 s.setdefault("blueGreen", {})["prePromotionAnalysisRunStatus"] = None
     elif s.get("abort"):
@@ -249,11 +271,12 @@ def reconcile(ro):
     else:
         g = s["blueGreen"]
         g["previewSelector"] = s["currentPodHash"]
-        if not g.get("activeSelector") or g["activeSelector"] == s["currentPodHash"]:
+        if not g.get("activeSelector") or g["activeSelector"] == s["currentPodHash"] or within_window(ro):
             # isBlueGreenFastTracked: a first install, a return to the template the active Service
-            # runs (an update discarded before promotion), an unchanged template. A return to an
-            # earlier template after a promotion is not (past scaleDownDelaySeconds, modelled as
-            # always over): it runs its analysis and pauses like any update.
+            # runs (an update discarded before promotion), an unchanged template, a rollback within
+            # spec.rollbackWindow. Any other return to an earlier template after a promotion is not
+            # (past scaleDownDelaySeconds, modelled as always over): it runs its analysis and pauses
+            # like any update.
             g["activeSelector"] = s["stableRS"] = s["currentPodHash"]
             s.update(pauseConditions=None, controllerPause=False)
         elif "prePromotionAnalysis" in ro["spec"]["strategy"]["blueGreen"] and \
@@ -307,7 +330,7 @@ def kubectl(args):
     if args[:2] == ["get", "rollout"]:
         if ro is None or ro["metadata"]["name"] != args[2]:
             fail(f'Error from server (NotFound): rollouts.argoproj.io "{args[2]}" not found')
-        shown = {k: v for k, v in ro.items() if k != "desired"}
+        shown = {k: v for k, v in ro.items() if k not in ("desired", "history")}
         print(json.dumps(shown))
         reconcile(ro)
         if not ro["status"].get("ticksToAvailable"):
@@ -375,6 +398,7 @@ def fake_cluster(tmp_path, live_manifest=None, storage="local-path"):
             h = ro["desired"]
             ro["status"] = {"observedGeneration": str(ro["metadata"]["generation"]), "currentPodHash": h,
                             "stableRS": h, "phase": "Healthy", "message": ""}
+            ro["history"] = [h]
             if "blueGreen" in ro["spec"]["strategy"]:
                 ro["status"]["blueGreen"] = {"activeSelector": h, "previewSelector": h}
     path = tmp_path / "fake-state.json"

@@ -406,6 +406,34 @@ def test_the_ingress_never_routes_the_metrics_port(rendered, kustomized):
     assert checked >= 5
 
 
+def rollout_of(args):
+    out = helm_template(args)
+    assert out.returncode == 0, out.stderr
+    return next(d for d in documents(out.stdout) if d["kind"] == "Rollout")
+
+
+def test_rollouts_fast_track_a_rollback_within_the_window(rendered, kustomized):
+    """spec.rollbackWindow: going back to the version live before the last promotion skips steps,
+    analysis and pause. Canary always (staging); blue-green only when turned on, since argo-rollouts
+    before 1.10 leaves such a blue-green rollback Progressing (argoproj/argo-rollouts#3304). The
+    window stays inside the ReplicaSets the Rollout keeps."""
+    staging = deployment(rendered["staging"])
+    assert staging["spec"]["rollbackWindow"] == {"revisions": 1}
+    assert deployment(kustomized["staging"])["spec"]["rollbackWindow"] == {"revisions": 1}
+    assert staging["spec"]["rollbackWindow"]["revisions"] < staging["spec"]["revisionHistoryLimit"]
+    for docs in (rendered["production"], rendered["blue-green"], kustomized["production"]):
+        assert "rollbackWindow" not in deployment(docs)["spec"]
+    on = rollout_of(["-f", os.path.join(OVERLAYS, "production", "values.yaml"),
+                     "--set", "rollouts.rollbackWindow.blueGreen=true", "--set", "rollouts.rollbackWindow.revisions=3"])
+    assert on["spec"]["rollbackWindow"] == {"revisions": 3}
+    off = rollout_of(["-f", os.path.join(OVERLAYS, "staging", "values.yaml"), "--set", "rollouts.rollbackWindow.revisions=0"])
+    assert "rollbackWindow" not in off["spec"]
+    for bad in ("5", "-1"):
+        out = helm_template(["-f", os.path.join(OVERLAYS, "staging", "values.yaml"),
+                             "--set", f"rollouts.rollbackWindow.revisions={bad}"])
+        assert out.returncode != 0 and "rollbackWindow" in out.stderr, bad
+
+
 def test_forwarded_headers_and_openapi_come_from_values():
     out = helm_template(["--set", "app.trustedProxies={10.0.0.0/8,192.0.2.7}", "--set", "app.openapiPublic=false",
                          "--set", "app.forwardedHops=3"])

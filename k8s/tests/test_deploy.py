@@ -21,12 +21,13 @@ LIVE_IMAGE = "r.example/devsecops-app@sha256:" + "a" * 64
 NEW_IMAGE = "r.example/devsecops-app@sha256:" + "b" * 64
 
 
-def manifest(env_name, image):
-    """What deploy.sh makes Helm install for ENV and IMAGE, rendered by the real helm."""
+def manifest(env_name, image, *extra):
+    """What deploy.sh makes Helm install for ENV and IMAGE, rendered by the real helm (EXTRA: the
+    cluster's own values, as $FAKE_VALUES adds them to the scripts' upgrades)."""
     repository, digest = image.split("@")
     out = run(["helm", "template", "devsecops-app", os.path.join(ROOT, "k8s", "chart"), "--namespace",
                f"devsecops-{env_name}", "-f", os.path.join(ROOT, "k8s", "overlays", env_name, "values.yaml"),
-               "--set-string", f"image.repository={repository}", "--set-string", f"image.digest={digest}"])
+               "--set-string", f"image.repository={repository}", "--set-string", f"image.digest={digest}", *extra])
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -236,6 +237,56 @@ def test_a_failed_promotion_is_rolled_back_to_the_version_live_before(production
     status = rollout_state(state)["status"]
     assert status["phase"] == "Healthy" and status["stableRS"] == live == status["blueGreen"]["activeSelector"]
     assert records(tmp, "production") == {}
+
+
+BLUE_GREEN_WINDOW = ["--set", "rollouts.rollbackWindow.blueGreen=true"]
+THIRD_IMAGE = "r.example/devsecops-app@sha256:" + "c" * 64
+
+
+@pytest.fixture
+def production_with_window(tmp_path):
+    """Production as above on a cluster that turns the blue-green rollback window on (argo-rollouts
+    1.10 or later)."""
+    env, state = fake_cluster(tmp_path, manifest("production", LIVE_IMAGE, *BLUE_GREEN_WINDOW))
+    return dict(env, FAKE_VALUES=" ".join(BLUE_GREEN_WINDOW)), state, tmp_path
+
+
+def test_a_rollback_after_a_promotion_within_the_window_is_immediate(production_with_window):
+    """With spec.rollbackWindow the return to the version live before the promotion skips the
+    analysis and the pause: rollback.sh finds the Rollout Healthy on it and promotes nothing."""
+    env, state, tmp = production_with_window
+    live = rollout_state(state)["status"]["stableRS"]
+    assert rollout_state(state)["spec"]["rollbackWindow"] == {"revisions": 1}
+    assert script(env, "deploy.sh", "production", "--image", NEW_IMAGE, "--timeout", "2m").returncode == 0
+    failed = script(dict(env, HELM_TEST_STATUS="1"), "promote.sh", "production", "--timeout", "1m")
+    assert failed.returncode == 1 and rollout_state(state)["status"]["stableRS"] != live
+    patches = len([c for c in calls(tmp) if c.startswith("kubectl patch")])
+    out = script(env, "rollback.sh", "production")
+    assert out.returncode == 0, out.stderr
+    assert "promoting" not in out.stderr
+    assert len([c for c in calls(tmp) if c.startswith("kubectl patch")]) == patches, "nothing promoted"
+    status = rollout_state(state)["status"]
+    assert status["phase"] == "Healthy" and status["stableRS"] == live == status["blueGreen"]["activeSelector"]
+    assert not (status.get("blueGreen") or {}).get("prePromotionAnalysisRunStatus"), "no analysis on the way back"
+    assert records(tmp, "production") == {}
+
+
+def test_a_rollback_outside_the_window_is_promoted_by_rollback_sh(production_with_window):
+    """A version deployed and discarded in between (its ReplicaSet stays) puts the earlier one
+    outside a one-revision window: argo-rollouts pauses the return for promotion again, and
+    rollback.sh promotes it as it does without the window."""
+    env, state, tmp = production_with_window
+    live = rollout_state(state)["status"]["stableRS"]
+    assert script(env, "deploy.sh", "production", "--image", NEW_IMAGE, "--timeout", "2m").returncode == 0
+    assert script(env, "rollback.sh", "production").returncode == 0
+    assert rollout_state(state)["status"]["stableRS"] == live
+    assert script(env, "deploy.sh", "production", "--image", THIRD_IMAGE, "--timeout", "2m").returncode == 0
+    assert script(dict(env, HELM_TEST_STATUS="1"), "promote.sh", "production", "--timeout", "1m").returncode == 1
+    out = script(env, "rollback.sh", "production")
+    assert out.returncode == 0, out.stderr
+    assert f"promoting {live}" in out.stderr
+    status = rollout_state(state)["status"]
+    assert status["phase"] == "Healthy" and status["stableRS"] == live == status["blueGreen"]["activeSelector"]
 
 
 def test_rollback_never_promotes_the_version_it_rolls_back(production):
