@@ -532,6 +532,33 @@ pub fn govern(
         }
     }
 
+    // A policy file moved where the base's CODEOWNERS does not reach leaves review: a weakening
+    // however its content compares.
+    if let (Some(owners), false) = (&codeowners, first_adoption) {
+        for (what, before, after) in [
+            (
+                "paths.suppressions",
+                &old.suppressions_file,
+                &new.suppressions_file,
+            ),
+            ("paths.baseline", &old.baseline_file, &new.baseline_file),
+        ] {
+            let (was, now) = (owners.owners(before), owners.owners(after));
+            if before != after && !was.is_empty() && was != now {
+                changes.push(Change::new(
+                    Kind::Weakening,
+                    &config_file,
+                    format!(
+                        "{what} moved from {before} to {after}, out of its code owners' review: {} gives it to {} instead of {}",
+                        owners.file,
+                        if now.is_empty() { "nobody".to_string() } else { now.join(", ") },
+                        was.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
     // A weakening change counts as approved when a code owner of its file signed this change.
     for change in changes.iter_mut().filter(|c| c.kind == Kind::Weakening) {
         let owners: &[String] = codeowners
@@ -557,7 +584,7 @@ pub fn govern(
         let owners = owners_file.owners(&new.suppressions_file);
         if owners.is_empty() && !new.suppressions.is_empty() {
             notes.push(format!(
-                "{} has no owner in {base}:{}: approved_by is not checked",
+                "{} has no owner in {}: approved_by is not checked",
                 new.suppressions_file, owners_file.file
             ));
         } else {

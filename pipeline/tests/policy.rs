@@ -453,6 +453,18 @@ fn every_weakening_change_fails_with_a_clear_list_and_does_not_take_effect() {
             "scanner settings file rust-toolchain.toml added",
         ),
         (
+            "suppressions moved out of their code owners' review",
+            |r| {
+                r.write("suppressions.toml", SUPPRESSIONS);
+                r.edit(
+                    "devsecops.toml",
+                    "[policy.sla_days]",
+                    "[paths]\nsuppressions = \"suppressions.toml\"\n\n[policy.sla_days]",
+                );
+            },
+            "paths.suppressions moved from .devsecops/suppressions.toml to suppressions.toml, out of its code owners' review: main:.github/CODEOWNERS gives it to @dev instead of @sec",
+        ),
+        (
             "trust root introduced by the change",
             |r| {
                 r.git(&["rm", "-q", ".devsecops/allowed_signers"]);
@@ -1129,4 +1141,20 @@ proptest! {
         let html = render(&a, "html").expect("html");
         prop_assert!(!html.contains("<svg onload") && !html.contains("<b>bold") && !html.contains("<testcase"));
     }
+}
+
+#[test]
+fn an_unowned_suppressions_file_is_noted_naming_the_base_once() {
+    let repo = Repo::new();
+    repo.write(".github/CODEOWNERS", "/devsecops.toml @sec\n");
+    repo.commit("suppressions without an owner");
+    let out = repo.devsecops(&["policy", "--base", "main"]);
+    let output = text(&out);
+    assert!(
+        output.contains(
+            "note: .devsecops/suppressions.toml has no owner in main:.github/CODEOWNERS: approved_by is not checked"
+        ),
+        "{output}"
+    );
+    assert!(!output.contains("main:main:"), "{output}");
 }
