@@ -408,9 +408,14 @@ in
     #   systemctl stop devsecops-app
     #   systemctl start devsecops-app-restore@devsecops-app-20261120T031700.000Z.db
     #   systemctl start devsecops-app
+    # No Conflicts= with the backup: systemd stops the other unit in both directions
+    # (systemd.unit(5)), so a backup the timer starts during a restore would SIGTERM the restore.
+    # The database lock keeps them apart instead: a backup started during a restore refuses (the
+    # restore holds the lock exclusively). After= makes a restore started during a backup wait for
+    # it to finish instead of refusing.
     systemd.services."devsecops-app-restore@" = lib.mkIf cfg.backup.enable {
       description = "devsecops-app: restore the SQLite database from backup %i";
-      conflicts = [ "devsecops-app-backup.service" ];
+      after = [ "devsecops-app-backup.service" ];
       environment = databaseEnvironment;
       serviceConfig = databaseTool // {
         ExecStart = "${cfg.package}/bin/devsecops-app restore --from ${backupDirectory}/%i";

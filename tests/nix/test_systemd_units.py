@@ -208,6 +208,35 @@ def test_the_backup_runs_the_services_database_as_its_user_on_the_schedule(modul
     assert any("backup.enable copies a SQLite database" in m for m in backup["onPostgres"]["failedAssertions"])
 
 
+def rendered_units(units):
+    """Every unit file the evaluated configurations write, by a path of names."""
+    if isinstance(units, str):
+        yield (), units
+    elif isinstance(units, dict):
+        for key, value in units.items():
+            if key not in ("settings", "scripts", "apiTokenFile"):
+                for path, text in rendered_units(value):
+                    yield (key, *path), text
+
+
+def test_no_unit_conflicts_with_another_and_a_restore_waits_for_a_running_backup(modules):
+    # Conflicts= stops the other unit in both directions (systemd.unit(5)): on the restore it let
+    # a backup the timer started SIGTERM a restore half way. The database lock keeps a backup and
+    # a restore apart; the restore is ordered after a backup that runs.
+    rendered = dict(rendered_units(modules["units"]))
+    assert ("backup", "files", "devsecops-app-restore@") in rendered and len(rendered) > 5, sorted(rendered)
+    conflicting = {path: line for path, text in rendered.items() for line in text.splitlines()
+                   if line.startswith("Conflicts=")}
+    assert conflicting == {}, conflicting
+    restore = modules["serviceBackup"]["restore"]
+    assert restore["conflicts"] == [] and "Conflicts" not in restore["unitConfig"]
+    assert restore["after"] == ["devsecops-app-backup.service"]
+    restore_text = rendered[("backup", "files", "devsecops-app-restore@")]
+    assert "After=devsecops-app-backup.service" in restore_text.splitlines()
+    # Nothing orders the backup after a restore (that and the line above would be a cycle).
+    assert not any("restore" in unit for unit in modules["serviceBackup"]["devsecops-app-backup"]["after"])
+
+
 def test_verify_reports_a_timer_with_a_schedule_systemd_cannot_parse(modules, tmp_path):
     paths = install_backup_units(modules, tmp_path / "backup")
     timer = paths["devsecops-app-backup.timer"]
