@@ -49,7 +49,22 @@ def world(request):
         "app": app,
         "test": pod(docs, "Pod"),
         "controller": CONTROLLERS[TARGET_OF[request.param]],
-        "prometheus": Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, "10.42.2.2"),
+        # The server pod as each Prometheus labels it: the prometheus-community/prometheus chart
+        # (the MicroK8s path) and kube-prometheus-stack's operator.
+        "prometheus": Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus",
+                                                            "app.kubernetes.io/component": "server",
+                                                            "app.kubernetes.io/instance": "prometheus"}, "10.42.2.2"),
+        "operator prometheus": Endpoint("prometheus-kube-prometheus-stack-prometheus-0", "monitoring",
+                                        {"app.kubernetes.io/name": "prometheus",
+                                         "app.kubernetes.io/managed-by": "prometheus-operator",
+                                         "prometheus": "kube-prometheus-stack-prometheus"}, "10.42.2.3"),
+        # Everything else that shares the monitoring and ingress namespaces on the documented targets.
+        "monitoring neighbours": [
+            Endpoint(name, "monitoring", {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}, ip)
+            for name, ip in (("grafana", "10.42.2.4"), ("loki", "10.42.2.5"), ("alloy", "10.42.2.6"),
+                             ("alertmanager", "10.42.2.7"), ("kube-state-metrics", "10.42.2.8"))],
+        "ingress neighbour": Endpoint("cert-manager-solver", "ingress" if TARGET_OF[request.param] == "microk8s"
+                                      else "kube-system", {"app": "acme-solver"}, "10.42.0.9"),
         "dns": Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, "10.42.0.2"),
         "neighbour": Endpoint("neighbour", NAMESPACE, {"app": "other"}, "10.42.1.20", {"http": (8080, "TCP")}),
         "stranger": Endpoint("stranger", "other", {"app.kubernetes.io/name": "traefik"}, "10.42.3.3"),
@@ -79,8 +94,19 @@ def test_the_ingress_controller_reaches_the_http_port_and_never_the_metrics_port
 
 def test_prometheus_reaches_the_metrics_port_only(world):
     c, app = world["cluster"], world["app"]
-    assert c.allows(world["prometheus"], app, world["metrics"])
-    assert not c.allows(world["prometheus"], app, world["http"])
+    for prometheus in (world["prometheus"], world["operator prometheus"]):
+        assert c.allows(prometheus, app, world["metrics"]), prometheus.name
+        assert not c.allows(prometheus, app, world["http"]), prometheus.name
+
+
+def test_only_prometheus_and_the_controller_of_their_namespaces_get_in(world):
+    """The monitoring namespace also runs Grafana, Loki, Alloy and Alertmanager, none of which
+    scrapes the service (/metrics, and /debug/memory where debug is on); the controller's namespace
+    may run other pods (kube-system everything, an ACME solver). None of them reaches either port."""
+    c, app = world["cluster"], world["app"]
+    for who in world["monitoring neighbours"] + [world["ingress neighbour"]]:
+        for port in (world["http"], world["metrics"]):
+            assert not c.allows(who, app, port), f"{world['name']}: {who.name} ({who.namespace}) -> app:{port}"
 
 
 def test_the_app_resolves_names(world):
