@@ -65,9 +65,12 @@ def appliance_values():
 
 # The k3s appliance (nixos-modules/appliance) renders the chart with these values.
 VALUE_SETS["appliance"] = ["-f", appliance_values()]
-# The MicroK8s path (k8s/microk8s/setup.sh) adds its platform file to an environment's values.
-VALUE_SETS["microk8s-development"] = ["-f", os.path.join(OVERLAYS, "development", "values.yaml"),
-                                      "-f", os.path.join(PLATFORM, "devsecops-app-microk8s.yaml")]
+# The MicroK8s path (k8s/microk8s/setup.sh --env ENV) adds its platform file to an environment's
+# values, for each of the three environments.
+MICROK8S = [f"microk8s-{env}" for env in ENVIRONMENTS]
+for env in ENVIRONMENTS:
+    VALUE_SETS[f"microk8s-{env}"] = ["-f", os.path.join(OVERLAYS, env, "values.yaml"),
+                                     "-f", os.path.join(PLATFORM, "devsecops-app-microk8s.yaml")]
 
 
 def run(cmd, **kwargs):

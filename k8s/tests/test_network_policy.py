@@ -6,7 +6,7 @@ the default deny around it."""
 import pytest
 
 from netpol import Cluster, Endpoint
-from renders import NAMESPACE, VALUE_SETS, documents, helm_template
+from renders import MICROK8S, NAMESPACE, VALUE_SETS, documents, helm_template
 
 CONTROLLERS = {
     # k3s (the appliance and the chart's default): Traefik from its HelmChart in kube-system
@@ -17,7 +17,7 @@ CONTROLLERS = {
     "microk8s": Endpoint("traefik", "ingress", {"app.kubernetes.io/name": "traefik",
                                                  "app.kubernetes.io/instance": "traefik-ingress"}, "10.1.0.5"),
 }
-TARGET_OF = {"default": "k3s", "appliance": "k3s", "microk8s-development": "microk8s"}
+TARGET_OF = {"default": "k3s", "appliance": "k3s", **{name: "microk8s" for name in MICROK8S}}
 NAMESPACES = {NAMESPACE: {}, "kube-system": {}, "ingress": {}, "monitoring": {}, "other": {}}
 
 
@@ -30,7 +30,7 @@ def render(name):
 def pod(docs, kind):
     """The pod a workload (or the helm test hook) makes, with its labels and named ports."""
     for doc in docs:
-        if doc["kind"] == kind:
+        if doc["kind"] == kind or (kind == "Deployment" and doc["kind"] == "Rollout"):
             template = doc["spec"]["template"] if kind != "Pod" else doc
             ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
                      for c in template["spec"]["containers"] for p in c.get("ports", []) if "name" in p}
@@ -162,7 +162,7 @@ def test_the_evaluator_follows_the_api_semantics():
 CLASSES = {"k3s": {"traefik"}, "microk8s": {"public", "nginx"}}
 
 
-@pytest.mark.parametrize("name", ["appliance", "microk8s-development"])
+@pytest.mark.parametrize("name", ["appliance", *MICROK8S])
 def test_each_targets_ingress_uses_a_class_its_controller_serves(name):
     ingress = next(d for d in render(name) if d["kind"] == "Ingress")
     assert ingress["spec"]["ingressClassName"] in CLASSES[TARGET_OF[name]], ingress["spec"]["ingressClassName"]

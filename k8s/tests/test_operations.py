@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import crd_subsets
-from renders import ENVIRONMENTS, PLATFORM, ROOT, VALUE_SETS, documents, helm_template, kustomize
+from renders import ENVIRONMENTS, MICROK8S, PLATFORM, ROOT, VALUE_SETS, documents, helm_template, kustomize
 
 SQLITE_BACKUP = ["--set", "database.sqlite.persistence.enabled=true", "--set", "database.sqlite.backup.enabled=true"]
 CNPG = ["--set", "database.type=postgres", "--set", "database.cloudnativepg.enabled=true"]
@@ -406,7 +406,7 @@ def seconds(duration):
     return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
 
 
-@pytest.mark.parametrize("target", ["appliance", "microk8s-development", "default"])
+@pytest.mark.parametrize("target", ["appliance", *MICROK8S, "default"])
 def test_traefik_holds_requests_to_the_service_limits_and_logs_them_with_the_client(target):
     """Both documented targets' Traefik (k3s' on the appliance, MicroK8s' ingress addon) gets
     k8s/platform/traefik-values.json. Against the service's values in that target's render:
@@ -455,6 +455,6 @@ def test_traefik_keeps_the_client_address_on_every_layout():
     assert values == {"service": {"spec": {"externalTrafficPolicy": "Local"}}}
     with open(TRAEFIK_VALUES) as f:
         assert "service" not in json.load(f), "the shared limits must not change the Service layout"
-    for target in ("appliance", "microk8s-development", "default"):
+    for target in ("appliance", *MICROK8S, "default"):
         data = config_map(render(*VALUE_SETS[target]))
         assert data["FORWARDED_HOPS"] == "1" and data["TRUSTED_PROXIES"], target

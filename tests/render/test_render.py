@@ -375,7 +375,7 @@ def test_every_rendered_configuration_starts_serves_and_stops(results, name):
 
 def test_every_value_set_and_overlay_is_run():
     assert set(RENDERS) == {f"helm-{n}" for n in VALUE_SETS} | {f"kustomize-{e}" for e in ENVIRONMENTS}
-    assert {"helm-appliance", "helm-microk8s-development", "helm-default"} <= set(RENDERS)
+    assert {"helm-appliance", "helm-default"} | {f"helm-microk8s-{e}" for e in ENVIRONMENTS} <= set(RENDERS)
 
 
 def test_a_value_the_binary_refuses_fails_the_run_with_the_binarys_message(tmp_path):
