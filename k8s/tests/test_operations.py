@@ -458,3 +458,52 @@ def test_traefik_keeps_the_client_address_on_every_layout():
     for target in ("appliance", *MICROK8S, "default"):
         data = config_map(render(*VALUE_SETS[target]))
         assert data["FORWARDED_HOPS"] == "1" and data["TRUSTED_PROXIES"], target
+
+
+def duration(text):
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)", text)
+    assert match, text
+    return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def microk8s_scrape():
+    """The devsecops-app job of the MicroK8s path's Prometheus: (interval, timeout) in seconds."""
+    with open(os.path.join(PLATFORM, "prometheus-values.yaml")) as f:
+        values = yaml.safe_load(f)
+    (job,) = [j for j in yaml.safe_load(values["extraScrapeConfigs"]) if j["job_name"] == "devsecops-app"]
+    interval = job.get("scrape_interval") or values.get("server", {}).get("global", {}).get("scrape_interval", "1m")
+    return duration(interval), duration(job.get("scrape_timeout", "10s"))
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_the_timeouts_of_every_render_nest(name):
+    """docs/kubernetes.md, "Timeouts and how they nest", for every value set:
+    - a request in flight at SIGTERM (its head within HEADER_READ_TIMEOUT_MS, then REQUEST_TIMEOUT_MS)
+      ends within the drain (SHUTDOWN_TIMEOUT_SECS), and the grace period covers preStop, the
+      delay, the drain and 5 s;
+    - every probe answers (timeoutSeconds) within its period (the kubelet runs them one at a time);
+    - a scrape ends before the next, and a rollout analysis window holds four scrapes at least:
+      rate() needs two samples, and with fewer the analysis sees no traffic and passes."""
+    docs = render(*VALUE_SETS[name])
+    data = config_map(docs)
+    workload = next(d for d in docs if d["kind"] in ("Deployment", "Rollout"))
+    spec = workload["spec"]["template"]["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "devsecops-app"]
+    drain = int(data["SHUTDOWN_TIMEOUT_SECS"])
+    assert (int(data["HEADER_READ_TIMEOUT_MS"]) + int(data["REQUEST_TIMEOUT_MS"])) / 1000 <= drain, name
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    delay = -(-int(data["SHUTDOWN_DELAY_MS"]) // 1000)
+    assert spec["terminationGracePeriodSeconds"] == pre_stop + delay + drain + 5, name
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["timeoutSeconds"] <= container[probe]["periodSeconds"], (name, probe)
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    scrapes = [(duration(e["interval"]), duration(e["scrapeTimeout"])) for m in monitors for e in m["spec"]["endpoints"]]
+    if name.startswith("microk8s-"):
+        scrapes.append(microk8s_scrape())
+    for interval, timeout in scrapes:
+        assert timeout < interval, name
+    # Value sets without a ServiceMonitor and off the MicroK8s path leave scraping to the cluster.
+    for template in (d for d in docs if d["kind"] == "AnalysisTemplate"):
+        for metric in template["spec"]["metrics"]:
+            for interval, _ in scrapes:
+                assert duration(metric["interval"]) >= 4 * interval, (name, metric["interval"], interval)
