@@ -5,7 +5,7 @@
 # image can be audited offline with `cargo audit bin`):
 #   DOCKER_BUILDKIT=1 docker build -t devsecops-app .
 # Offline, feed a binary built on the host (scripts/build-image.sh does exactly this):
-#   RUSTFLAGS="-C target-feature=+crt-static" cargo auditable build --release -p devsecops-app \
+#   RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo auditable build --release -p devsecops-app \
 #     --target x86_64-unknown-linux-gnu
 #   DOCKER_BUILDKIT=1 docker build --build-arg BINARY_FROM=host -t devsecops-app .
 # Probes belong to the orchestrator, so there is no HEALTHCHECK; `devsecops-app healthcheck URL`
@@ -21,7 +21,7 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo install --locked cargo-auditable --version 0.7.7 \
- && RUSTFLAGS="-C target-feature=+crt-static" cargo auditable build --release --locked \
+ && RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo auditable build --release --locked \
       -p devsecops-app --target x86_64-unknown-linux-gnu \
  && mkdir -p /out/data \
  && cp target/x86_64-unknown-linux-gnu/release/devsecops-app /out/devsecops-app \

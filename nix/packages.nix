@@ -62,7 +62,7 @@ let
     pname = "devsecops-app-static";
     cargoExtraArgs = "--locked -p devsecops-app";
     CARGO_BUILD_TARGET = rust.rustcTarget;
-    "CARGO_TARGET_${rust.cargoEnvVarTarget}_RUSTFLAGS" = "-C target-feature=+crt-static -L native=${pkgs.glibc.static}/lib";
+    "CARGO_TARGET_${rust.cargoEnvVarTarget}_RUSTFLAGS" = "-C target-feature=+crt-static -C strip=symbols -L native=${pkgs.glibc.static}/lib";
     nativeBuildInputs = [ pkgs.cargo-auditable ];
     cargoBuildCommand = "cargo auditable build --release";
     doCheck = false;

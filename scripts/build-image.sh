@@ -11,7 +11,7 @@ source scripts/lib.sh
 tag="${1:-devsecops-app:dev}"
 cargo_tool cargo-auditable cargo-auditable "$CARGO_AUDITABLE_VERSION"
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS="-C target-feature=+crt-static" cargo auditable build --release --locked -q -p devsecops-app --target "$target"
+RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo auditable build --release --locked -q -p devsecops-app --target "$target"
 rm -rf dist && mkdir -p dist/data
 cp "target/$target/release/devsecops-app" dist/devsecops-app
 cp /etc/ssl/certs/ca-certificates.crt dist/ca-certificates.crt
