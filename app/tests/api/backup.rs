@@ -882,11 +882,11 @@ async fn interrupted_backups_leave_no_copies_and_retention_counts_only_databases
         .path()
         .join(".devsecops-app-20200101T000000.000Z.db.partial-4242");
     std::fs::write(&abandoned, b"half a copy").expect("write");
-    let aged = std::process::Command::new("touch")
-        .args(["-d", "2 hours ago", abandoned.to_str().expect("utf-8")])
-        .status()
-        .expect("touch");
-    assert!(aged.success());
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7_200)))
+        .expect("age the abandoned copy");
     let junk = backups.path().join("devsecops-app-20991231T000000.000Z.db");
     std::fs::write(&junk, b"garbage").expect("write");
     for _ in 0..2 {
