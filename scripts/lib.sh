@@ -35,10 +35,13 @@ cargo_tool() {
   local bin="$1" crate="$2" version="${3:-}"
   if command -v "$bin" >/dev/null 2>&1; then return 0; fi
   log "cargo install $crate ${version}"
+  # One build directory for every tool: crates two tools resolve alike (cargo-deny and cargo-audit
+  # share much of theirs) compile once on a bare machine.
+  local target_dir="${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devsecops-platform}/cargo-install-target"
   if [ -n "$version" ]; then
-    cargo install --locked "$crate" --version "$version"
+    cargo install --locked --target-dir "$target_dir" "$crate" --version "$version"
   else
-    cargo install --locked "$crate"
+    cargo install --locked --target-dir "$target_dir" "$crate"
   fi
 }
 
