@@ -33,10 +33,15 @@ for target in "${targets[@]}"; do
   mkdir -p "$out"
   set +e
   cargo fuzz run -s none -O "$target" "$out" "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=262144 -print_final_stats=1 2>&1 |
-    grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)"
-  run_status=${PIPESTATUS[0]}
+    -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=262144 -print_final_stats=1 \
+    >"$scratch/$target.log" 2>&1
+  run_status=$?
   set -e
+  grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" "$scratch/$target.log" || true
+  # What failed, with the panic message the filter above leaves out.
+  if [ "$run_status" -ne 0 ]; then
+    grep -B2 -A6 "panicked at" "$scratch/$target.log" | head -n 20 >&2 || tail -n 30 "$scratch/$target.log" >&2
+  fi
   # libFuzzer exits non-zero on a crash, an out-of-memory or a timeout and leaves the input behind;
   # either sign fails the step (before, a crash passed unless all three kinds of file existed).
   if [ "$run_status" -ne 0 ] || compgen -G "artifacts/$target/crash-*" >/dev/null ||

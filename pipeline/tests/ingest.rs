@@ -395,3 +395,50 @@ fn trivy_vulnerabilities_and_licenses_merge_with_cargo_audit() {
         "smallvec merged; time, ansi_term, libc6 and the license stay apart"
     );
 }
+
+/// A damaged cargo-audit report (found by fuzzing): the `list` key lost, or a byte that is not
+/// UTF-8 in a key serde would skip. Both read as "no vulnerabilities" before; both are errors.
+#[test]
+fn damaged_cargo_audit_reports_are_errors_not_zero_findings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &[u8]); 3] = [
+        (
+            "no-list",
+            br#"{"database":{},"lockfile":{"dependency-count":4},"vulnerabilities":{"found":true,"count":2,"li":[]}}"#,
+        ),
+        (
+            "count-mismatch",
+            br#"{"database":{},"lockfile":{"dependency-count":4},"vulnerabilities":{"found":true,"count":2,"list":[]}}"#,
+        ),
+        (
+            "invalid-utf8-in-skipped-key",
+            b"{\"database\":{},\"vulnerabilities\":{\"found\":false,\"count\":0,\"list\":[]},\"x\x90\":1}",
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        assert!(
+            parse("cargo-audit", &path).is_err(),
+            "{name}: a damaged report was read"
+        );
+    }
+}
+
+/// A cargo-deny diagnostic whose `fields` key was damaged (found by fuzzing) counted as read and
+/// gave no finding; it is a skipped result now, and a report of nothing else is an error.
+#[test]
+fn a_cargo_deny_diagnostic_without_fields_is_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("deny.ndjson");
+    std::fs::write(
+        &path,
+        br#"{"fieldz":{"code":"vulnerability","severity":"error"},"type":"diagnostic"}
+"#,
+    )
+    .expect("write");
+    assert!(
+        parse("cargo-deny", &path).is_err(),
+        "a damaged diagnostic read as a pass"
+    );
+}

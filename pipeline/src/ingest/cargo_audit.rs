@@ -23,10 +23,14 @@ struct Report<'a> {
     database: Option<Database>,
 }
 
+/// Every cargo-audit version writes `found`, `count` and `list`: a missing `list` is a damaged
+/// report, never "no vulnerabilities".
 #[derive(Deserialize)]
 struct Vulnerabilities<'a> {
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     list: Vec<&'a RawValue>,
+    #[serde(default)]
+    count: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +67,17 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
         ));
     }
     let report: Report = json_borrowed(file, bytes)?;
+    if let Some(count) = report.vulnerabilities.count {
+        if count != report.vulnerabilities.list.len() {
+            return Err(crate::error::Error::input(
+                file,
+                format!(
+                    "damaged cargo-audit report: vulnerabilities.count is {count} but the list holds {}",
+                    report.vulnerabilities.list.len()
+                ),
+            ));
+        }
+    }
     let mut parsed = Parsed::default();
     if let Some(db) = report.database {
         parsed.databases.push(AdvisoryDb {

@@ -108,14 +108,19 @@ pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
             ),
         ));
     }
-    for (_, record) in records {
+    for (line, record) in records {
         if record.kind != "diagnostic" {
             continue;
         }
-        parsed.read += 1;
+        // A diagnostic without its fields (a damaged line) is a result not read, never a pass.
         let Some(fields) = record.fields else {
+            parsed.skipped += 1;
+            parsed.warnings.push(format!(
+                "line {line}: a diagnostic without its fields was skipped"
+            ));
             continue;
         };
+        parsed.read += 1;
         let code = fields.code.clone().unwrap_or_else(|| "diagnostic".into());
         let krate = fields
             .graphs

@@ -159,6 +159,7 @@ pub fn read_limited(file: &Path) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn json<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
+    utf8(file, bytes)?;
     serde_json::from_slice(bytes).map_err(|e| Error::json(file, &e))
 }
 
@@ -167,7 +168,28 @@ pub(crate) fn json_borrowed<'a, T: serde::Deserialize<'a>>(
     file: &Path,
     bytes: &'a [u8],
 ) -> Result<T> {
+    utf8(file, bytes)?;
     serde_json::from_slice(bytes).map_err(|e| Error::json(file, &e))
+}
+
+/// JSON is UTF-8 (RFC 8259 section 8.1). serde_json checks it only in the strings it keeps, so a
+/// corrupt byte in a key or value the parser skips (a damaged `list` key) would read as if the
+/// field were absent.
+fn utf8(file: &Path, bytes: &[u8]) -> Result<()> {
+    std::str::from_utf8(bytes).map(|_| ()).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        Error::input(
+            file,
+            format!("line {line}, column {column}: not UTF-8 text (a JSON report is UTF-8)"),
+        )
+    })
 }
 
 /// The error for a document that is valid JSON but not the tool's report.
