@@ -322,6 +322,16 @@ pub(crate) fn ndjson<T: DeserializeOwned>(
         if trimmed.is_empty() || trimmed[0] != b'{' {
             continue;
         }
+        // A record is UTF-8 JSON; serde_json would skip a corrupt byte in a string it ignores and
+        // read a damaged record (a summary, a diagnostic) as if whole.
+        if let Err(e) = std::str::from_utf8(trimmed) {
+            warnings.push(format!(
+                "line {} skipped: column {}: not UTF-8 text",
+                index + 1,
+                e.valid_up_to() + 1
+            ));
+            continue;
+        }
         match serde_json::from_slice(trimmed) {
             Ok(record) => out.push((index + 1, record)),
             Err(e) => warnings.push(format!(
