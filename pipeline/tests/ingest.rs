@@ -441,4 +441,29 @@ fn a_cargo_deny_diagnostic_without_fields_is_not_read() {
         parse("cargo-deny", &path).is_err(),
         "a damaged diagnostic read as a pass"
     );
+    // A record with a byte that is not UTF-8 in a string serde skips is damaged, not whole.
+    std::fs::write(
+        &path,
+        b"{\"fields\":{\"advisories\":{\"errors\":3,\"x\x98\":0}},\"type\":\"summary\"}\n",
+    )
+    .expect("write");
+    assert!(
+        parse("cargo-deny", &path).is_err(),
+        "a damaged summary read as a pass"
+    );
+}
+
+/// A gitleaks leak with an empty rule id (found by fuzzing) is kept under a rule of its own.
+#[test]
+fn a_gitleaks_leak_without_a_rule_id_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gitleaks.json");
+    std::fs::write(
+        &path,
+        br#"[{"RuleID":"","Description":"a token","File":"a.rs","StartLine":1,"EndLine":1,"Secret":"REDACTED"}]"#,
+    )
+    .expect("write");
+    let findings = parse("gitleaks", &path).expect("read").findings;
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].rule, "gitleaks-unnamed-rule");
 }

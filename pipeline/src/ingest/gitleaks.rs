@@ -88,6 +88,13 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Parsed> {
                 l.offender,
             ),
         };
+        // A leak whose rule id is empty is still a secret found: kept under a rule of its own,
+        // never dropped and never left without a rule (findings are keyed by rule).
+        let rule = if rule.trim().is_empty() {
+            "gitleaks-unnamed-rule".to_string()
+        } else {
+            rule
+        };
         let mut finding = RawFinding::new(
             "gitleaks",
             Category::Secret,
