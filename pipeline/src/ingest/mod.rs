@@ -110,7 +110,19 @@ pub fn parse(tool: &str, file: &Path) -> Result<Parsed> {
 /// Parses `bytes` (read from `file`, which errors name) as the output of `tool`. The fuzz targets
 /// call this directly.
 pub fn parse_bytes(tool: &str, file: &Path, bytes: &[u8]) -> Result<Parsed> {
-    let parsed = parse_format(tool, file, bytes)?;
+    let mut parsed = parse_format(tool, file, bytes)?;
+    // A result whose rule id is empty is still a result: kept under a rule of its own (findings
+    // are keyed and suppressed by rule), never dropped. SARIF results may name their rule by
+    // index instead, which the SARIF parser resolves.
+    if tool != "sarif" {
+        for finding in parsed
+            .findings
+            .iter_mut()
+            .filter(|f| f.rule.trim().is_empty())
+        {
+            finding.rule = format!("{tool}-unnamed-rule");
+        }
+    }
     if parsed.read == 0 && parsed.skipped > 0 {
         return Err(none_readable(
             file,
