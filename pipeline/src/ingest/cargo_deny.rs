@@ -70,10 +70,25 @@ fn upgrades(notes: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The record types `cargo deny --format json` writes. A line with another `type` is not one of
+/// its records (a JSON array of another tool spread over lines has objects with a `type` key too).
+pub const RECORD_TYPES: [&str; 3] = ["diagnostic", "log", "summary"];
+
 pub fn parse(file: &std::path::Path, bytes: &[u8]) -> Result<Parsed> {
     let _: &Path = file;
     let mut parsed = Parsed::default();
-    let records: Vec<(usize, Record)> = super::records(bytes, &mut parsed);
+    let mut records: Vec<(usize, Record)> = super::records(bytes, &mut parsed);
+    records.retain(|(line, record)| {
+        let known = RECORD_TYPES.contains(&record.kind.as_str());
+        if !known {
+            parsed.skipped += 1;
+            parsed.warnings.push(format!(
+                "line {line} skipped: record type {:?} is not one cargo-deny writes",
+                record.kind
+            ));
+        }
+        known
+    });
     if records.is_empty() {
         return Err(not_a_report(
             file,

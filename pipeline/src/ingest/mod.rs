@@ -555,7 +555,10 @@ pub fn has_envelope(tool: &str, value: &serde_json::Value) -> bool {
         "devsecops-audit" => has("devsecops_audit"),
         // Streams: an object with the record key.
         "clippy" => has("reason"),
-        "cargo-deny" => has("type"),
+        "cargo-deny" => value
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|kind| cargo_deny::RECORD_TYPES.contains(&kind)),
         _ => false,
     }
 }
