@@ -33,7 +33,8 @@ struct Query {
     cwe: Option<Value>,
     #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
+    /// KICS lists a query only with the files it failed in: a query without `files` is damaged,
+    /// never a query that found nothing.
     files: Vec<File>,
 }
 
