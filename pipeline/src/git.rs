@@ -358,6 +358,20 @@ fn run(dir: &Path, args: &[&str]) -> std::result::Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// Runs git in `dir` with a throwaway identity; a failure fails the test.
+    fn git_in(dir: &Path) -> impl Fn(&[&str]) + '_ {
+        move |args: &[&str]| {
+            let status = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .status()
+                .expect("git");
+            assert!(status.success(), "git {args:?}");
+        }
+    }
+
     #[test]
     fn fetch_commands_name_what_to_fetch() {
         assert_eq!(
@@ -373,16 +387,7 @@ mod tests {
     #[test]
     fn paths_are_literal_never_pathspec_magic() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let git = |args: &[&str]| {
-            let status = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .status()
-                .expect("git");
-            assert!(status.success(), "git {args:?}");
-        };
+        let git = git_in(dir.path());
         git(&["init", "-q"]);
         std::fs::write(dir.path().join("a.toml"), "a").expect("write");
         std::fs::write(dir.path().join("b.toml"), "b").expect("write");
@@ -406,16 +411,7 @@ mod tests {
     #[test]
     fn a_short_name_two_refs_answer_to_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let git = |args: &[&str]| {
-            let status = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .status()
-                .expect("git");
-            assert!(status.success(), "git {args:?}");
-        };
+        let git = git_in(dir.path());
         git(&["init", "-q", "-b", "main"]);
         std::fs::write(dir.path().join("a"), "base").expect("write");
         git(&["add", "-A"]);

@@ -582,6 +582,17 @@ async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str
 /// The WAL holds every write since the last checkpoint: deleting it alone loses them as surely as
 /// deleting the database. Detected like a deleted database file; and a start on the file left
 /// behind (pages, but no schema) refuses instead of serving an empty database.
+/// Deletes one of the database's files under the running service; readiness turns 503
+/// `file_missing`.
+async fn delete_and_expect_unready(fs: &Tmpfs, app: &TestApp, name: &str) {
+    std::fs::remove_file(fs.path().join(name)).unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    let body = wait_ready(app, 503).await;
+    assert_eq!(
+        body["checks"]["database"]["reason"], "file_missing",
+        "{name}: {body}"
+    );
+}
+
 /// The WAL index deleted while running: the service's next connection would build a new one
 /// that other processes (a backup, an operator's sqlite3) do not share, and their commits would be
 /// lost. Readiness and writes say so; nothing confirmed is lost.
@@ -591,12 +602,7 @@ async fn sqlite_shared_memory_deleted_while_running_is_detected() {
     let app = app_on(&fs, &[]).await;
     let mut confirmed = Confirmed::default();
     confirmed.create(&app, 3, "before").await;
-    std::fs::remove_file(fs.path().join("app.db-shm")).expect("delete the WAL index");
-    let body = wait_ready(&app, 503).await;
-    assert_eq!(
-        body["checks"]["database"]["reason"], "file_missing",
-        "{body}"
-    );
+    delete_and_expect_unready(&fs, &app, "app.db-shm").await;
     confirmed.create(&app, 2, "after").await;
     assert_eq!(
         confirmed.refused, 2,
@@ -611,12 +617,7 @@ async fn sqlite_wal_deleted_while_running_is_detected() {
     let app = app_on(&fs, &[]).await;
     let mut confirmed = Confirmed::default();
     confirmed.create(&app, 3, "before").await;
-    std::fs::remove_file(fs.path().join("app.db-wal")).expect("delete the WAL");
-    let body = wait_ready(&app, 503).await;
-    assert_eq!(
-        body["checks"]["database"]["reason"], "file_missing",
-        "{body}"
-    );
+    delete_and_expect_unready(&fs, &app, "app.db-wal").await;
     app.create_user("Lost", "lost@example.com")
         .await
         .problem(503);
