@@ -476,6 +476,7 @@ impl Settings {
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,
             sqlite_synchronous_full: self.sqlite_synchronous_full,
+            http_workers: u32::try_from(self.workers).unwrap_or(u32::MAX),
         }
     }
 
@@ -500,6 +501,9 @@ pub struct DatabaseSettings {
     /// commit, so a confirmed write survives a power loss; `normal` syncs at checkpoints only and
     /// may lose the last commits then (never on a process crash).
     pub sqlite_synchronous_full: bool,
+    /// The service's HTTP workers, among which PostgreSQL's connections are shared out (see
+    /// [`crate::db`]); 0 for the command-line tools, which use one pool.
+    pub http_workers: u32,
 }
 
 impl DatabaseSettings {
@@ -535,6 +539,7 @@ impl DatabaseSettings {
             max_connections: src.parse("DB_MAX_CONNECTIONS", 10)?,
             acquire_timeout: src.millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
             statement_timeout: src.millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            http_workers: 0,
             sqlite_synchronous_full: match src
                 .get("SQLITE_SYNCHRONOUS")
                 .map(str::to_ascii_lowercase)

@@ -404,6 +404,8 @@ fn public_server(
     let openapi = web::Data::new(OpenApiJson::public());
     let openapi_public = settings.openapi_public;
     let server = HttpServer::new(move || {
+        // Runs on each worker's thread as the worker starts.
+        state.db.register_worker();
         App::new()
             .app_data(state.clone())
             .app_data(openapi.clone())

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_on, Backend, TestApp};
+use crate::helpers::{postgres_admin_url, spawn_app_on, spawn_app_with, Backend, TestApp};
 
 /// A tmpfs mounted for one test and unmounted when dropped.
 struct Tmpfs {
@@ -567,6 +567,54 @@ async fn postgres_read_only_and_revoked_writes_are_503() {
     wait_ready(&app, 200).await;
     confirmed.create(&app, 2, "after").await;
     confirmed.verify(&app).await;
+}
+
+/// Each HTTP worker queries PostgreSQL through a pool of its own (a connection opened by another
+/// worker's runtime would wake that worker's thread on every query), and the pools together stay
+/// within DB_MAX_CONNECTIONS.
+#[actix_web::test]
+async fn postgres_workers_query_through_their_own_pools_within_the_bound() {
+    use sqlx::Connection;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        &[("WORKERS", "2"), ("DB_MAX_CONNECTIONS", "5")],
+    )
+    .await;
+    assert_eq!(app.state.db.worker_pools().len(), 2, "one pool per worker");
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let request = app.client.get(app.url("/api/users?limit=5"));
+            tokio::spawn(async move { request.send_bytes(b"").await.status })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.expect("request task"), 200);
+    }
+    let opened = app.state.db.worker_pools();
+    assert!(
+        opened.iter().all(|&open| open > 0),
+        "requests on both workers went through their own pools: {opened:?}"
+    );
+    let database = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("a database name");
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("admin connection");
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'devsecops-app'",
+    )
+    .bind(database)
+    .fetch_one(&mut admin)
+    .await
+    .expect("count sessions");
+    assert!(
+        sessions <= 5,
+        "{sessions} sessions, above DB_MAX_CONNECTIONS=5"
+    );
+    assert!(app.state.db.pool_stats().0 <= 5);
 }
 
 async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str) {
