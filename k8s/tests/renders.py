@@ -72,6 +72,24 @@ for env in ENVIRONMENTS:
     VALUE_SETS[f"microk8s-{env}"] = ["-f", os.path.join(OVERLAYS, env, "values.yaml"),
                                      "-f", os.path.join(PLATFORM, "devsecops-app-microk8s.yaml")]
 
+# The load test Job (loadTest, a helm test hook running the loadtest image): checked statically like
+# the value sets above (test_chart.py: Kubernetes schemas, Pod Security, checkov) and by
+# test_loadtest.py, but neither run by tests/render, which runs the service's image only, nor kept
+# as snapshots.
+LOADTEST_VALUE_SETS = {
+    "loadtest": ["--set", "loadTest.enabled=true"],
+    # The preview Service, read-only weights (no token), an existing Secret.
+    "loadtest-blue-green": [*VALUE_SETS["blue-green"], "--set", "loadTest.enabled=true", "--set", "loadTest.weights=3:0:1"],
+    # Production's values, as a deploy that installs the load test renders them.
+    "loadtest-production": [*VALUE_SETS["production"], "--set", "loadTest.enabled=true"],
+    # Through the ingress, pinned by digest, with every list value.
+    "loadtest-ingress": ["--set", "loadTest.enabled=true", "--set", "ingress.enabled=true",
+                         "--set", "loadTest.host=https://devsecops-app.example.com",
+                         "--set", "loadTest.image.digest=sha256:" + "c" * 64,
+                         "--set", "loadTest.thresholds={p99<1s}", "--set", "loadTest.extraArgs={--,--no-reset-metrics}",
+                         "--set", "imagePullSecrets[0].name=registry"],
+}
+
 
 def run(cmd, **kwargs):
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)

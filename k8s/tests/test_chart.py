@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 import crd_subsets
-from renders import CHART, ENVIRONMENTS, OVERLAYS, ROOT, VALUE_SETS, documents, helm_template, kustomize, run
+from renders import (CHART, ENVIRONMENTS, LOADTEST_VALUE_SETS, OVERLAYS, ROOT, VALUE_SETS, documents, helm_template,
+                     kustomize, run)
 
 SNAPSHOTS = os.path.join(ROOT, "k8s", "tests", "snapshots")
 SCHEMAS = os.environ.get("DEVSECOPS_SCHEMAS", os.path.join(os.path.dirname(ROOT), "shared", "schemas"))
@@ -38,8 +39,21 @@ def kustomized():
     return {env: kustomize(env) for env in ENVIRONMENTS}
 
 
-def all_rendered(rendered, kustomized):
-    for name, docs in list(rendered.items()) + [(f"kustomize-{k}", v) for k, v in kustomized.items()]:
+@pytest.fixture(scope="module")
+def loadtest_rendered():
+    """The value sets with the load test Job: the whole-chart checks below take them too."""
+    result = {}
+    for name, args in LOADTEST_VALUE_SETS.items():
+        out = helm_template(args)
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+        result[name] = documents(out.stdout)
+    assert all(any(d["kind"] == "Job" for d in docs) for docs in result.values())
+    return result
+
+
+def all_rendered(rendered, kustomized, *more):
+    extra = [item for renders in more for item in renders.items()]
+    for name, docs in list(rendered.items()) + extra + [(f"kustomize-{k}", v) for k, v in kustomized.items()]:
         for doc in docs:
             yield name, doc
 
@@ -82,8 +96,8 @@ def kubernetes_validate_versions():
     return ["1.30.0", newest]
 
 
-def test_kubernetes_schemas_strict_for_1_30_and_the_newest(rendered, kustomized, tmp_path):
-    builtin = [(name, d) for name, d in all_rendered(rendered, kustomized) if not is_custom(d)]
+def test_kubernetes_schemas_strict_for_1_30_and_the_newest(rendered, kustomized, loadtest_rendered, tmp_path):
+    builtin = [(name, d) for name, d in all_rendered(rendered, kustomized, loadtest_rendered) if not is_custom(d)]
     path = tmp_path / "builtin.yaml"
     path.write_text(yaml.safe_dump_all([d for _, d in builtin]))
     for version in kubernetes_validate_versions():
@@ -152,6 +166,8 @@ def pod_specs(docs):
             yield doc["kind"], doc["spec"]["template"]["spec"]
         elif doc["kind"] == "CronJob":
             yield "CronJob", doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif doc["kind"] == "Job":
+            yield "Job", doc["spec"]["template"]["spec"]
         elif doc["kind"] == "Pod":
             yield "Pod", doc["spec"]
 
@@ -160,32 +176,38 @@ ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "
                    "secret"}
 
 
-def test_every_pod_meets_pod_security_restricted(rendered, kustomized):
-    checked = 0
-    for name, docs in list(rendered.items()) + list(kustomized.items()):
+def assert_restricted(where, spec):
+    """Pod Security "restricted" (and the chart's own rules: read-only root, requests and limits) for
+    one pod spec."""
+    pod_sc = spec.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(flag), f"{where}: {flag}"
+    for volume in spec.get("volumes", []):
+        assert set(volume) - {"name"} <= ALLOWED_VOLUMES, f"{where}: volume {volume}"
+    assert pod_sc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), where
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        sc = container.get("securityContext", {})
+        cwhere = f"{where} {container['name']}"
+        assert sc.get("allowPrivilegeEscalation") is False, cwhere
+        assert not sc.get("privileged"), cwhere
+        assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, cwhere
+        assert sc.get("runAsUser", pod_sc.get("runAsUser")) == 10001, cwhere
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], cwhere
+        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, cwhere
+        assert sc.get("readOnlyRootFilesystem") is True, cwhere
+        assert not any(p.get("hostPort") for p in container.get("ports", [])), cwhere
+        resources = container.get("resources", {})
+        assert resources.get("requests") and resources.get("limits"), f"{cwhere}: resources"
+
+
+def test_every_pod_meets_pod_security_restricted(rendered, kustomized, loadtest_rendered):
+    checked = set()
+    for name, docs in list(rendered.items()) + list(loadtest_rendered.items()) + list(kustomized.items()):
         for kind, spec in pod_specs(docs):
-            checked += 1
-            where = f"{name} {kind}"
-            pod_sc = spec.get("securityContext", {})
-            for flag in ("hostNetwork", "hostPID", "hostIPC"):
-                assert not spec.get(flag), f"{where}: {flag}"
-            for volume in spec.get("volumes", []):
-                assert set(volume) - {"name"} <= ALLOWED_VOLUMES, f"{where}: volume {volume}"
-            assert pod_sc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), where
-            for container in spec.get("containers", []) + spec.get("initContainers", []):
-                sc = container.get("securityContext", {})
-                cwhere = f"{where} {container['name']}"
-                assert sc.get("allowPrivilegeEscalation") is False, cwhere
-                assert not sc.get("privileged"), cwhere
-                assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, cwhere
-                assert sc.get("runAsUser", pod_sc.get("runAsUser")) == 10001, cwhere
-                assert sc.get("capabilities", {}).get("drop") == ["ALL"], cwhere
-                assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, cwhere
-                assert sc.get("readOnlyRootFilesystem") is True, cwhere
-                assert not any(p.get("hostPort") for p in container.get("ports", [])), cwhere
-                resources = container.get("resources", {})
-                assert resources.get("requests") and resources.get("limits"), f"{cwhere}: resources"
-    assert checked >= 10
+            checked.add((name, kind))
+            assert_restricted(f"{name} {kind}", spec)
+    assert len(checked) >= 10
+    assert {kind for _, kind in checked} == {"Deployment", "Rollout", "CronJob", "Pod", "Job"}
 
 
 def test_values_schema_rejects_wrong_values():
@@ -249,7 +271,8 @@ def test_integers_from_values_files_render_as_integers(tmp_path):
         out = helm_template(["-f", str(path), "--set", "database.type=postgres",
                              "--set", "database.cloudnativepg.enabled=true", "--set", "rollouts.enabled=true",
                              "--set", f"rollouts.strategy={strategy}", "--set", "autoscaling.enabled=true",
-                             "--set", "ingress.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"])
+                             "--set", "ingress.enabled=true", "--set", "metrics.serviceMonitor.enabled=true",
+                             "--set", "loadTest.enabled=true"])
         assert out.returncode == 0, out.stderr
         for doc in documents(out.stdout):
             bad = list(scientific_numbers(doc, f"{doc['kind']}/{doc['metadata']['name']}"))
@@ -354,10 +377,12 @@ def test_rendered_manifests_match_the_reviewed_snapshots(rendered, kustomized):
         assert stored[name] == current[name], f"{name} changed: review the diff, then UPDATE_SNAPSHOTS=1"
 
 
-def test_checkov_finds_nothing_unjustified(rendered, kustomized, tmp_path):
-    """checkov on exactly what gets deployed: every value set and overlay, in its namespace. Skips are
-    annotations on the resource itself, each with a reason, an owner and an expiry date."""
-    for name, docs in list(rendered.items()) + [(f"kustomize-{k}", v) for k, v in kustomized.items()]:
+def test_checkov_finds_nothing_unjustified(rendered, kustomized, loadtest_rendered, tmp_path):
+    """checkov on exactly what gets deployed: every value set (the load test's too) and overlay, in its
+    namespace. Skips are annotations on the resource itself, each with a reason, an owner and an
+    expiry date."""
+    for name, docs in (list(rendered.items()) + list(loadtest_rendered.items())
+                       + [(f"kustomize-{k}", v) for k, v in kustomized.items()]):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
     out = run(["checkov", "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--compact",
                "-o", "json"])

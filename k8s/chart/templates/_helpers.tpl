@@ -26,12 +26,31 @@ app.kubernetes.io/name: {{ include "devsecops-app.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The Service helm test hooks call: on blue-green the preview Service, which reaches the
+version being deployed before its promotion and follows the active version after it
+(argo-rollouts rollout/service.go). */}}
+{{- define "devsecops-app.testService" -}}
+{{- $service := include "devsecops-app.fullname" . -}}
+{{- if and .Values.rollouts.enabled (eq .Values.rollouts.strategy "blueGreen") -}}
+{{- $service = printf "%s-preview" $service -}}
+{{- end -}}
+{{- $service -}}
+{{- end -}}
+
 {{/* The helm test pod: its own name, so that neither the workload's selector nor its policies
 select it. */}}
 {{- define "devsecops-app.testSelectorLabels" -}}
 app.kubernetes.io/name: {{ include "devsecops-app.name" . }}-test
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: helm-test
+{{- end -}}
+
+{{/* The load test Job's pod: its own name, so that neither the Service, the workload's selector
+nor its policies select it. */}}
+{{- define "devsecops-app.loadTestSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "devsecops-app.name" . }}-loadtest
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: loadtest
 {{- end -}}
 
 {{- define "devsecops-app.serviceAccountName" -}}
@@ -47,6 +66,15 @@ app.kubernetes.io/component: helm-test
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "devsecops-app.loadTestImage" -}}
+{{- $image := .Values.loadTest.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -70,6 +98,11 @@ http_requests_per_second
 {{/* The Secret holding the API token. */}}
 {{- define "devsecops-app.tokenSecret" -}}
 {{- default (printf "%s-auth" (include "devsecops-app.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The key of the token in that Secret: the chart's own Secret names it api-token. */}}
+{{- define "devsecops-app.tokenSecretKey" -}}
+{{- ternary .Values.auth.existingSecretKey "api-token" (not (empty .Values.auth.existingSecret)) -}}
 {{- end -}}
 
 {{/* The CloudNativePG Cluster's name; a restore moves the release to a new one. */}}
@@ -128,6 +161,82 @@ seccompProfile:
 {{- add .Values.shutdown.preStopSleepSeconds $delay .Values.shutdown.drainTimeoutSeconds 5 -}}
 {{- end -}}
 
+{{/* A time as the load test's command line writes it (digits, then ms, s, m or h; digits alone are
+seconds), in milliseconds. The values schema admits that form only. */}}
+{{- define "devsecops-app.millis" -}}
+{{- $digits := regexFind "^[0-9]+" . -}}
+{{- $scale := index (dict "ms" 1 "" 1000 "s" 1000 "m" 60000 "h" 3600000) (trimPrefix $digits .) -}}
+{{- mul (atoi $digits) $scale -}}
+{{- end -}}
+
+{{/* The load test Job's deadline: its ramp-up and duration plus 120 s, for the pod's start (image
+pull, DNS), goose's 60 s per-request timeout at the end of the run, and the reports. */}}
+{{- define "devsecops-app.loadTestDeadline" -}}
+{{- add (int64 .Values.loadTest.rampUp) (int64 .Values.loadTest.duration) 120 -}}
+{{- end -}}
+
+{{/* The TCP port of loadTest.host: the URL's own, else its scheme's. */}}
+{{- define "devsecops-app.loadTestHostPort" -}}
+{{- $host := .Values.loadTest.host -}}
+{{- $port := regexFind ":[0-9]+$" (regexReplaceAll "^https?://([^/]+)/?$" $host "${1}") -}}
+{{- if $port -}}
+{{- trimPrefix ":" $port | atoi -}}
+{{- else -}}
+{{- ternary 443 80 (hasPrefix "https://" $host) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The load test's values the schema cannot judge alone. The rate check: the service limits each
+client address (app.rateLimitPerSecond; /health, /ready and /metrics are exempt), and the Job is
+one pod, one address, also through the ingress (the forwarding header names it). A browse user
+sends at most 3 API requests per 2 think times (list, next page, then get one), a sign-up user 1
+per think time, whatever the latency: users x that rate at the minimum think time bounds the pod. */}}
+{{- define "devsecops-app.validateLoadTest" -}}
+{{- $lt := .Values.loadTest -}}
+{{- $think := splitList ".." $lt.thinkTime -}}
+{{- $minMs := include "devsecops-app.millis" (first $think) | atoi -}}
+{{- $maxMs := include "devsecops-app.millis" (last $think) | atoi -}}
+{{- if gt $minMs $maxMs -}}
+{{- fail (printf "loadTest.thinkTime %q: MIN is above MAX" $lt.thinkTime) -}}
+{{- end -}}
+{{- if gt $maxMs 604800000 -}}
+{{- fail (printf "loadTest.thinkTime %q: longer than a week, which the load test refuses" $lt.thinkTime) -}}
+{{- end -}}
+{{- if and (ne $lt.p95 "off") (gt (include "devsecops-app.millis" $lt.p95 | atoi) 604800000) -}}
+{{- fail (printf "loadTest.p95 %q: longer than a week, which the load test refuses" $lt.p95) -}}
+{{- end -}}
+{{- $weights := splitList ":" $lt.weights -}}
+{{- $browse := atoi (index $weights 0) -}}
+{{- $signup := atoi (index $weights 1) -}}
+{{- $active := 0 -}}
+{{- range $weights -}}
+{{- if gt (atoi .) 0 -}}
+{{- $active = add1 $active -}}
+{{- end -}}
+{{- end -}}
+{{- $users := int64 $lt.users -}}
+{{- if lt $users $active -}}
+{{- fail (printf "loadTest.users=%d: each of the %d scenarios weighted above 0 in loadTest.weights %q needs a user, or the run fails with a scenario that never ran" $users $active $lt.weights) -}}
+{{- end -}}
+{{- if $lt.host -}}
+{{- $port := include "devsecops-app.loadTestHostPort" . | atoi -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "loadTest.host %q: port %d is not a TCP port" $lt.host $port) -}}
+{{- end -}}
+{{- end -}}
+{{- $limit := int64 .Values.app.rateLimitPerSecond -}}
+{{- if and (gt $limit 0) (or (gt $browse 0) (gt $signup 0)) -}}
+{{- /* API requests per 1000 ms of think time, per user. */ -}}
+{{- $perUser := ternary 1500 1000 (gt $browse 0) -}}
+{{- if eq $minMs 0 -}}
+{{- fail (printf "loadTest.thinkTime %q: with a minimum of 0 the Job's one pod sends API requests as fast as the service answers, unbounded by app.rateLimitPerSecond=%d (one client address): give it a minimum, or weights 0:0:H" $lt.thinkTime $limit) -}}
+{{- end -}}
+{{- if gt (mul $users $perUser) (mul $limit $minMs) -}}
+{{- fail (printf "loadTest: %d users at a minimum think time of %d ms may send up to %d API requests per second from the Job's one pod (%s), over app.rateLimitPerSecond=%d for one client address: the excess gets 429 and counts as errors. Raise the minimum of loadTest.thinkTime, lower loadTest.users, or raise app.rateLimitPerSecond" $users $minMs (div (add (mul $users $perUser) $minMs -1) $minMs) (ternary "a browse user: 3 per 2 think times" "a sign-up user: 1 per think time" (gt $browse 0)) $limit) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Refuse value combinations that cannot work, with a message naming the values. */}}
 {{- define "devsecops-app.validate" -}}
 {{- if eq (int64 .Values.app.port) (int64 .Values.app.metricsPort) -}}
@@ -180,6 +289,9 @@ seccompProfile:
 {{- end -}}
 {{- if and .Values.autoscaling.requestRate.enabled (not .Values.autoscaling.enabled) -}}
 {{- fail "autoscaling.requestRate.enabled is a metric of the HorizontalPodAutoscaler: set autoscaling.enabled" -}}
+{{- end -}}
+{{- if .Values.loadTest.enabled -}}
+{{- include "devsecops-app.validateLoadTest" . -}}
 {{- end -}}
 {{- end -}}
 
@@ -301,7 +413,7 @@ spec:
         secretName: {{ include "devsecops-app.tokenSecret" . }}
         defaultMode: 0440
         items:
-          - key: {{ ternary .Values.auth.existingSecretKey "api-token" (not (empty .Values.auth.existingSecret)) }}
+          - key: {{ include "devsecops-app.tokenSecretKey" . }}
             path: api-token
     - name: tmp
       emptyDir:
