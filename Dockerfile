@@ -29,9 +29,9 @@ RUN cargo install --locked cargo-auditable --version 0.7.7 \
  && printf 'app:x:10001:10001:devsecops-app:/nonexistent:/sbin/nologin\n' > /out/passwd \
  && printf 'app:x:10001:\n' > /out/group
 
-# The same layout, from files the host prepared in dist/ (no base image needed).
+# The same layout, from files the host prepared in dist/devsecops-app/ (no base image needed).
 FROM scratch AS host
-COPY dist/ /out/
+COPY dist/devsecops-app/ /out/
 
 FROM ${BINARY_FROM} AS binary
 

@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # Scans a built image and gates it with devsecops, apart from the repository's own scan:
-#   - the service binary copied out of the image, audited offline from the dependency list
+#   - the image's binary (its ENTRYPOINT) copied out of the image, audited offline from the dependency list
 #     cargo-auditable embedded in it (cargo audit bin and devsecops audit, against the RustSec
 #     snapshot of scripts/lib.sh; their findings merge, and a binary without the list is a finding);
 #   - trivy on the image: vulnerabilities and secrets; with --offline secrets only, since trivy's
 #     vulnerability database cannot be downloaded without internet.
-# Reports (SARIF, JUnit, JSON, Markdown) go to reports/image-scan/; exit 1 when the policy fails
+# Reports (SARIF, JUnit, JSON, Markdown) go to reports/image-scan/ (--out DIR: elsewhere, for a
+# second image); exit 1 when the policy fails
 # (critical and high, as in devsecops.toml). Accepted image findings, if ever needed, go to
 # .devsecops/image-suppressions.toml (same format as .devsecops/suppressions.toml). With --base
 # (CI passes the branch the change goes into), that file is read from the base commit, never from
 # the change: a change cannot accept its own image's findings (pipeline/README.md). REF is a full
 # ref (refs/remotes/origin/main) or a full commit id, so no tag or branch can shadow it.
 #
-#   scripts/scan-image.sh [--offline] [--base REF] IMAGE
+#   scripts/scan-image.sh [--offline] [--base REF] [--out DIR] IMAGE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 offline=0
 base=""
+out=reports/image-scan
 while [ $# -gt 0 ]; do
   case "$1" in
     --offline) offline=1; shift ;;
     --base) [ $# -ge 2 ] || usage; base="$2"; shift 2 ;;
+    --out) [ $# -ge 2 ] || usage; out="$2"; shift 2 ;;
     -*) usage ;;
     *) break ;;
   esac
@@ -31,7 +34,8 @@ if [ $# -ne 1 ]; then usage; fi
 image="$1"
 
 # The accepted findings: the base's when given (fail closed: a base that cannot be read stops here).
-suppressions=../../.devsecops/image-suppressions.toml
+# Relative to the reports directory, where its devsecops.toml is.
+suppressions="$(realpath -m --relative-to="$out" .devsecops/image-suppressions.toml)"
 base_suppressions=""
 if [ -n "$base" ]; then
   if ! [[ "$base" == refs/?* || "$base" =~ ^([0-9a-f]{40}|[0-9a-f]{64})$ ]]; then
@@ -56,7 +60,6 @@ fi
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 devsecops="${DEVSECOPS_BIN:-$(command -v devsecops || echo "$PWD/target/debug/devsecops")}"
-out=reports/image-scan
 rm -rf "$out"
 mkdir -p "$out"
 if [ -n "$base_suppressions" ]; then mv "$base_suppressions" "$out/base-image-suppressions.toml"; fi
@@ -78,13 +81,20 @@ TOML
 
 cargo_tool cargo-audit cargo-audit "$CARGO_AUDIT_VERSION"
 db=$(prepare_advisory_db "$PWD/target/advisory-dbs")
+# The binary the image runs: its entrypoint (both images are one static binary).
+entrypoint=$(docker image inspect --format '{{if .Config.Entrypoint}}{{index .Config.Entrypoint 0}}{{end}}' "$image")
+if [ -z "$entrypoint" ]; then
+  echo "scan-image.sh: $image has no ENTRYPOINT: no binary to audit" >&2
+  exit 1
+fi
+binary="$out/$(basename "$entrypoint")"
 container=$(docker create "$image")
 trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
-docker cp "$container:/usr/local/bin/devsecops-app" "$out/devsecops-app"
+docker cp "$container:$entrypoint" "$binary"
 # cargo audit exits 1 when it finds something; devsecops decides what fails.
-cargo audit --db "$db" --no-fetch --stale --json bin "$out/devsecops-app" > "$out/cargo-audit-bin.json" || true
-"$devsecops" --config "$out/devsecops.toml" audit --db "$db" --output "$out/devsecops-audit.json" "$out/devsecops-app"
-rm -f "$out/devsecops-app"
+cargo audit --db "$db" --no-fetch --stale --json bin "$binary" > "$out/cargo-audit-bin.json" || true
+"$devsecops" --config "$out/devsecops.toml" audit --db "$db" --output "$out/devsecops-audit.json" "$binary"
+rm -f "$binary"
 "$devsecops" --config "$out/devsecops.toml" ingest --tool cargo-audit "$out/cargo-audit-bin.json"
 "$devsecops" --config "$out/devsecops.toml" ingest --tool devsecops-audit "$out/devsecops-audit.json"
 

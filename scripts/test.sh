@@ -157,7 +157,12 @@ gate_self() {
 # The image first: the Rust tests include testcontainers tests of it (image-tests/).
 # The image's tag, for the image tests (testcontainers) and the image checks.
 export DEVSECOPS_IMAGE=devsecops-app:test
-build_image() { scripts/build-image.sh "$DEVSECOPS_IMAGE" >/dev/null; }
+# The load test's image: the chart's load-test Job runs it in tests/render.
+export DEVSECOPS_LOADTEST_IMAGE=devsecops-loadtest:test
+build_image() {
+  scripts/build-image.sh "$DEVSECOPS_IMAGE" >/dev/null
+  scripts/build-image.sh --loadtest "$DEVSECOPS_LOADTEST_IMAGE" >/dev/null
+}
 
 # The image beyond testcontainers: size, labels, a private network, compose.yaml; its SBOM; and the
 # pipelines' image scan (scripts/scan-image.sh): the binary inside it audited offline from its
@@ -171,6 +176,10 @@ check_image() {
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['lockfile']['dependency-count']; print(f'audited {n} crates embedded in the image binary'); sys.exit(0 if n > 100 else 1)" reports/image-scan/cargo-audit-bin.json
   # devsecops audit read the same list, fully: no file it could not read, nothing left unaudited.
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['binaries'][0]['crates']; print(f'devsecops audit: {n} crates in the image binary'); sys.exit(0 if n > 100 and not d['not_auditable'] and not d['errors'] else 1)" reports/image-scan/devsecops-audit.json
+  # The load test's image passes the same gate, its binary read as fully.
+  DEVSECOPS_BIN="$PWD/target/debug/devsecops" scripts/scan-image.sh --offline --out reports/image-scan-loadtest \
+    "$DEVSECOPS_LOADTEST_IMAGE"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d['binaries'][0]['crates']; print(f'devsecops audit: {n} crates in the load-test image binary'); sys.exit(0 if n > 100 and not d['not_auditable'] and not d['errors'] else 1)" reports/image-scan-loadtest/devsecops-audit.json
 }
 
 # CI/CD definitions: workflows (GitHub schema, zizmor, pins, permissions), the Jenkinsfile (Groovy
@@ -194,7 +203,8 @@ check_kubernetes() {
 # value sets and overlays as the kubelet runs it, compose.yaml's app, the NixOS module's unit; probes,
 # preStop and SIGTERM within the grace period. Builds the image when this run has not.
 check_renders() {
-  docker image inspect "$DEVSECOPS_IMAGE" >/dev/null 2>&1 || build_image
+  { docker image inspect "$DEVSECOPS_IMAGE" && docker image inspect "$DEVSECOPS_LOADTEST_IMAGE"; } >/dev/null 2>&1 ||
+    build_image
   NIXPKGS_LIB="${NIXPKGS_LIB:-$PWD/../shared/nixpkgs-lib}" python3 -m pytest -q -p no:cacheprovider tests/render
 }
 
@@ -232,7 +242,7 @@ fi
 # A full run tests only the image it builds: one left by an earlier checkout would let the image
 # steps pass or fail on another binary when this run's build fails.
 if [ -z "${STEPS:-}" ] && command -v docker >/dev/null; then
-  docker image rm -f "$DEVSECOPS_IMAGE" >/dev/null 2>&1 || true
+  docker image rm -f "$DEVSECOPS_IMAGE" "$DEVSECOPS_LOADTEST_IMAGE" >/dev/null 2>&1 || true
 fi
 log "installing what the tests need"
 install_tools
@@ -242,7 +252,7 @@ drop_test_databases
 run_step "rustfmt" check_format
 run_step "clippy (deny warnings)" check_clippy
 run_step "cargo-deny and cargo-audit (offline advisory database)" check_supply_chain
-run_step "image: static auditable binary, distroless image" build_image
+run_step "images: static auditable binaries, distroless images of the service and the load test" build_image
 run_step "unit and integration tests (SQLite, PostgreSQL, the image in Docker)" run_tests
 run_step "load test: goose users against the service, zero errors" smoke_loadtest
 run_step "shellcheck" check_scripts

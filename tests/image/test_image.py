@@ -33,6 +33,59 @@ def test_image_is_small_and_labelled():
     assert inspect["Config"].get("Healthcheck") is None, "probes belong to the orchestrator"
 
 
+LOADTEST_IMAGE = os.environ.get("DEVSECOPS_LOADTEST_IMAGE", "devsecops-loadtest:dev")
+
+
+def test_load_test_image_is_one_static_binary_run_as_a_user():
+    inspect = json.loads(docker("image", "inspect", LOADTEST_IMAGE).stdout)[0]
+    size_mb = inspect["Size"] / 1e6
+    print(f"load-test image size: {size_mb:.1f} MB")
+    # The service is linked in (the load test starts it when given no --host), plus goose and its
+    # HTTP client with rustls: about 25 MB.
+    assert size_mb < 30, f"{size_mb:.1f} MB"
+    config = inspect["Config"]
+    assert config["User"] == "10001:10001" and config["Entrypoint"] == ["/usr/local/bin/loadtest"]
+    assert config["Labels"].get("org.opencontainers.image.title") == "devsecops-loadtest"
+    # Nothing but the binary and its files: no shell to exec into.
+    shell = docker("run", "--rm", "--entrypoint", "/bin/sh", LOADTEST_IMAGE, "-c", "true", check=False)
+    assert shell.returncode != 0
+    # A read-only root file system (as the chart runs it) with reports on a volume.
+    version = docker("run", "--rm", "--read-only", LOADTEST_IMAGE, "--version")
+    assert version.stdout.startswith("loadtest "), version.stdout
+
+
+def test_load_test_image_loads_the_service_by_name_and_writes_its_reports():
+    """The load-test image against the service's image on a private network, as the chart's Job runs
+    it: the token from a file, reports on a writable volume, a read-only root; its thresholds pass."""
+    suffix = secrets.token_hex(4)
+    network, name = f"devsecops-lt-{suffix}", f"app-{suffix}"
+    reports = f"devsecops-lt-reports-{suffix}"
+    docker("network", "create", "--internal", network)
+    try:
+        docker("run", "-d", "--name", name, "--network", network, "--read-only", "-e", f"API_TOKEN={TOKEN}", IMAGE)
+        deadline = time.time() + 20
+        while docker("run", "--rm", "--network", network, IMAGE, "healthcheck", f"http://{name}:8080/ready",
+                     check=False).returncode != 0:
+            assert time.time() < deadline, "the service did not become ready"
+            time.sleep(0.5)
+        docker("volume", "create", reports)
+        run = docker("run", "--rm", "--network", network, "--read-only", "-v", f"{reports}:/reports",
+                     "-e", f"LOADTEST_TOKEN={TOKEN}", LOADTEST_IMAGE, "--host", f"http://{name}:8080",
+                     "--users", "5", "--ramp-up", "1s", "--duration", "3s", "--think-time", "200ms..400ms",
+                     "--reports", "/reports", check=False)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "loadtest: passed" in run.stdout + run.stderr
+        # The images hold no shell to list the volume with: its files are read from the host.
+        mountpoint = json.loads(docker("volume", "inspect", reports).stdout)[0]["Mountpoint"]
+        written = json.load(open(os.path.join(mountpoint, "summary.json")))
+        assert written["passed"] is True and written["requests"] > 0 and written["failed"] == 0, written
+        assert written["by_scenario"] and all(s["users"] > 0 for s in written["by_scenario"]), written
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+        docker("volume", "rm", "-f", reports, check=False)
+        docker("network", "rm", network, check=False)
+
+
 def test_service_answers_by_name_on_a_private_network():
     """The part of compose.yaml that needs no pulled image: the service on an internal network,
     reached by another container by its name (Docker's DNS), end to end through /ready."""
