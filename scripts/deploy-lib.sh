@@ -5,6 +5,9 @@
 
 # shellcheck disable=SC2034  # read by the scripts that source this file
 RELEASE=devsecops-app
+# The chart's load-test hooks (the Job and its NetworkPolicy share the name): only
+# scripts/load-test.sh runs them; the deploy's and the promotion's helm test leave them out.
+LOAD_TEST_HOOK="$RELEASE-loadtest"
 
 # environment_namespace ENV: the namespace of a known environment, or exit 2.
 environment_namespace() {

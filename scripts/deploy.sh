@@ -14,8 +14,11 @@
 # scripts/rollback.sh returns to it: a failed deploy, the upgrade itself included, is not rolled
 # back by this script. helm and kubectl come from PATH, else scripts/lib.sh installs the pinned ones.
 #
-#   scripts/deploy.sh ENV [--image REPO:TAG | --image REPO@sha256:...] [--timeout 15m] [--dry-run]
+#   scripts/deploy.sh ENV [--image REPO:TAG | --image REPO@sha256:...] [--loadtest-image IMAGE]
+#                         [--timeout 15m] [--dry-run]
 #
+# --loadtest-image (the same two forms) installs the chart's load-test Job with the release, for
+# scripts/load-test.sh to run; the deploy's own helm test leaves it out.
 # ENV is development, staging or production. --timeout is the budget of the whole deploy, from the
 # upgrade on: the upgrade, the waits and helm test share it. --dry-run renders the manifests with
 # `helm template` (same chart, values and image) to standard output and prints the commands it
@@ -25,15 +28,17 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deploy-lib.sh
 source scripts/deploy-lib.sh
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 image=""
+loadtest_image=""
 timeout=15m
 dry_run=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --image) image="${2:?--image needs a value}"; shift ;;
+    --loadtest-image) loadtest_image="${2:?--loadtest-image needs a value}"; shift ;;
     --timeout) timeout="${2:?--timeout needs a value}"; shift ;;
     --dry-run) dry_run=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -46,17 +51,23 @@ namespace=$(environment_namespace "$env_name") || { usage >&2; exit 2; }
 budget=$(duration_seconds "$timeout") || exit 2
 
 values="k8s/overlays/$env_name/values.yaml"
-# The image: by digest when one is given (what was pushed and signed), else by tag.
+# An image's values: by digest when one is given (what was pushed and signed), else by tag.
+# image_values PREFIX OPTION REF appends to image_args.
 image_args=()
-if [ -n "$image" ]; then
-  if [[ "$image" == *@sha256:* ]]; then
-    image_args=(--set-string "image.repository=${image%@*}" --set-string "image.digest=${image#*@}")
-  elif [[ "${image##*/}" == *:* ]]; then
-    image_args=(--set-string "image.repository=${image%:*}" --set-string "image.tag=${image##*:}")
+image_values() {
+  if [[ "$3" == *@sha256:* ]]; then
+    image_args+=(--set-string "$1.repository=${3%@*}" --set-string "$1.digest=${3#*@}")
+  elif [[ "${3##*/}" == *:* ]]; then
+    image_args+=(--set-string "$1.repository=${3%:*}" --set-string "$1.tag=${3##*:}")
   else
-    echo "--image: REPO:TAG or REPO@sha256:DIGEST" >&2
+    echo "$2: REPO:TAG or REPO@sha256:DIGEST" >&2
     exit 2
   fi
+}
+[ -z "$image" ] || image_values image --image "$image"
+if [ -n "$loadtest_image" ]; then
+  image_values loadTest.image --loadtest-image "$loadtest_image"
+  image_args+=(--set loadTest.enabled=true)
 fi
 chart_args=("$RELEASE" k8s/chart --namespace "$namespace" -f "$values" "${image_args[@]}")
 
@@ -84,7 +95,8 @@ if [ "$dry_run" -eq 1 ]; then
       printf 'would run: k8s/scripts/rollout-status.py %s --namespace %s --timeout <left of %s> --accept-promotion-pause\n' \
         "$name" "$namespace" "$timeout"
     done
-    printf 'would run: helm test %s --namespace %s --timeout <left of %s>\n' "$RELEASE" "$namespace" "$timeout"
+    printf 'would run: helm test %s --namespace %s --filter !name=%s --timeout <left of %s>\n' \
+      "$RELEASE" "$namespace" "$LOAD_TEST_HOOK" "$timeout"
   } >&2
   printf '%s\n' "$rendered"
   exit 0
@@ -126,7 +138,8 @@ for name in $rollouts; do
   esac
 done
 left=$(left_of "$deadline" "helm test") || fail_deploy "out of time"
-helm test "$RELEASE" --namespace "$namespace" --timeout "$left" || fail_deploy "helm test failed"
+helm test "$RELEASE" --namespace "$namespace" --filter "!name=$LOAD_TEST_HOOK" --timeout "$left" ||
+  fail_deploy "helm test failed"
 if [ -n "$awaiting" ]; then
   printf '%s' "$awaiting" > "$promotion"
   while read -r name hash; do

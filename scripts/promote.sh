@@ -57,7 +57,8 @@ if [ "$dry_run" -eq 1 ]; then
     printf 'would run: k8s/scripts/rollout-status.py %s --namespace %s --timeout <left of %s> --stable %s\n' \
       "$name" "$namespace" "$timeout" "$hash"
   done
-  printf 'would run: helm test %s --namespace %s --timeout <left of %s>\n' "$RELEASE" "$namespace" "$timeout"
+  printf 'would run: helm test %s --namespace %s --filter !name=%s --timeout <left of %s>\n' \
+    "$RELEASE" "$namespace" "$LOAD_TEST_HOOK" "$timeout"
   exit 0
 fi
 
@@ -84,6 +85,7 @@ for entry in "${pending[@]}"; do
     fail_promotion "rollout/$name is not Healthy on $hash"
 done
 left=$(left_of "$deadline" "helm test") || fail_promotion "out of time"
-helm test "$RELEASE" --namespace "$namespace" --timeout "$left" || fail_promotion "helm test failed"
+helm test "$RELEASE" --namespace "$namespace" --filter "!name=$LOAD_TEST_HOOK" --timeout "$left" ||
+  fail_promotion "helm test failed"
 rm -f "$promotion" "$(previous_record "$env_name")"
 echo "promoted: $RELEASE in $namespace is live" >&2

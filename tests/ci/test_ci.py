@@ -513,7 +513,8 @@ def helm_env(tmp_path, stub_helm=False):
     calls = tmp_path / "calls"
     stub = ('#!/usr/bin/env bash\necho "$(basename "$0") $*" >> "$CALLS"\n'
             'case "$1" in\n  list) echo \'[{"name":"devsecops-app","revision":"4"}]\' ;;\n'
-            '  test) exit "${HELM_TEST_STATUS:-0}" ;;\nesac\n')
+            '  test) exit "${HELM_TEST_STATUS:-0}" ;;\n'
+            '  get) [ "$2" != hooks ] || cat "${HELM_HOOKS:-/dev/null}" ;;\nesac\n')
     for name in ("kubectl", "helm") if stub_helm else ("kubectl",):
         (stubs / name).write_text(stub)
         (stubs / name).chmod(0o755)
@@ -611,6 +612,96 @@ def test_a_deploy_that_fails_its_helm_test_is_rolled_back_to_the_live_revision(t
         "helm get manifest devsecops-app --revision 4 --namespace devsecops-production",
         "helm rollback devsecops-app 4 --namespace devsecops-production --timeout 10m"]
     assert not record.exists()
+
+
+def test_deploy_installs_the_load_test_job_with_its_image_and_its_own_helm_test_leaves_it_out(tmp_path):
+    env, calls = helm_env(tmp_path)
+    loadtest = f"ghcr.io/example/devsecops-loadtest@{DIGEST}"
+    out = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging", "--image", "r.example/app:1", "--loadtest-image",
+                          loadtest, "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    jobs = [d for d in rendered(out.stdout) if d["kind"] == "Job" and d["metadata"]["name"] == "devsecops-app-loadtest"]
+    assert len(jobs) == 1, "the load-test Job is rendered with the release"
+    assert [c["image"] for c in pod_spec(jobs[0])["containers"]] == [loadtest]
+    assert "helm test devsecops-app --namespace devsecops-staging --filter !name=devsecops-app-loadtest" in out.stderr
+    without = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging", "--dry-run"], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert without.returncode == 0, without.stderr
+    assert not [d for d in rendered(without.stdout) if d["kind"] == "Job"], "no load test unless asked for"
+    bad = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging", "--loadtest-image", "loadtest", "--dry-run"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "--loadtest-image: REPO:TAG or REPO@sha256:DIGEST" in bad.stderr
+
+
+def test_the_deploy_and_the_promotion_run_helm_test_without_the_load_test(tmp_path):
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    ok = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging"], capture_output=True, text=True, env=env,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    tests = [line for line in calls.read_text().splitlines() if line.startswith("helm test")]
+    assert tests and all("--filter !name=devsecops-app-loadtest" in line for line in tests), tests
+
+
+LOAD_TEST_HOOKS = """---
+# Source: devsecops-app/templates/tests/test-health.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: devsecops-app-test
+---
+# Source: devsecops-app/templates/networkpolicy.yaml
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: devsecops-app-loadtest
+---
+# Source: devsecops-app/templates/tests/loadtest-job.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: devsecops-app-loadtest
+  namespace: devsecops-staging
+"""
+
+
+@pytest.mark.parametrize("status", ["0", "1"])
+def test_load_test_runs_only_the_load_test_hooks_and_prints_the_jobs_log(tmp_path, status):
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(LOAD_TEST_HOOKS)
+    out = subprocess.run([ROOT / "scripts" / "load-test.sh", "staging", "--timeout", "12m"], capture_output=True,
+                         text=True, env=dict(env, HELM_HOOKS=str(hooks), HELM_TEST_STATUS=status), timeout=60)
+    assert out.returncode == int(status), out.stderr
+    assert calls.read_text().splitlines() == [
+        "helm get hooks devsecops-app --namespace devsecops-staging",
+        "helm test devsecops-app --namespace devsecops-staging --filter name=devsecops-app-loadtest --timeout 12m",
+        "kubectl logs job/devsecops-app-loadtest --namespace devsecops-staging"]
+
+
+@pytest.mark.parametrize("hooks", [
+    "",  # a release deployed without the load test
+    LOAD_TEST_HOOKS.replace("kind: Job", "kind: Pod"),  # only other kinds under that name
+    LOAD_TEST_HOOKS.replace("name: devsecops-app-loadtest\n  namespace", "name: other-loadtest\n  namespace"),
+])
+def test_load_test_fails_when_the_release_has_no_load_test_job(tmp_path, hooks):
+    """helm test with a filter that matches nothing runs nothing and passes: refused first."""
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    path = tmp_path / "hooks.yaml"
+    path.write_text(hooks)
+    out = subprocess.run([ROOT / "scripts" / "load-test.sh", "staging"], capture_output=True, text=True,
+                         env=dict(env, HELM_HOOKS=str(path)), timeout=60)
+    assert out.returncode == 1 and "has no load-test Job devsecops-app-loadtest" in out.stderr, out.stderr
+    assert not any(line.startswith("helm test") for line in calls.read_text().splitlines())
+
+
+@pytest.mark.parametrize("args", [[], ["qa"], ["staging", "--timeout"], ["staging", "--bogus"],
+                                  ["staging", "production"], ["staging", "--timeout", "soon"]])
+def test_load_test_refuses_bad_arguments(tmp_path, args):
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    out = subprocess.run([ROOT / "scripts" / "load-test.sh", *args], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 2, (args, out.stderr)
+    assert not calls.exists()
 
 
 def test_rollback_after_a_first_install_leaves_the_release_for_inspection(tmp_path):

@@ -164,10 +164,10 @@ def pipeline():
 def test_the_model_reader_sees_the_whole_pipeline(pipeline):
     assert [s.name for s in pipeline.stages] == [
         "Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis", "Quality gate",
-        "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote"]
-    assert set(pipeline.parameters) == {"DEPLOY_ENV", "DEPLOY", "REGISTRY", "QUALITY_GATE", "NOTIFY_SLACK",
-                                        "SLACK_CHANNEL"}
-    assert len([c for s in pipeline.stages for c in shell_steps(s.steps)]) == 12
+        "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote", "Load test"]
+    assert set(pipeline.parameters) == {"DEPLOY_ENV", "DEPLOY", "REGISTRY", "LOAD_TEST", "QUALITY_GATE",
+                                        "NOTIFY_SLACK", "SLACK_CHANNEL"}
+    assert len([c for s in pipeline.stages for c in shell_steps(s.steps)]) == 16
 
 
 def test_every_parameter_a_shell_command_reads_is_mapped_from_params(pipeline):
@@ -229,6 +229,9 @@ def branch_runs(stage, branch, params, env):
             return env.get(node["named"]["name"]) == node["named"]["value"]
         if kind == "allOf":
             return all(holds(n) for n in calls(closure(node)))
+        if kind == "not":
+            (inner,) = calls(closure(node))
+            return not holds(inner)
         raise AssertionError(f"when condition not understood: {kind}")
     return all(holds(n) for n in calls(stage.when))
 
@@ -265,8 +268,12 @@ def run_first_build(pipeline, tmp_path, branch="main", overrides=None, change_re
             base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WORKSPACE": str(ws),
                     "CI_DEBIAN_DRY_RUN": "1", "CI_CACHE_DIR": str(tmp_path / "cache"),
                     **stage_env, **{k: v for k, v in secrets.items() if k in bound}}
-            if "reports/pushed-image" in command and "cat reports/pushed-image" in command:
+            # What the pushes printed: each image's digest, which the deploy reads.
+            if "cat reports/pushed-image" in command:
                 (ws / "reports" / "pushed-image").write_text(f"localhost:32000/devsecops-app@sha256:{'ab' * 32}\n")
+            if "cat reports/pushed-loadtest-image" in command:
+                (ws / "reports" / "pushed-loadtest-image").write_text(
+                    f"localhost:32000/devsecops-loadtest@sha256:{'ab' * 32}\n")
             (ws / "reports").mkdir(exist_ok=True)
             out = subprocess.run(["bash", "-c", command], cwd=ws, env=base, capture_output=True, text=True,
                                  timeout=60)
@@ -302,6 +309,15 @@ def test_a_first_build_of_main_runs_every_stage_command_with_its_values(pipeline
     assert deploy[:2] == ["scripts/deploy.sh", "development"], deploy
     assert deploy[3] == f"localhost:32000/devsecops-app@sha256:{'ab' * 32}"
     assert inner["Promote"][0][1][:2] == ["scripts/promote.sh", "development"]
+    # The load-test image is built, scanned, pushed and deployed beside the service's, and its Job
+    # runs after the deploy (development and staging only).
+    assert inner["Image"][1][1] == ["scripts/build-image.sh", "--loadtest", "devsecops-loadtest:build-1"]
+    assert inner["Image scan"][1][1][-3:] == ["--out", "reports/image-scan-loadtest", "devsecops-loadtest:build-1"]
+    assert inner["Push"][1][1] == ["scripts/push-image.sh", "devsecops-loadtest:build-1",
+                                   "localhost:32000/devsecops-loadtest:build-1"]
+    assert deploy[4:6] == ["--loadtest-image", f"localhost:32000/devsecops-loadtest@sha256:{'ab' * 32}"], deploy
+    assert inner["Load test"][0][1] == ["scripts/load-test.sh", "development", "--timeout", "15m"]
+    assert stages.index("Promote") < stages.index("Load test")
     push = inner["Push"][0][1]
     assert push == ["scripts/push-image.sh", "devsecops-app:build-1", "localhost:32000/devsecops-app:build-1"]
     words = inner["Push"][0][0]
