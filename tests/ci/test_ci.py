@@ -316,7 +316,8 @@ def pipeline_body():
 
 
 REQUIRED_STAGES = ["Checkout", "Build", "Test with coverage", "Security scan", "SonarQube analysis",
-                   "Quality gate", "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote"]
+                   "Quality gate", "Image", "Image scan", "Push", "Deploy", "Production approval", "Promote",
+                   "Load test"]
 
 
 def test_the_pipeline_has_the_stages_in_order_each_calling_the_local_command():
@@ -343,11 +344,13 @@ def test_the_pipeline_has_the_stages_in_order_each_calling_the_local_command():
         "Deploy": ["scripts/deploy.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
         "Production approval": ["input message:"],
         "Promote": ["scripts/promote.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
+        "Load test": ["scripts/load-test.sh \"$DEPLOY_ENV\"", "credentialsId: 'kubeconfig'"],
     }
     for stage, needles in expectations.items():
         for needle in needles:
             assert needle in by_stage[stage], f"stage {stage}: {needle!r} missing"
-    for stage in ("SonarQube analysis", "Quality gate", "Push", "Deploy", "Production approval", "Promote"):
+    for stage in ("SonarQube analysis", "Quality gate", "Push", "Deploy", "Production approval", "Promote",
+                  "Load test"):
         assert "branch 'main'" in by_stage[stage], f"{stage} must run on main only"
 
 
