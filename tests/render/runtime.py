@@ -91,6 +91,11 @@ class Forwarder:
                 client.close()
                 continue
             upstream.settimeout(None)  # the timeout was for connecting; idle pooled connections stay
+            # A Service's DNAT forwards segments as they come; a relay that let Nagle's algorithm
+            # hold a request's second write (a POST's body) until the peer's delayed ACK added
+            # hundreds of milliseconds the cluster never shows.
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

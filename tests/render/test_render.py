@@ -32,11 +32,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "k8s", "tests"))
 
-from renders import ENVIRONMENTS, RELEASE, VALUE_SETS, documents, helm_template, kustomize  # noqa: E402
+from renders import (ENVIRONMENTS, LOADTEST_VALUE_SETS, RELEASE, VALUE_SETS, documents, helm_template,  # noqa: E402
+                     kustomize)
 from runtime import (Cluster, ComposeRun, Network, PodRun, RunError, SystemdRun, docker, log_errors,  # noqa: E402
                      logs, remove_leftovers)
 
 IMAGE = os.environ.get("DEVSECOPS_IMAGE", "devsecops-app:dev")
+# The load test's image (scripts/build-image.sh --loadtest), which the chart's load-test Job runs.
+LOADTEST_IMAGE = os.environ.get("DEVSECOPS_LOADTEST_IMAGE", "devsecops-loadtest:dev")
+# The load-test Job run against the default render's service, briefly: the thresholds of the
+# chart's defaults decide, as in a cluster.
+LOADTEST_RUN = [*LOADTEST_VALUE_SETS["loadtest"], "--set", "loadTest.rampUp=2", "--set", "loadTest.duration=5"]
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://devsecops_test:devsecops_test@127.0.0.1:5432/postgres")
 NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB") or os.path.join(os.path.dirname(ROOT), "shared", "nixpkgs-lib")
 RUN_ID = f"{os.getpid()}-{secrets.token_hex(2)}"
@@ -54,6 +60,9 @@ def chart_renders():
         renders[f"helm-{name}"] = documents(out.stdout)
     for env in ENVIRONMENTS:
         renders[f"kustomize-{env}"] = kustomize(env)
+    out = helm_template(LOADTEST_RUN, token=[])
+    assert out.returncode == 0, f"loadtest: {out.stderr}"
+    renders["helm-loadtest"] = documents(out.stdout)
     return renders
 
 
@@ -118,8 +127,28 @@ def pods_of(docs):
             if hook != "test":
                 raise RunError(f"Pod {meta['name']} is not a helm test hook: not emulated")
             yield "test", meta["name"], meta.get("namespace", "default"), doc["spec"], meta.get("labels", {}), None
+        elif kind == "Job" and meta.get("annotations", {}).get("helm.sh/hook") == "test":
+            # A Job as a helm test hook (the load test): one pod that must succeed, no retries.
+            job = doc["spec"]
+            unknown = set(job) - {"template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
+            if unknown or job.get("backoffLimit") != 0:
+                raise RunError(f"Job {meta['name']}: fields not emulated: {sorted(unknown)} "
+                               f"(backoffLimit {job.get('backoffLimit')}; only 0 is)")
+            yield "test", meta["name"], meta.get("namespace", "default"), job["template"]["spec"], \
+                job["template"]["metadata"].get("labels", {}), job
         elif kind in UNRUNNABLE:
             raise RunError(f"{kind} {meta['name']}: not emulated")
+
+
+def image_of(spec):
+    """The local image standing in for the one a pod's containers name: the service's, or the load
+    test's. Any other cannot run here."""
+    images = {c["image"].split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[-1] for c in spec["containers"]}
+    if images == {"devsecops-app"}:
+        return IMAGE
+    if images == {"devsecops-loadtest"}:
+        return LOADTEST_IMAGE
+    raise RunError(f"containers of images {sorted(images)}: no local image stands in for them")
 
 
 def selects(selector, labels):
@@ -136,7 +165,7 @@ def run_chart_render(name, docs, databases, workdir):
     try:
         for role, pod_name, namespace, spec, labels, job in pods_of(docs):
             run = PodRun(name, pod_name if role == "test" else f"{pod_name}-0", namespace, spec, labels, objects,
-                         cluster, IMAGE, network, workdir)
+                         cluster, image_of(spec), network, workdir)
             {"workload": apps, "job": jobs, "test": tests}[role].append(run)
             run.job = job
         assert apps, f"{name}: no workload of the service's image"
@@ -170,7 +199,10 @@ def run_chart_render(name, docs, databases, workdir):
                 hosts[host] = address
         for pod in tests:
             try:
-                pod.run_to_completion(hosts)
+                if pod.job:
+                    pod.run_to_completion(hosts, pod.job["activeDeadlineSeconds"])
+                else:
+                    pod.run_to_completion(hosts)
             except RunError as e:
                 raise RunError(f"{e}\nthe service meanwhile:\n" + "\n".join(logs(p.containers[0][0].name, 15)
                                                                         for p in apps)) from None
@@ -340,6 +372,7 @@ def results():
     """Runs every render at once (each waits mostly on probes and grace periods) and records how each
     one ended; the tests below report them one by one."""
     docker("image", "inspect", IMAGE)
+    docker("image", "inspect", LOADTEST_IMAGE)
     remove_leftovers()
     workdir = tempfile.mkdtemp(prefix="devsecops-render-")
     databases = Databases()
@@ -374,7 +407,11 @@ def test_every_rendered_configuration_starts_serves_and_stops(results, name):
 
 
 def test_every_value_set_and_overlay_is_run():
-    assert set(RENDERS) == {f"helm-{n}" for n in VALUE_SETS} | {f"kustomize-{e}" for e in ENVIRONMENTS}
+    assert set(RENDERS) == {f"helm-{n}" for n in VALUE_SETS} | {f"kustomize-{e}" for e in ENVIRONMENTS} | {
+        "helm-loadtest"}
+    # The load test's run has its Job, run by its own image.
+    (job,) = [d for d in RENDERS["helm-loadtest"] if d["kind"] == "Job"]
+    assert image_of(job["spec"]["template"]["spec"]) == LOADTEST_IMAGE
     assert {"helm-appliance", "helm-default"} | {f"helm-microk8s-{e}" for e in ENVIRONMENTS} <= set(RENDERS)
 
 
