@@ -370,13 +370,16 @@ impl PgPools {
         acquire_timeout: Duration,
     ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        // Each worker gets an equal share and the shared pool the rest (at least one); with fewer
-        // connections than workers + 1, everything uses the shared pool.
-        let size = if http_workers > 0 && max_connections > http_workers {
-            (max_connections - 1) / http_workers
+        // Each worker gets an equal share and the shared pool the rest (at least one). A share
+        // below MIN_WORKER_POOL would let one slow query stall a worker while others' connections
+        // sit idle: then everything uses the shared pool, as with WORKERS at or above the limit.
+        const MIN_WORKER_POOL: u32 = 4;
+        let share = if http_workers > 0 {
+            max_connections.saturating_sub(1) / http_workers
         } else {
             0
         };
+        let size = if share >= MIN_WORKER_POOL { share } else { 0 };
         let shared_size = max_connections - size * http_workers;
         PgPools {
             shared: postgres_pool(options.clone(), shared_size, acquire_timeout),
@@ -622,7 +625,17 @@ impl<DB: RollbackLater> Drop for WriteConnection<DB> {
         let turn = self.turn.take();
         match self.state {
             TransactionState::Ended => {}
-            TransactionState::Broken => conn.close_on_drop(),
+            TransactionState::Broken => match (turn, tokio::runtime::Handle::try_current()) {
+                // The next writer's turn comes once this connection, which may still hold
+                // SQLite's lock, is closed.
+                (Some(turn), Ok(runtime)) => {
+                    runtime.spawn(async move {
+                        let _ = conn.close().await;
+                        drop(turn);
+                    });
+                }
+                _ => conn.close_on_drop(),
+            },
             TransactionState::Unknown => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => DB::rollback_later(&runtime, conn, turn),
                 Err(_) => conn.close_on_drop(),
@@ -650,7 +663,7 @@ macro_rules! rollback_later {
             ) {
                 runtime.spawn(async move {
                     if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                        conn.close_on_drop();
+                        let _ = conn.close().await;
                     }
                     // The next writer goes only once this transaction has let go of the lock.
                     drop(turn);
@@ -1513,7 +1526,11 @@ mod tests {
         for (max, workers, per_worker, shared) in [
             (10, 2, 4, 2),
             (11, 2, 5, 1),
-            (3, 2, 1, 1),
+            (9, 2, 4, 1),
+            (8, 2, 0, 8),
+            (10, 5, 0, 10),
+            (40, 8, 4, 8),
+            (3, 2, 0, 3),
             (2, 2, 0, 2),
             (1, 1, 0, 1),
             (10, 0, 0, 10),
@@ -1564,20 +1581,20 @@ mod tests {
     /// run several services in one process) uses its own pools.
     #[tokio::test]
     async fn a_worker_pool_belongs_to_its_database() {
-        let first = Database::connect_lazy(&postgres_settings(5, 2)).expect("open");
-        let second = Database::connect_lazy(&postgres_settings(5, 2)).expect("open");
+        let first = Database::connect_lazy(&postgres_settings(10, 2)).expect("open");
+        let second = Database::connect_lazy(&postgres_settings(10, 2)).expect("open");
         first.register_worker();
         let (Pool::Postgres(a), Pool::Postgres(b)) = (&first.pool, &second.pool) else {
             unreachable!()
         };
         assert_eq!(
             a.current().options().get_max_connections(),
-            2,
+            4,
             "the worker's own pool"
         );
         assert_eq!(
             b.current().options().get_max_connections(),
-            1,
+            2,
             "the other database's shared pool"
         );
     }

@@ -577,7 +577,7 @@ async fn postgres_workers_query_through_their_own_pools_within_the_bound() {
     use sqlx::Connection;
     let app = spawn_app_with(
         Backend::Postgres,
-        &[("WORKERS", "2"), ("DB_MAX_CONNECTIONS", "5")],
+        &[("WORKERS", "2"), ("DB_MAX_CONNECTIONS", "10")],
     )
     .await;
     assert_eq!(app.state.db.worker_pools().len(), 2, "one pool per worker");
@@ -611,10 +611,10 @@ async fn postgres_workers_query_through_their_own_pools_within_the_bound() {
     .await
     .expect("count sessions");
     assert!(
-        sessions <= 5,
-        "{sessions} sessions, above DB_MAX_CONNECTIONS=5"
+        sessions <= 10,
+        "{sessions} sessions, above DB_MAX_CONNECTIONS=10"
     );
-    assert!(app.state.db.pool_stats().0 <= 5);
+    assert!(app.state.db.pool_stats().0 <= 10);
 }
 
 async fn terminate_other_sessions(admin: &mut sqlx::PgConnection, database: &str) {
