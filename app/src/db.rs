@@ -374,11 +374,10 @@ impl PgPools {
         // below MIN_WORKER_POOL would let one slow query stall a worker while others' connections
         // sit idle: then everything uses the shared pool, as with WORKERS at or above the limit.
         const MIN_WORKER_POOL: u32 = 4;
-        let share = if http_workers > 0 {
-            max_connections.saturating_sub(1) / http_workers
-        } else {
-            0
-        };
+        let share = max_connections
+            .saturating_sub(1)
+            .checked_div(http_workers)
+            .unwrap_or(0);
         let size = if share >= MIN_WORKER_POOL { share } else { 0 };
         let shared_size = max_connections - size * http_workers;
         PgPools {
