@@ -18,7 +18,9 @@
 #                         [--timeout 15m] [--dry-run]
 #
 # --loadtest-image (the same two forms) installs the chart's load-test Job with the release, for
-# scripts/load-test.sh to run; the deploy's own helm test leaves it out.
+# scripts/load-test.sh to run; the deploy's own helm test leaves it out. Production never gets it
+# (its sign-ups would write to production's database, and a plain helm test would run it): there
+# the option is reported and left out.
 # ENV is development, staging or production. --timeout is the budget of the whole deploy, from the
 # upgrade on: the upgrade, the waits and helm test share it. --dry-run renders the manifests with
 # `helm template` (same chart, values and image) to standard output and prints the commands it
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deploy-lib.sh
 source scripts/deploy-lib.sh
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 image=""
@@ -66,8 +68,14 @@ image_values() {
 }
 [ -z "$image" ] || image_values image --image "$image"
 if [ -n "$loadtest_image" ]; then
+  service_image_args=("${image_args[@]}")
   image_values loadTest.image --loadtest-image "$loadtest_image"
-  image_args+=(--set loadTest.enabled=true)
+  if [ "$env_name" = production ]; then
+    echo "production: the load test is not installed (its sign-ups would write to production's database)" >&2
+    image_args=("${service_image_args[@]}")
+  else
+    image_args+=(--set loadTest.enabled=true)
+  fi
 fi
 chart_args=("$RELEASE" k8s/chart --namespace "$namespace" -f "$values" "${image_args[@]}")
 

@@ -2,7 +2,8 @@
 # Runs the chart's load test against the version deployed to ENV: `helm test` of the load-test hooks
 # only (k8s/chart/templates/tests/loadtest-job.yaml: a Job running the loadtest image in the
 # cluster, against the release's Service, on blue-green its preview Service), then prints the Job's
-# log, the load test's summary (helm test --logs prints the logs of test Pods, not of Jobs). The
+# log, the load test's summary (helm test --logs asks for Pods of the hooks' names, and on Helm 3
+# fails on a Job), once it has checked that this run's Job exists and succeeded. The
 # release must carry the load test: scripts/deploy.sh ENV --loadtest-image IMAGE installs it. A
 # release without it fails here: a load test that did not run never passes.
 # The sign-up scenario writes users into ENV's database: the Jenkins pipeline runs this on
@@ -39,6 +40,8 @@ if [ "$dry_run" -eq 1 ]; then
   printf 'would run: helm get hooks %s --namespace %s\n' "$RELEASE" "$namespace"
   printf 'would run: helm test %s --namespace %s --filter name=%s --timeout %s\n' \
     "$RELEASE" "$namespace" "$LOAD_TEST_HOOK" "$timeout"
+  printf 'would run: kubectl get job %s --namespace %s (before and after: a new Job that succeeded)\n' \
+    "$LOAD_TEST_HOOK" "$namespace"
   printf 'would run: kubectl logs job/%s --namespace %s\n' "$LOAD_TEST_HOOK" "$namespace"
   exit 0
 fi
@@ -60,10 +63,28 @@ if [ "$has_job" != yes ]; then
     "deploy it with scripts/deploy.sh $env_name --loadtest-image IMAGE" >&2
   exit 1
 fi
+# The Job of an earlier run, if one is kept: this run's must be another (helm recreates it).
+earlier=$(kubectl get job "$LOAD_TEST_HOOK" --namespace "$namespace" -o jsonpath='{.metadata.uid}' 2>/dev/null) ||
+  earlier=""
 status=0
 helm test "$RELEASE" --namespace "$namespace" --filter "name=$LOAD_TEST_HOOK" --timeout "$timeout" || status=1
+# helm's word alone is not enough: Helm 3 takes a hook deleted while it waits (another helm test,
+# an operator) for a success. The Job must be this run's and must have succeeded.
+job=$(kubectl get job "$LOAD_TEST_HOOK" --namespace "$namespace" \
+  -o jsonpath='{.metadata.uid} {.status.succeeded}' 2>/dev/null) || job=""
+uid=${job%% *}
+succeeded=${job#"$uid"}
+succeeded=${succeeded# }
+if [ -z "$uid" ] || [ "$uid" = "$earlier" ]; then
+  echo "load test: no Job of this run in $namespace (gone, or never created): nothing was measured" >&2
+  exit 1
+fi
 # The summary, passed or failed (the Job stays until the next run or its TTL).
 kubectl logs "job/$LOAD_TEST_HOOK" --namespace "$namespace" || echo "load test: the Job's log is gone" >&2
+if [ "$status" -eq 0 ] && [ "$succeeded" != 1 ]; then
+  echo "load test: helm test passed but the Job did not succeed" >&2
+  status=1
+fi
 if [ "$status" -ne 0 ]; then
   echo "load test failed in $namespace: a threshold failed, or the Job did not finish (its log above)" >&2
 fi

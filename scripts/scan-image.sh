@@ -32,6 +32,11 @@ while [ $# -gt 0 ]; do
 done
 if [ $# -ne 1 ]; then usage; fi
 image="$1"
+# The directory is emptied first: only one of its own under reports/.
+case "$(realpath -m "$out")/" in
+  "$PWD/reports/"?*/) ;;
+  *) echo "scan-image.sh: --out $out: give a directory under reports/" >&2; exit 2 ;;
+esac
 
 # The accepted findings: the base's when given (fail closed: a base that cannot be read stops here).
 # Relative to the reports directory, where its devsecops.toml is.
@@ -87,14 +92,16 @@ if [ -z "$entrypoint" ]; then
   echo "scan-image.sh: $image has no ENTRYPOINT: no binary to audit" >&2
   exit 1
 fi
-binary="$out/$(basename "$entrypoint")"
+# Copied into a directory of its own, so no name in the image can overwrite a report.
+mkdir "$out/binary"
+binary="$out/binary/$(basename "$entrypoint")"
 container=$(docker create "$image")
 trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
 docker cp "$container:$entrypoint" "$binary"
 # cargo audit exits 1 when it finds something; devsecops decides what fails.
 cargo audit --db "$db" --no-fetch --stale --json bin "$binary" > "$out/cargo-audit-bin.json" || true
 "$devsecops" --config "$out/devsecops.toml" audit --db "$db" --output "$out/devsecops-audit.json" "$binary"
-rm -f "$binary"
+rm -rf "$out/binary"
 "$devsecops" --config "$out/devsecops.toml" ingest --tool cargo-audit "$out/cargo-audit-bin.json"
 "$devsecops" --config "$out/devsecops.toml" ingest --tool devsecops-audit "$out/devsecops-audit.json"
 

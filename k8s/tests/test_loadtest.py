@@ -130,6 +130,17 @@ def test_it_is_a_helm_test_hook_run_by_its_name_after_its_policy():
     assert annotations["helm.sh/hook-output-log-policy"] == "hook-succeeded,hook-failed"
 
 
+def test_the_hooks_keep_the_release_name_the_pipelines_filter_by_under_any_override():
+    """scripts/deploy-lib.sh LOAD_TEST_HOOK is "<release>-loadtest": a fullnameOverride that renamed
+    the hooks would let the deploy's `--filter '!name=...'` miss them and run the load test."""
+    with open(os.path.join(ROOT, "scripts", "deploy-lib.sh")) as f:
+        assert 'LOAD_TEST_HOOK="$RELEASE-loadtest"' in f.read()
+    for override in ([], ["--set", "fullnameOverride=renamed"], ["--set", "nameOverride=other"]):
+        docs = render(*ON, *override)
+        names = {(d["kind"], d["metadata"]["name"]) for d in docs if "loadtest" in d["metadata"]["name"]}
+        assert names == {("Job", f"{RELEASE}-loadtest"), ("NetworkPolicy", f"{RELEASE}-loadtest")}, names
+
+
 def test_it_loads_the_service_the_health_test_checks():
     """The release's Service, and on blue-green the preview Service (the version being deployed), as
     the health test pod; loadTest.host replaces it as given."""

@@ -517,7 +517,12 @@ def helm_env(tmp_path, stub_helm=False):
     stub = ('#!/usr/bin/env bash\necho "$(basename "$0") $*" >> "$CALLS"\n'
             'case "$1" in\n  list) echo \'[{"name":"devsecops-app","revision":"4"}]\' ;;\n'
             '  test) exit "${HELM_TEST_STATUS:-0}" ;;\n'
-            '  get) [ "$2" != hooks ] || cat "${HELM_HOOKS:-/dev/null}" ;;\nesac\n')
+            '  get) case "$2" in\n'
+            '    hooks) cat "${HELM_HOOKS:-/dev/null}" ;;\n'
+            # kubectl get job: JOB_1 on the first call, JOB_2 on the second ("UID SUCCEEDED").
+            '    job) n=$(( $(cat "$CALLS.jobs" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$CALLS.jobs";\n'
+            '         v="JOB_$n"; printf %s "${!v:-}" ;;\n'
+            '  esac ;;\nesac\n')
     for name in ("kubectl", "helm") if stub_helm else ("kubectl",):
         (stubs / name).write_text(stub)
         (stubs / name).chmod(0o755)
@@ -634,6 +639,12 @@ def test_deploy_installs_the_load_test_job_with_its_image_and_its_own_helm_test_
     bad = subprocess.run([ROOT / "scripts" / "deploy.sh", "staging", "--loadtest-image", "loadtest", "--dry-run"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "--loadtest-image: REPO:TAG or REPO@sha256:DIGEST" in bad.stderr
+    # Production never gets it: its sign-ups would write there, and a plain helm test would run it.
+    production = subprocess.run([ROOT / "scripts" / "deploy.sh", "production", "--loadtest-image", loadtest,
+                                 "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert production.returncode == 0, production.stderr
+    assert "production: the load test is not installed" in production.stderr
+    assert not [d for d in rendered(production.stdout) if "loadtest" in d["metadata"]["name"]]
 
 
 def test_the_deploy_and_the_promotion_run_helm_test_without_the_load_test(tmp_path):
@@ -667,18 +678,35 @@ metadata:
 """
 
 
-@pytest.mark.parametrize("status", ["0", "1"])
-def test_load_test_runs_only_the_load_test_hooks_and_prints_the_jobs_log(tmp_path, status):
+@pytest.mark.parametrize("status, after", [("0", "new-uid 1"), ("1", "new-uid "), ("1", "new-uid 1")])
+def test_load_test_runs_only_the_load_test_hooks_and_prints_the_jobs_log(tmp_path, status, after):
     env, calls = helm_env(tmp_path, stub_helm=True)
     hooks = tmp_path / "hooks.yaml"
     hooks.write_text(LOAD_TEST_HOOKS)
     out = subprocess.run([ROOT / "scripts" / "load-test.sh", "staging", "--timeout", "12m"], capture_output=True,
-                         text=True, env=dict(env, HELM_HOOKS=str(hooks), HELM_TEST_STATUS=status), timeout=60)
+                         text=True, env=dict(env, HELM_HOOKS=str(hooks), HELM_TEST_STATUS=status,
+                                             JOB_1="old-uid", JOB_2=after), timeout=60)
     assert out.returncode == int(status), out.stderr
+    job = "kubectl get job devsecops-app-loadtest --namespace devsecops-staging -o jsonpath="
     assert calls.read_text().splitlines() == [
         "helm get hooks devsecops-app --namespace devsecops-staging",
+        job + "{.metadata.uid}",
         "helm test devsecops-app --namespace devsecops-staging --filter name=devsecops-app-loadtest --timeout 12m",
+        job + "{.metadata.uid} {.status.succeeded}",
         "kubectl logs job/devsecops-app-loadtest --namespace devsecops-staging"]
+
+
+@pytest.mark.parametrize("before, after", [("old-uid", "old-uid 1"), ("old-uid", ""), ("", "")])
+def test_load_test_fails_when_helm_passes_without_a_job_of_this_run(tmp_path, before, after):
+    """Helm 3 takes a test hook deleted while it waits for a success; a stale Job's log would pass
+    for this run's. Neither does here."""
+    env, calls = helm_env(tmp_path, stub_helm=True)
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(LOAD_TEST_HOOKS)
+    out = subprocess.run([ROOT / "scripts" / "load-test.sh", "staging"], capture_output=True, text=True,
+                         env=dict(env, HELM_HOOKS=str(hooks), JOB_1=before, JOB_2=after), timeout=60)
+    assert out.returncode == 1 and "no Job of this run" in out.stderr, out.stderr
+    assert not any(line.startswith("kubectl logs") for line in calls.read_text().splitlines())
 
 
 @pytest.mark.parametrize("hooks", [

@@ -453,3 +453,12 @@ upgrades), else a new random one (48 characters, accepted by production mode). *
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The load test's hooks (its Job and NetworkPolicy share the name, so one `helm test --filter
+name=...` selects both): named after the release, not fullname, so that the pipelines' filters
+(scripts/deploy-lib.sh LOAD_TEST_HOOK, "<release>-loadtest") hold whatever fullnameOverride says.
+*/}}
+{{- define "devsecops-app.loadTestHook" -}}
+{{- printf "%s-loadtest" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
