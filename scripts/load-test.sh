@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deploy-lib.sh
 source scripts/deploy-lib.sh
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name=""
 timeout=15m
@@ -71,7 +71,7 @@ helm test "$RELEASE" --namespace "$namespace" --filter "name=$LOAD_TEST_HOOK" --
 # helm's word alone is not enough: Helm 3 takes a hook deleted while it waits (another helm test,
 # an operator) for a success. The Job must be this run's and must have succeeded.
 job=$(kubectl get job "$LOAD_TEST_HOOK" --namespace "$namespace" \
-  -o jsonpath='{.metadata.uid} {.status.succeeded}' 2>/dev/null) || job=""
+  -o jsonpath='{.metadata.uid} {.status.succeeded}') || job=""
 uid=${job%% *}
 succeeded=${job#"$uid"}
 succeeded=${succeeded# }

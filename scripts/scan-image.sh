@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 offline=0
 base=""
 out=reports/image-scan
@@ -32,10 +32,10 @@ while [ $# -gt 0 ]; do
 done
 if [ $# -ne 1 ]; then usage; fi
 image="$1"
-# The directory is emptied first: only one of its own under reports/.
-case "$(realpath -m "$out")/" in
-  "$PWD/reports/"?*/) ;;
-  *) echo "scan-image.sh: --out $out: give a directory under reports/" >&2; exit 2 ;;
+# The directory is emptied first: only an image scan's own, reports/image-scan or image-scan-*.
+case "$(realpath -m -- "$out")/" in
+  "$(realpath -m reports)/image-scan/" | "$(realpath -m reports)/image-scan-"?*/) ;;
+  *) echo "scan-image.sh: --out $out: give reports/image-scan or reports/image-scan-<name>" >&2; exit 2 ;;
 esac
 
 # The accepted findings: the base's when given (fail closed: a base that cannot be read stops here).

@@ -116,6 +116,10 @@ const BACKUP_RECORDS_KEPT: i64 = 100;
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant, the same for every replica).
 const MIGRATION_LOCK_ID: i64 = 0x6465_7673_6563;
 
+/// How long closing a broken connection may hold the next writer's turn (sqlx's own close on drop
+/// waits as long).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Readiness writes at most this often; callers in between share the last result, so polling
 /// `/ready` cannot turn into a write load.
 const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -629,7 +633,9 @@ impl<DB: RollbackLater> Drop for WriteConnection<DB> {
                 // SQLite's lock, is closed.
                 (Some(turn), Ok(runtime)) => {
                     runtime.spawn(async move {
-                        let _ = conn.close().await;
+                        // Bounded like sqlx's own close on drop: a connection thread stuck in I/O
+                        // must not keep every later writer waiting.
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
                         drop(turn);
                     });
                 }
@@ -662,7 +668,7 @@ macro_rules! rollback_later {
             ) {
                 runtime.spawn(async move {
                     if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                        let _ = conn.close().await;
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
                     }
                     // The next writer goes only once this transaction has let go of the lock.
                     drop(turn);

@@ -113,7 +113,7 @@ def test_the_jobs_command_line_is_exactly_the_values(tmp_path):
 
 
 def test_it_is_a_helm_test_hook_run_by_its_name_after_its_policy():
-    """`helm test --filter name=<fullname>-loadtest` selects hooks by name (helm pkg/action/
+    """`helm test --filter name=<release>-loadtest` selects hooks by name (helm pkg/action/
     release_testing.go), whatever their kind: the Job and its NetworkPolicy share the name, the health
     test's hooks do not. Helm runs them by weight: the policy first; unfiltered, the health test
     before the load. The Job is kept for its log (no hook-succeeded deletion)."""

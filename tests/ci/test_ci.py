@@ -869,3 +869,20 @@ def test_the_shared_data_fetched_in_ci_is_the_pinned_content(tmp_path):
     target.write_text(target.read_text().replace("workflow", "workfl0w", 1))
     bad = subprocess.run([script, "--verify", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "github/github-workflow.json" in bad.stderr
+
+
+@pytest.mark.parametrize("out", ["reports", "reports/deploy", "app", "/tmp/scan", "reports/image-scan/../deploy",
+                                 "reports/image-scan-"])
+def test_the_image_scan_empties_only_a_directory_of_its_own(tmp_path, out):
+    """scan-image.sh starts with `rm -rf` of its output directory: only reports/image-scan or
+    reports/image-scan-<name> may be given, through a symlinked checkout too."""
+    link = tmp_path / "checkout"
+    link.symlink_to(ROOT)
+    refused = subprocess.run([link / "scripts" / "scan-image.sh", "--out", out, "some-image"], capture_output=True,
+                             text=True, timeout=30)
+    assert refused.returncode == 2 and "--out" in refused.stderr, refused.stderr
+    # The accepted forms get past the check (and stop later, at a --base that is no full ref).
+    for good in ("reports/image-scan", "reports/image-scan-loadtest"):
+        past = subprocess.run([link / "scripts" / "scan-image.sh", "--base", "main", "--out", good, "some-image"],
+                              capture_output=True, text=True, timeout=30)
+        assert past.returncode == 2 and "give a full ref" in past.stderr, past.stderr
