@@ -72,7 +72,11 @@ def test_load_test_image_loads_the_service_by_name_and_writes_its_reports():
         run = docker("run", "--rm", "--network", network, "--read-only", "-v", f"{reports}:/reports",
                      "-e", f"LOADTEST_TOKEN={TOKEN}", LOADTEST_IMAGE, "--host", f"http://{name}:8080",
                      "--users", "5", "--ramp-up", "1s", "--duration", "3s", "--think-time", "200ms..400ms",
-                     "--reports", "/reports", check=False)
+                     # No latency rule: each user's first request resolves the name through
+                     # Docker's embedded DNS, whose forwarding of the AAAA query from an internal
+                     # network can take over a second, and 5 users make a sixth of a short run.
+                     # Errors still fail it (at most 1 %, the default).
+                     "--p95", "off", "--reports", "/reports", check=False)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "loadtest: passed" in run.stdout + run.stderr
         # The images hold no shell to list the volume with: its files are read from the host.
