@@ -12,7 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 STUBS = {
-    "docker": '#!/bin/sh\ncase "$1" in create) echo c0ffee ;; cp) : > "$3" ;; esac\n',
+    # `docker image inspect` prints the entrypoint the scan audits (ENTRYPOINT unset: nothing).
+    "docker": '#!/bin/sh\ncase "$1" in create) echo c0ffee ;; cp) : > "$3" ;;\n'
+              '  image) echo "${ENTRYPOINT-/usr/local/bin/devsecops-app}" ;; esac\n',
     "cargo": "#!/bin/sh\necho '{}'\n",
     "cargo-audit": "#!/bin/sh\nexit 0\n",
     "trivy": '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --output ] && echo "{}" > "$2"; shift; done\n',
@@ -91,3 +93,11 @@ def test_a_short_ambiguous_or_missing_base_is_refused(tmp_path, base):
     out = scan(repo, env, "--base", base)
     assert out.returncode == 2, out.stderr
     assert not (tmp_path / "record").exists(), "nothing is gated with an unresolved base"
+
+
+def test_an_image_without_an_entrypoint_is_refused_not_passed(tmp_path):
+    """The binary to audit is the image's entrypoint: without one nothing would be audited."""
+    repo, _, env = make_repo(tmp_path)
+    out = scan(repo, dict(env, ENTRYPOINT=""))
+    assert out.returncode == 1 and "has no ENTRYPOINT: no binary to audit" in out.stderr, out.stderr
+    assert not (tmp_path / "record").exists(), "the gate ran on nothing"
