@@ -6,7 +6,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
 use slog::warn;
 use subtle::ConstantTimeEq;
 
@@ -42,7 +42,7 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
         .auth_failures
         .with_label_values(&[failure])
         .inc();
-    if let Some(RequestLogger(logger)) = req.extensions().get::<RequestLogger>() {
+    if let Some(RequestLogger(logger)) = RequestLogger::of(req) {
         warn!(logger, "authentication failed";
             "event" => "auth_failure",
             "security" => true,

@@ -104,6 +104,13 @@ impl log::Log for Bridge {
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        // The dispatcher traces several times per request: the one trace that matters is known
+        // by its line, checked before anything that costs more.
+        match record.level() {
+            log::Level::Trace if record.line() != Some(HEAD_TIMEOUT_LINE) => return,
+            log::Level::Info | log::Level::Debug => return,
+            _ => {}
+        }
         if !self.enabled(record.metadata()) {
             return;
         }

@@ -37,27 +37,83 @@ const METHOD_LOG_MAX_CHARS: usize = 32;
 /// healthy pod look dead.
 const UNLIMITED_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
 
-/// The id of the current request, in request extensions.
-#[derive(Clone)]
-pub struct RequestId(pub String);
+/// The id of the current request, in request extensions: the client's when valid (see
+/// [`is_valid_request_id`]), else a new UUID. Held inline, so taking it allocates nothing.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; REQUEST_ID_MAX_LEN],
+    len: u8,
+}
+
+impl RequestId {
+    /// The client's id, if it is one we accept.
+    fn from_client(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        if !is_valid_request_id(text) {
+            return None;
+        }
+        let mut bytes = [0; REQUEST_ID_MAX_LEN];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(RequestId {
+            bytes,
+            len: text.len() as u8,
+        })
+    }
+
+    fn generate() -> Self {
+        let mut bytes = [0; REQUEST_ID_MAX_LEN];
+        let len = uuid::Uuid::new_v4()
+            .simple()
+            .encode_lower(&mut bytes[..uuid::fmt::Simple::LENGTH])
+            .len();
+        RequestId {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
 
 /// A logger carrying the request id, for every log line written while handling the request.
+/// Built when a handler asks for it, not for every request.
 #[derive(Clone)]
 pub struct RequestLogger(pub Logger);
+
+impl RequestLogger {
+    /// The service's logger with the id of `req`, if the request passed through [`request_context`].
+    pub fn of(req: &HttpRequest) -> Option<Self> {
+        let id = *req.extensions().get::<RequestId>()?;
+        let state = req.app_data::<web::Data<AppState>>()?;
+        Some(RequestLogger(with_request_id(&state.logger, &id)))
+    }
+}
+
+fn with_request_id(logger: &Logger, id: &RequestId) -> Logger {
+    logger.new(o!("request_id" => id.as_str().to_string()))
+}
 
 impl FromRequest for RequestLogger {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let logger = match req.extensions().get::<RequestLogger>() {
-            Some(logger) => logger.clone(),
-            None => RequestLogger(
+        let logger = RequestLogger::of(req).unwrap_or_else(|| {
+            RequestLogger(
                 req.app_data::<web::Data<AppState>>()
                     .map(|s| s.logger.clone())
                     .unwrap_or_else(|| Logger::root(slog::Discard, o!())),
-            ),
-        };
+            )
+        });
         std::future::ready(Ok(logger))
     }
 }
@@ -96,32 +152,22 @@ pub async fn request_context(
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_valid_request_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let logger = state.logger.new(o!("request_id" => request_id.clone()));
-    req.extensions_mut().insert(RequestId(request_id.clone()));
-    req.extensions_mut().insert(RequestLogger(logger.clone()));
+        .and_then(|v| RequestId::from_client(v.as_bytes()))
+        .unwrap_or_else(RequestId::generate);
+    req.extensions_mut().insert(request_id);
+    // Lines the middleware itself writes besides the access line, which are rare.
+    let logger = || with_request_id(&state.logger, &request_id);
 
     // Captured before the call: the request moves into the router, which needs it unshared.
+    // Shared handles (method, URI, header value), cut to length only when the line is written.
     let info = RequestInfo {
-        method: req
-            .method()
-            .as_str()
-            .chars()
-            .take(METHOD_LOG_MAX_CHARS)
-            .collect(),
+        request_id,
+        method: req.method().clone(),
         endpoint: req
             .match_pattern()
             .unwrap_or_else(|| UNMATCHED_ENDPOINT.to_string()),
-        path: req.path().chars().take(256).collect(),
-        user_agent: req.headers().get(header::USER_AGENT).map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(256)
-                .collect()
-        }),
+        uri: req.uri().clone(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
         client: client_address(
             req.peer_addr().map(|addr| addr.ip()),
             req.headers(),
@@ -134,7 +180,6 @@ pub async fn request_context(
     // Counted and logged even if the client goes away and actix drops this future.
     let mut pending = Pending {
         state: &state,
-        logger: &logger,
         info,
         started,
         answered: false,
@@ -171,13 +216,12 @@ pub async fn request_context(
             )),
         );
         Ok(req.into_response(problem.into_response()))
-    } else if let Some(retry_after) = rate_limited(&state, &pending.info.path, pending.info.client)
-    {
+    } else if let Some(retry_after) = rate_limited(&state, req.path(), pending.info.client) {
         state.metrics.rate_limited.inc();
-        warn!(logger, "rate limit exceeded";
+        warn!(logger(), "rate limit exceeded";
             "event" => "rate_limited",
-            "client_address" => pending.info.client.map(|ip| ip.to_string()),
-            "path" => &pending.info.path);
+            "client_address" => LogIp(pending.info.client),
+            "path" => pending.info.path());
         let error = ApiError::RateLimited {
             retry_after_secs: retry_after,
         };
@@ -200,7 +244,7 @@ pub async fn request_context(
                     .is_some_and(|done| !done.load(Ordering::Acquire)) =>
             {
                 // The client did not send the body it announced: its fault, not an outage.
-                info!(logger, "request body did not arrive in time";
+                info!(logger(), "request body did not arrive in time";
                     "event" => "request_body_timeout",
                     "timeout_ms" => settings.request_timeout.as_millis() as u64);
                 Err(ApiError::RequestTimeout(format!(
@@ -210,7 +254,7 @@ pub async fn request_context(
                 .into())
             }
             Err(_) => {
-                error!(logger, "request timed out";
+                error!(logger(), "request timed out";
                     "event" => "request_timeout",
                     "timeout_ms" => settings.request_timeout.as_millis() as u64);
                 Err(ApiError::Unavailable(format!(
@@ -229,7 +273,7 @@ pub async fn request_context(
             let mut response = ensure_problem_body(response);
             add_headers(response.headers_mut(), &request_id, settings.hsts_max_age);
             pending.answered = true;
-            finish(&state, &logger, &pending.info, response.status(), elapsed);
+            finish(&state, &pending.info, response.status(), elapsed);
             Ok(response)
         }
         Err(err) => {
@@ -237,7 +281,7 @@ pub async fn request_context(
             // `Answered` makes that rendering carry the same body shape and headers.
             let status = err.as_response_error().status_code();
             pending.answered = true;
-            finish(&state, &logger, &pending.info, status, elapsed);
+            finish(&state, &pending.info, status, elapsed);
             Err(Answered {
                 inner: err,
                 request_id,
@@ -302,7 +346,6 @@ impl futures_core::Stream for TrackedBody {
 /// from an HTTP/1 connection until the response, so that request completes with its own status.
 struct Pending<'a> {
     state: &'a AppState,
-    logger: &'a Logger,
     info: RequestInfo,
     started: Instant,
     answered: bool,
@@ -315,13 +358,7 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.answered {
             if let Ok(status) = StatusCode::from_u16(CLIENT_CLOSED_REQUEST) {
-                finish(
-                    self.state,
-                    self.logger,
-                    &self.info,
-                    status,
-                    self.started.elapsed(),
-                );
+                finish(self.state, &self.info, status, self.started.elapsed());
             }
         }
     }
@@ -329,35 +366,82 @@ impl Drop for Pending<'_> {
 
 /// What the access log and metrics need of a request, taken before the router consumes it.
 struct RequestInfo {
-    /// As sent, cut to [`METHOD_LOG_MAX_CHARS`] for the log; metrics use [`method_label`].
-    method: String,
+    request_id: RequestId,
+    /// As sent; cut to [`METHOD_LOG_MAX_CHARS`] for the log; metrics use [`method_label`].
+    method: actix_web::http::Method,
     endpoint: String,
-    path: String,
-    user_agent: Option<String>,
+    uri: actix_web::http::Uri,
+    user_agent: Option<HeaderValue>,
     client: Option<IpAddr>,
 }
 
-fn finish(
-    state: &AppState,
-    logger: &Logger,
-    info: &RequestInfo,
-    status: StatusCode,
-    elapsed: Duration,
-) {
+impl RequestInfo {
+    fn path(&self) -> &str {
+        truncate_chars(self.uri.path(), PATH_LOG_MAX_CHARS)
+    }
+}
+
+/// Longest path and user agent written to the access log.
+const PATH_LOG_MAX_CHARS: usize = 256;
+
+/// The first `max` characters of `text`.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text; // no more characters than bytes
+    }
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// A client address as a log value, without the formatting machinery for IPv4.
+struct LogIp(Option<IpAddr>);
+
+impl slog::Value for LogIp {
+    fn serialize(
+        &self,
+        _: &slog::Record,
+        key: slog::Key,
+        serializer: &mut dyn slog::Serializer,
+    ) -> slog::Result {
+        match self.0 {
+            None => serializer.emit_none(key),
+            Some(IpAddr::V4(ip)) => {
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    let mut buffer = itoa::Buffer::new();
+                    let digits = buffer.format(octet).as_bytes();
+                    text[len..len + digits.len()].copy_from_slice(digits);
+                    len += digits.len();
+                }
+                serializer.emit_str(key, std::str::from_utf8(&text[..len]).unwrap_or_default())
+            }
+            Some(ip @ IpAddr::V6(_)) => serializer.emit_arguments(key, &format_args!("{ip}")),
+        }
+    }
+}
+
+fn finish(state: &AppState, info: &RequestInfo, status: StatusCode, elapsed: Duration) {
     state.metrics.observe_request(
-        method_label(&info.method),
+        method_label(info.method.as_str()),
         &info.endpoint,
         status.as_str(),
         elapsed.as_secs_f64(),
     );
-    access_log(logger, info, status, elapsed);
+    access_log(&state.logger, info, status, elapsed);
 }
 
 /// An error that escaped the handlers, rendered as problem+json with the usual headers.
 #[derive(Debug)]
 struct Answered {
     inner: actix_web::Error,
-    request_id: String,
+    request_id: RequestId,
     hsts_max_age: Option<u64>,
 }
 
@@ -455,10 +539,12 @@ fn ensure_problem_body(response: ServiceResponse<BoxBody>) -> ServiceResponse<Bo
 
 fn add_headers(
     headers: &mut actix_web::http::header::HeaderMap,
-    request_id: &str,
+    request_id: &RequestId,
     hsts_max_age: Option<u64>,
 ) {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    // Room for all of them at once rather than growing the map twice on the way.
+    headers.reserve(8);
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     headers.insert(
@@ -491,17 +577,22 @@ fn add_headers(
 fn access_log(logger: &Logger, info: &RequestInfo, status: StatusCode, elapsed: Duration) {
     // Group commit of this worker's log lines (LOG_WRITE=batched); a no-op after the first request.
     crate::telemetry::batch_on_this_worker();
+    let user_agent = info
+        .user_agent
+        .as_ref()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     macro_rules! log_at {
         ($level:ident) => {
             $level!(logger, "request completed";
+                "request_id" => info.request_id.as_str(),
                 "event" => "access",
-                "method" => &info.method,
+                "method" => truncate_chars(info.method.as_str(), METHOD_LOG_MAX_CHARS),
                 "route" => &info.endpoint,
-                "path" => &info.path,
+                "path" => info.path(),
                 "status" => status.as_u16(),
                 "duration_ms" => elapsed.as_secs_f64() * 1_000.0,
-                "user_agent" => info.user_agent.as_deref(),
-                "client_address" => info.client.map(|ip| ip.to_string()))
+                "user_agent" => user_agent.as_deref().map(|ua| truncate_chars(ua, PATH_LOG_MAX_CHARS)),
+                "client_address" => LogIp(info.client))
         };
     }
     // A 5xx is an error, but for readiness: 503 there is a state the orchestrator polls (starting,
@@ -544,6 +635,78 @@ mod tests {
         // Through a dual-stack socket: still one key per IPv4 client, the same as without it.
         assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
         assert_ne!(key("::ffff:192.0.2.1"), key("::ffff:192.0.2.2"));
+    }
+
+    #[test]
+    fn client_addresses_in_the_log_read_as_rust_formats_them() {
+        let buffer = crate::telemetry::SharedBuffer::default();
+        let log = crate::telemetry::logger(Box::new(buffer.clone()), slog::Level::Info);
+        let addresses = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "255.255.255.255",
+            "1.22.203.4",
+            "::1",
+            "2001:db8::ff00:42:8329",
+            "::ffff:192.0.2.1",
+        ];
+        for address in addresses {
+            let ip: IpAddr = address.parse().expect("address");
+            info!(log, "x"; "client_address" => LogIp(Some(ip)));
+        }
+        info!(log, "x"; "client_address" => LogIp(None));
+        let logged: Vec<_> = buffer
+            .lines()
+            .iter()
+            .map(|l| l["client_address"].clone())
+            .collect();
+        let mut expected: Vec<serde_json::Value> = addresses
+            .iter()
+            .map(|a| a.parse::<IpAddr>().expect("address").to_string().into())
+            .collect();
+        expected.push(serde_json::Value::Null);
+        assert_eq!(logged, expected);
+    }
+
+    #[test]
+    fn log_fields_are_cut_at_characters_not_bytes() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("abcd", 3), "abc");
+        assert_eq!(truncate_chars("ééé", 2), "éé");
+        assert_eq!(truncate_chars("日本語テキスト", 3), "日本語");
+        assert_eq!(truncate_chars("", 0), "");
+        let long = "ü".repeat(300);
+        assert_eq!(
+            truncate_chars(&long, PATH_LOG_MAX_CHARS).chars().count(),
+            256
+        );
+    }
+
+    #[test]
+    fn request_ids_keep_a_valid_client_id_and_replace_anything_else() {
+        let kept = RequestId::from_client(b"abc-123_X.y:z").expect("valid");
+        assert_eq!(kept.as_str(), "abc-123_X.y:z");
+        let longest = "a".repeat(REQUEST_ID_MAX_LEN);
+        assert_eq!(
+            RequestId::from_client(longest.as_bytes())
+                .expect("valid")
+                .as_str(),
+            longest
+        );
+        for refused in [
+            &b""[..],
+            b"a b",
+            b"\xff\xfe",
+            "é".as_bytes(),
+            "a".repeat(REQUEST_ID_MAX_LEN + 1).as_bytes(),
+        ] {
+            assert!(RequestId::from_client(refused).is_none(), "{refused:?}");
+        }
+        let generated = RequestId::generate();
+        assert_eq!(generated.as_str().len(), 32);
+        assert!(generated.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(generated.as_str(), RequestId::generate().as_str());
     }
 
     #[test]

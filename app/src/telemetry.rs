@@ -1,4 +1,4 @@
-//! Structured JSON logging with slog + slog-json, and how lines reach the sink without losing any.
+//! Structured JSON logging with slog, and how lines reach the sink without losing any.
 //!
 //! Each record is serialized into a per-thread buffer, then written to the sink in one of two modes
 //! ([`LogWrite`], setting `LOG_WRITE`):
@@ -28,7 +28,7 @@ use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, Weak};
 
-use slog::{o, Drain, FnValue, Logger, OwnedKVList, PushFnValue, Record};
+use slog::{o, Drain, Logger, OwnedKVList, Record};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -104,36 +104,202 @@ pub fn level_name(level: slog::Level) -> &'static str {
     }
 }
 
-/// A per-thread line buffer that the thread's JSON encoder writes into.
-#[derive(Clone, Default)]
-struct ThreadBuffer(Rc<RefCell<Vec<u8>>>);
+/// Encodes one record as a JSON object on one line: `timestamp`, `level` and `message`, then the
+/// logger's key-values (a child's before its parent's), then the record's, as slog-json ordered them.
+/// Written here rather than taken from slog-json, which passes every fragment through serde's map
+/// serializer and an `io::Write` call: the access line is encoded once per request, and that path was
+/// a fifth of the middleware's instructions (BENCHMARKS.md). Strings that need escaping are escaped by
+/// serde_json, so the JSON is the same; plain ones are copied.
+struct LineEncoder<'a> {
+    out: &'a mut Vec<u8>,
+    /// For values that arrive as format arguments.
+    scratch: &'a mut String,
+}
 
-impl Write for ThreadBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
+impl LineEncoder<'_> {
+    fn key(&mut self, key: &str) {
+        // Every line starts with `{"timestamp":…`, so a field is never the first one.
+        self.out.push(b',');
+        json_string(self.out, key);
+        self.out.push(b':');
     }
-    fn flush(&mut self) -> std::io::Result<()> {
+
+    fn raw(&mut self, key: &str, text: &[u8]) -> slog::Result {
+        self.key(key);
+        self.out.extend_from_slice(text);
+        Ok(())
+    }
+
+    fn integer(&mut self, key: &str, value: impl itoa::Integer) -> slog::Result {
+        self.raw(key, itoa::Buffer::new().format(value).as_bytes())
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let plain = if text.len() < 32 {
+        // Keys and most values: a plain loop beats the vector loop's set-up.
+        !text.bytes().any(special)
+    } else {
+        // Bitwise, with no early exit, so the compiler checks many bytes per instruction.
+        text.bytes().fold(0u8, |acc, b| acc | u8::from(special(b))) == 0
+    };
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+impl slog::Serializer for LineEncoder<'_> {
+    fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments) -> slog::Result {
+        if let Some(text) = value.as_str() {
+            return self.emit_str(key, text);
+        }
+        self.scratch.clear();
+        std::fmt::Write::write_fmt(&mut *self.scratch, *value)?;
+        self.key(key);
+        json_string(self.out, self.scratch);
+        Ok(())
+    }
+    fn emit_str(&mut self, key: slog::Key, value: &str) -> slog::Result {
+        self.key(key);
+        json_string(self.out, value);
+        Ok(())
+    }
+    fn emit_none(&mut self, key: slog::Key) -> slog::Result {
+        self.raw(key, b"null")
+    }
+    fn emit_unit(&mut self, key: slog::Key) -> slog::Result {
+        self.raw(key, b"null")
+    }
+    fn emit_bool(&mut self, key: slog::Key, value: bool) -> slog::Result {
+        self.raw(key, if value { b"true" } else { b"false" })
+    }
+    fn emit_char(&mut self, key: slog::Key, value: char) -> slog::Result {
+        self.emit_str(key, value.encode_utf8(&mut [0; 4]))
+    }
+    fn emit_u8(&mut self, key: slog::Key, value: u8) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_i8(&mut self, key: slog::Key, value: i8) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_u16(&mut self, key: slog::Key, value: u16) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_i16(&mut self, key: slog::Key, value: i16) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_u32(&mut self, key: slog::Key, value: u32) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_i32(&mut self, key: slog::Key, value: i32) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_u64(&mut self, key: slog::Key, value: u64) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_i64(&mut self, key: slog::Key, value: i64) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_usize(&mut self, key: slog::Key, value: usize) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_isize(&mut self, key: slog::Key, value: isize) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_u128(&mut self, key: slog::Key, value: u128) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_i128(&mut self, key: slog::Key, value: i128) -> slog::Result {
+        self.integer(key, value)
+    }
+    fn emit_f32(&mut self, key: slog::Key, value: f32) -> slog::Result {
+        self.emit_f64(key, f64::from(value))
+    }
+    fn emit_f64(&mut self, key: slog::Key, value: f64) -> slog::Result {
+        self.key(key);
+        // serde_json's number format; NaN and infinities become null, as in slog-json.
+        let _ = serde_json::to_writer(&mut *self.out, &value);
+        Ok(())
+    }
+}
+
+/// The date and time to the second, formatted once per second per thread.
+#[derive(Default)]
+struct Clock {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS`
+    prefix: String,
+}
+
+impl Clock {
+    /// Appends the current time as an RFC 3339 string in UTC with microseconds.
+    fn write_now(&mut self, out: &mut Vec<u8>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = now.as_secs();
+        if self.second != Some(second) {
+            // Calendar arithmetic is the time crate's; the format is RFC 3339's.
+            let text = i64::try_from(second)
+                .ok()
+                .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default();
+            self.prefix = text.get(..19).unwrap_or("1970-01-01T00:00:00").to_string();
+            self.second = Some(second);
+        }
+        out.push(b'"');
+        out.extend_from_slice(self.prefix.as_bytes());
+        let micros = now.subsec_micros();
+        let mut digits = *b".000000Z";
+        for (i, slot) in digits[1..7].iter_mut().rev().enumerate() {
+            *slot = b'0' + (micros / 10u32.pow(i as u32) % 10) as u8;
+        }
+        out.extend_from_slice(&digits);
+        out.push(b'"');
+    }
+}
+
+/// A thread's line under construction, kept between lines so encoding allocates nothing.
+#[derive(Default)]
+struct LineBuffers {
+    line: Vec<u8>,
+    scratch: String,
+    clock: Clock,
+}
+
+impl LineBuffers {
+    fn encode(&mut self, record: &Record, values: &OwnedKVList) -> slog::Result {
+        use slog::KV;
+        self.line.clear();
+        self.line.extend_from_slice(b"{\"timestamp\":");
+        self.clock.write_now(&mut self.line);
+        self.line.extend_from_slice(b",\"level\":\"");
+        self.line
+            .extend_from_slice(level_name(record.level()).as_bytes());
+        self.line.push(b'"');
+        let mut encoder = LineEncoder {
+            out: &mut self.line,
+            scratch: &mut self.scratch,
+        };
+        slog::Serializer::emit_arguments(&mut encoder, "message", record.msg())?;
+        values.serialize(record, &mut encoder)?;
+        record.kv().serialize(record, &mut encoder)?;
+        self.line.extend_from_slice(b"}\n");
         Ok(())
     }
 }
 
 thread_local! {
-    static ENCODER: (ThreadBuffer, slog_json::Json<ThreadBuffer>) = {
-        let buffer = ThreadBuffer::default();
-        let json = slog_json::Json::new(buffer.clone())
-            .add_key_value(o!(
-                "timestamp" => PushFnValue(|_, ser| {
-                    let now = OffsetDateTime::now_utc();
-                    ser.emit(now.format(&Rfc3339).unwrap_or_default())
-                }),
-                "level" => FnValue(|record| level_name(record.level())),
-                "message" => PushFnValue(|record, ser| ser.emit(record.msg())),
-            ))
-            .set_flush(false)
-            .build();
-        (buffer, json)
-    };
+    static LINE: RefCell<LineBuffers> = RefCell::new(LineBuffers::default());
 }
 
 /// The destination, shared by every thread's pending buffer.
@@ -160,18 +326,45 @@ impl Drain for JsonLines {
     type Err = std::io::Error;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), std::io::Error> {
-        ENCODER.with(|(buffer, json)| {
-            buffer.0.borrow_mut().clear();
-            json.log(record, values)?;
-            let line = buffer.0.borrow();
-            if self.mode == LogWrite::Batched && append_on_worker(&self.sink, &line)? {
-                return Ok(());
-            }
-            // Written now: what workers logged to this sink before goes first, so no line
-            // overtakes another.
-            flush_pending(Some(&self.sink));
-            self.sink.write_lines(&line)
-        })
+        // A value whose formatting logs, or a line logged during the thread's teardown, gets
+        // buffers of its own.
+        let reused = LINE.try_with(|buffers| {
+            buffers
+                .try_borrow_mut()
+                .map(|mut buffers| self.write(&mut buffers, record, values))
+        });
+        match reused {
+            Ok(Ok(result)) => result,
+            _ => self.write(&mut LineBuffers::default(), record, values),
+        }
+    }
+}
+
+impl JsonLines {
+    fn write(
+        &self,
+        buffers: &mut LineBuffers,
+        record: &Record,
+        values: &OwnedKVList,
+    ) -> std::io::Result<()> {
+        buffers.encode(record, values).map_err(|e| match e {
+            slog::Error::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        let result =
+            if self.mode == LogWrite::Batched && append_on_worker(&self.sink, &buffers.line)? {
+                Ok(())
+            } else {
+                // Written now: what workers logged to this sink before goes first, so no line
+                // overtakes another.
+                flush_pending(Some(&self.sink));
+                self.sink.write_lines(&buffers.line)
+            };
+        // One huge line must not pin its memory on the thread.
+        if buffers.line.capacity() > MAX_PENDING_BYTES {
+            buffers.line = Vec::new();
+        }
+        result
     }
 }
 
@@ -424,6 +617,87 @@ mod tests {
         assert_eq!(line["version"], VERSION);
         let ts = line["timestamp"].as_str().expect("timestamp is a string");
         OffsetDateTime::parse(ts, &Rfc3339).expect("timestamp is RFC 3339");
+    }
+
+    #[test]
+    fn values_of_every_kind_are_valid_json_equal_to_what_was_logged() {
+        let buffer = SharedBuffer::default();
+        let log = logger(Box::new(buffer.clone()), slog::Level::Info);
+        let hostile = [
+            "plain",
+            "",
+            "quote \" and backslash \\",
+            "control \u{0}\u{1}\t\n\r\u{1f} end",
+            "unicode é ü 漢字 🦀 \u{7f} \u{2028}",
+            "long and plain: the quick brown fox jumps over the lazy dog",
+            "long, special at the very end ........................\"",
+            "long, control in the middle ............\u{8}.............",
+        ];
+        for text in hostile {
+            info!(log, "{}", text; "value" => text, "count" => 7u8, "big" => u128::MAX,
+                "negative" => -3i64, "ratio" => 0.25f64, "nan" => f64::NAN, "inf" => f32::INFINITY,
+                "flag" => false, "letter" => '"', "missing" => None::<&str>, "unit" => (),
+                "formatted" => format_args!("{}-{}", text, 1));
+        }
+        let text = buffer.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), hostile.len(), "one line per record:\n{text}");
+        for (line, expected) in lines.iter().zip(hostile) {
+            let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+            assert_eq!(value["message"], expected, "{line}");
+            assert_eq!(value["value"], expected, "{line}");
+            assert_eq!(value["formatted"], format!("{expected}-1"), "{line}");
+            assert_eq!(value["count"], 7);
+            // Beyond what serde_json reads back exactly: the text itself.
+            assert!(line.contains(&format!("\"big\":{},", u128::MAX)), "{line}");
+            assert_eq!(value["negative"], -3);
+            assert_eq!(value["ratio"], 0.25);
+            assert!(value["nan"].is_null() && value["inf"].is_null(), "{line}");
+            assert_eq!(value["flag"], false);
+            assert_eq!(value["letter"], "\"");
+            assert!(value["missing"].is_null() && value["unit"].is_null());
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds_and_follow_the_clock() {
+        let mut clock = Clock::default();
+        let mut first = Vec::new();
+        clock.write_now(&mut first);
+        let text: String = serde_json::from_slice(&first).expect("a JSON string");
+        let parsed = OffsetDateTime::parse(&text, &Rfc3339).expect("RFC 3339");
+        let now = OffsetDateTime::now_utc();
+        assert!((now - parsed).abs() < time::Duration::seconds(2), "{text}");
+        assert_eq!(text.len(), "2026-01-01T00:00:00.000000Z".len(), "{text}");
+        // A cached second from the past is replaced, not reused.
+        clock.second = Some(0);
+        let mut again = Vec::new();
+        clock.write_now(&mut again);
+        let again: String = serde_json::from_slice(&again).expect("a JSON string");
+        assert!(!again.starts_with("1970"), "{again}");
+    }
+
+    #[test]
+    fn a_value_that_logs_while_it_is_formatted_does_not_break_the_line() {
+        struct Noisy(Logger);
+        impl std::fmt::Display for Noisy {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                info!(self.0, "from inside a value");
+                f.write_str("noisy")
+            }
+        }
+        let buffer = SharedBuffer::default();
+        let log = logger_with(Box::new(buffer.clone()), slog::Level::Info, LogWrite::Sync);
+        info!(log, "outer"; "value" => %Noisy(log.clone()));
+        let lines = buffer.lines();
+        let messages: Vec<_> = lines.iter().map(|l| l["message"].clone()).collect();
+        assert_eq!(
+            messages,
+            ["from inside a value", "outer"],
+            "{}",
+            buffer.text()
+        );
+        assert_eq!(lines[1]["value"], "noisy");
     }
 
     /// Counts the writes that reach the sink: one `flush` ends each `write_lines`.

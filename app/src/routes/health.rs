@@ -24,12 +24,12 @@ const READINESS_DB_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     #[schema(example = "ok")]
-    pub status: String,
+    pub status: &'static str,
     /// Server time, RFC 3339.
     #[schema(format = DateTime)]
     pub timestamp: String,
     #[schema(example = "0.1.0")]
-    pub version: String,
+    pub version: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,9 +56,9 @@ pub async fn health() -> HttpResponse {
         .format(&Rfc3339)
         .unwrap_or_default();
     HttpResponse::Ok().json(Health {
-        status: "ok".into(),
+        status: "ok",
         timestamp,
-        version: VERSION.into(),
+        version: VERSION,
     })
 }
 
