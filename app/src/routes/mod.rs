@@ -4,7 +4,10 @@ pub mod debug;
 pub mod health;
 pub mod users;
 
+use std::sync::{Arc, OnceLock};
+
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -171,18 +174,50 @@ pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
-        .body(doc.0.clone())
+        .body(doc.bytes())
 }
 
-/// The serialized document of a listener, rendered once at start.
-pub struct OpenApiJson(pub String);
+/// The serialized document of a listener, rendered once. Rendering the public one takes tens of
+/// milliseconds (its name and email patterns list every refused code point, found by testing all
+/// of Unicode), so it is rendered off the start-up path, on a thread of its own; a request that
+/// comes first waits for it.
+pub struct OpenApiJson {
+    document: Arc<OnceLock<Bytes>>,
+    render: fn() -> Result<String, serde_json::Error>,
+}
 
 impl OpenApiJson {
     pub fn public() -> Self {
-        OpenApiJson(ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        Self::render_in_background(|| ApiDoc::openapi().to_pretty_json())
     }
     pub fn internal() -> Self {
-        OpenApiJson(InternalDoc::openapi().to_pretty_json().unwrap_or_default())
+        Self::render_in_background(|| InternalDoc::openapi().to_pretty_json())
+    }
+
+    fn render_in_background(render: fn() -> Result<String, serde_json::Error>) -> Self {
+        let document = Arc::new(OnceLock::new());
+        let rendered = document.clone();
+        let spawned = std::thread::Builder::new()
+            .name("openapi".into())
+            .spawn(move || {
+                rendered.get_or_init(|| Self::render(render));
+            });
+        if spawned.is_err() {
+            document.get_or_init(|| Self::render(render));
+        }
+        OpenApiJson { document, render }
+    }
+
+    fn render(render: fn() -> Result<String, serde_json::Error>) -> Bytes {
+        Bytes::from(render().unwrap_or_default())
+    }
+
+    /// The document; blocks until it is rendered.
+    pub fn bytes(&self) -> Bytes {
+        // The background thread initialises it; should that thread have died, render here.
+        self.document
+            .get_or_init(|| Self::render(self.render))
+            .clone()
     }
 }
 
