@@ -410,15 +410,21 @@ impl slog::Value for LogIp {
             Some(IpAddr::V4(ip)) => {
                 let mut text = [0u8; 15];
                 let mut len = 0;
+                let mut push = |digit: u8| {
+                    text[len] = digit;
+                    len += 1;
+                };
                 for (i, octet) in ip.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text[len] = b'.';
-                        len += 1;
+                        push(b'.');
                     }
-                    let mut buffer = itoa::Buffer::new();
-                    let digits = buffer.format(octet).as_bytes();
-                    text[len..len + digits.len()].copy_from_slice(digits);
-                    len += digits.len();
+                    if octet >= 100 {
+                        push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        push(b'0' + octet / 10 % 10);
+                    }
+                    push(b'0' + octet % 10);
                 }
                 serializer.emit_str(key, std::str::from_utf8(&text[..len]).unwrap_or_default())
             }
