@@ -22,6 +22,7 @@ pub const SHUTTING_DOWN: &str = "app_shutting_down";
 pub const DB_ERRORS_TOTAL: &str = "app_db_errors_total";
 pub const REQUESTS_REFUSED_EARLY_TOTAL: &str = "http_requests_refused_before_routing_total";
 pub const BACKUP_LAST_SUCCESS: &str = "app_backup_last_success_timestamp_seconds";
+pub const LOG_LINES_DROPPED_TOTAL: &str = "app_log_lines_dropped_total";
 
 /// The `endpoint` label of every request that matched no route: one fixed value, so probing random
 /// paths cannot grow the label set.
@@ -128,6 +129,12 @@ pub const CATALOG: &[(&str, &str, &str, &str)] = &[
         "SQLite only: when the newest backup recorded by `devsecops-app backup` was taken (Unix seconds; the point in time it restores to), read at scrape time; 0 when none has been recorded.",
     ),
     (
+        LOG_LINES_DROPPED_TOTAL,
+        "counter",
+        "",
+        "Log lines lost since the process started because standard output failed (a closed pipe, a full disk) or a value could not be formatted; requests go on being served. Read at scrape time.",
+    ),
+    (
         "process_*",
         "various",
         "",
@@ -157,6 +164,7 @@ pub struct Metrics {
     /// Registered by [`Metrics::enable_backup_metric`] on SQLite only: PostgreSQL backups are
     /// pg_dump's or CloudNativePG's, which this service does not see.
     pub backup_last_success: IntGauge,
+    pub log_lines_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -194,6 +202,10 @@ impl Metrics {
             &["operation"],
         )?;
         let shutting_down = IntGauge::new(SHUTTING_DOWN, "1 while shutting down.")?;
+        let log_lines_dropped = IntCounter::new(
+            LOG_LINES_DROPPED_TOTAL,
+            "Log lines that could not be written.",
+        )?;
         let db_errors = IntCounterVec::new(
             Opts::new(
                 DB_ERRORS_TOTAL,
@@ -222,6 +234,7 @@ impl Metrics {
         registry.register(Box::new(shutting_down.clone()))?;
         registry.register(Box::new(db_errors.clone()))?;
         registry.register(Box::new(refused_early.clone()))?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -262,6 +275,7 @@ impl Metrics {
             db_errors,
             refused_early,
             backup_last_success,
+            log_lines_dropped,
         })
     }
 

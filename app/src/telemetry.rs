@@ -26,7 +26,8 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use slog::{o, Drain, Logger, OwnedKVList, Record};
 use time::format_description::well_known::Rfc3339;
@@ -306,13 +307,37 @@ thread_local! {
 struct Sink(Mutex<LogSink>);
 
 impl Sink {
-    fn write_lines(&self, lines: &[u8]) -> std::io::Result<()> {
-        let mut out = self
-            .0
-            .lock()
-            .map_err(|_| std::io::Error::other("log sink poisoned"))?;
-        out.write_all(lines)?;
-        out.flush()
+    /// Writes whole lines. When the sink fails (a closed pipe, a full disk) these lines are lost:
+    /// they are counted ([`lines_dropped`]), the start of each run of failures is reported on
+    /// standard error, and logging goes on, so a broken log pipeline never takes requests down.
+    fn write_lines(&self, lines: &[u8]) {
+        let mut out = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match out.write_all(lines).and_then(|()| out.flush()) {
+            Ok(()) => SINK_FAILING.store(false, Ordering::Relaxed),
+            Err(error) => drop_lines(lines, &error),
+        }
+    }
+}
+
+/// Log lines lost since the process started: the sink failed, or a value could not be formatted.
+static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Whether the last write to a sink failed, so a run of failures is reported once.
+static SINK_FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Log lines lost since the process started (exported as `app_log_lines_dropped_total`).
+pub fn lines_dropped() -> u64 {
+    LINES_DROPPED.load(Ordering::Relaxed)
+}
+
+fn drop_lines(lines: &[u8], error: &dyn std::fmt::Display) {
+    let count = lines.iter().filter(|&&b| b == b'\n').count().max(1);
+    LINES_DROPPED.fetch_add(count as u64, Ordering::Relaxed);
+    if !SINK_FAILING.swap(true, Ordering::Relaxed) {
+        // Standard error is all that is left; if it fails too, there is no one to tell.
+        let _ = writeln!(
+            std::io::stderr(),
+            "devsecops-app: log lines cannot be written ({error}); they are dropped and counted in app_log_lines_dropped_total"
+        );
     }
 }
 
@@ -347,24 +372,24 @@ impl JsonLines {
         record: &Record,
         values: &OwnedKVList,
     ) -> std::io::Result<()> {
-        buffers.encode(record, values).map_err(|e| match e {
-            slog::Error::Io(e) => e,
-            other => std::io::Error::other(other.to_string()),
-        })?;
-        let result =
-            if self.mode == LogWrite::Batched && append_on_worker(&self.sink, &buffers.line)? {
-                Ok(())
-            } else {
+        // Never an error: slog's `Fuse` would turn it into a panic in whatever logged.
+        match buffers.encode(record, values) {
+            Err(error) => drop_lines(b"\n", &error),
+            Ok(())
+                if self.mode == LogWrite::Batched
+                    && append_on_worker(&self.sink, &buffers.line) => {}
+            Ok(()) => {
                 // Written now: what workers logged to this sink before goes first, so no line
                 // overtakes another.
                 flush_pending(Some(&self.sink));
-                self.sink.write_lines(&buffers.line)
-            };
+                self.sink.write_lines(&buffers.line);
+            }
+        }
         // One huge line must not pin its memory on the thread.
         if buffers.line.capacity() > MAX_PENDING_BYTES {
             buffers.line = Vec::new();
         }
-        result
+        Ok(())
     }
 }
 
@@ -377,21 +402,18 @@ struct Pending {
 }
 
 impl Pending {
-    fn flush(&self) -> std::io::Result<()> {
-        let Ok(mut lines) = self.lines.lock() else {
-            return Err(std::io::Error::other("pending log lines poisoned"));
-        };
-        Self::write_out(&self.sink, &mut lines)
+    fn flush(&self) {
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::write_out(&self.sink, &mut lines);
     }
 
-    fn write_out(sink: &Sink, lines: &mut Vec<u8>) -> std::io::Result<()> {
+    fn write_out(sink: &Sink, lines: &mut Vec<u8>) {
         if lines.is_empty() {
-            return Ok(());
+            return;
         }
         // Cleared even when the write fails: a broken sink must not grow memory without bound.
-        let result = sink.write_lines(lines);
+        sink.write_lines(lines);
         lines.clear();
-        result
     }
 }
 
@@ -412,7 +434,7 @@ impl Drop for Worker {
     /// The thread is ending (also by unwinding): nothing it logged may stay behind.
     fn drop(&mut self) {
         for pending in &self.pending {
-            let _ = pending.flush();
+            pending.flush();
         }
     }
 }
@@ -423,13 +445,13 @@ thread_local! {
 
 /// Appends `line` to this thread's pending buffer when a flush task runs here; `false` when the
 /// line must be written synchronously instead.
-fn append_on_worker(sink: &Arc<Sink>, line: &[u8]) -> std::io::Result<bool> {
+fn append_on_worker(sink: &Arc<Sink>, line: &[u8]) -> bool {
     let appended = WORKER.try_with(|worker| {
         let Ok(mut worker) = worker.try_borrow_mut() else {
-            return Ok(false);
+            return false;
         };
         let Some(flusher) = worker.flusher.clone() else {
-            return Ok(false);
+            return false;
         };
         let pending = match worker.pending.iter().find(|p| Arc::ptr_eq(&p.sink, sink)) {
             Some(pending) => pending.clone(),
@@ -447,20 +469,18 @@ fn append_on_worker(sink: &Arc<Sink>, line: &[u8]) -> std::io::Result<bool> {
             }
         };
         drop(worker);
-        let Ok(mut lines) = pending.lines.lock() else {
-            return Err(std::io::Error::other("pending log lines poisoned"));
-        };
+        let mut lines = pending.lines.lock().unwrap_or_else(PoisonError::into_inner);
         let first = lines.is_empty();
         lines.extend_from_slice(line);
         if lines.len() >= MAX_PENDING_BYTES {
-            Pending::write_out(sink, &mut lines)?;
+            Pending::write_out(sink, &mut lines);
         } else if first {
             flusher.notify_one();
         }
-        Ok(true)
+        true
     });
     // During the thread's own teardown the line is written directly.
-    appended.unwrap_or(Ok(false))
+    appended.unwrap_or(false)
 }
 
 /// Starts group commit on the current HTTP worker: spawns its flush task on the worker's event
@@ -514,7 +534,7 @@ fn flush_this_thread() {
         })
         .unwrap_or_default();
     for p in pending {
-        let _ = p.flush();
+        p.flush();
     }
 }
 
@@ -535,7 +555,7 @@ fn flush_pending(sink: Option<&Arc<Sink>>) {
         Err(_) => return,
     };
     for pending in all {
-        let _ = pending.flush();
+        pending.flush();
     }
 }
 
@@ -732,6 +752,54 @@ mod tests {
             self.batches
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(())
+        }
+    }
+
+    /// A sink that fails while `broken` is set, as stdout does when its pipe is closed.
+    #[derive(Clone, Default)]
+    struct BreakableSink {
+        inner: CountingSink,
+        broken: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Write for BreakableSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_drops_and_counts_lines_and_logging_goes_on() {
+        for mode in [LogWrite::Sync, LogWrite::Batched] {
+            let sink = BreakableSink::default();
+            let log = logger_with(Box::new(sink.clone()), slog::Level::Info, mode);
+            actix_web::rt::System::new().block_on(async {
+                batch_on_this_worker();
+                info!(log, "before");
+                tokio::task::yield_now().await;
+                sink.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+                let dropped_before = lines_dropped();
+                // Would panic through slog's Fuse if a write error escaped the drain.
+                for i in 0..3 {
+                    info!(log, "lost {}", i);
+                }
+                tokio::task::yield_now().await;
+                assert!(
+                    lines_dropped() >= dropped_before + 3,
+                    "{mode:?}: the lost lines are counted"
+                );
+                sink.broken
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                info!(log, "after");
+                tokio::task::yield_now().await;
+            });
+            assert_eq!(sink.inner.messages(), ["before", "after"], "{mode:?}");
         }
     }
 

@@ -157,6 +157,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     pool.with_label_values(&["in_use"])
         .set(i64::from(size.saturating_sub(idle)));
     state.metrics.db_pool_max.set(i64::from(max));
+    let dropped = &state.metrics.log_lines_dropped;
+    dropped.inc_by(crate::telemetry::lines_dropped().saturating_sub(dropped.get()));
     if state.db.backend() == "sqlite" {
         // One indexed row; on a failure the last value read stays (the database's own alerts fire).
         if let Ok(Ok(taken_at)) =

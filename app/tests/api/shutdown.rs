@@ -285,3 +285,99 @@ async fn healthcheck_subcommand_reports_the_service_state() {
         .expect("run");
     assert!(!refused.status.success());
 }
+
+/// The log pipeline dies (stdout's reader goes away): requests are still served in both write
+/// modes, the lost lines are counted on /metrics, and standard error says why once.
+#[tokio::test]
+async fn a_closed_stdout_loses_log_lines_but_no_request() {
+    for mode in ["sync", "batched"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+            .env_clear()
+            .env("PORT", "0")
+            .env("METRICS_PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("API_TOKEN", TOKEN)
+            .env("WORKERS", "2")
+            .env("RATE_LIMIT_PER_SECOND", "0")
+            .env("LOG_WRITE", mode)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/app.db", dir.path().display()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (port, metrics_port) = loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+                .await
+                .expect("the service starts within 10 s")
+                .expect("read stdout")
+                .expect("a listening line before stdout ends");
+            let value: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            if value["message"] == "listening" {
+                let port_of = |key: &str| -> u16 {
+                    value[key]
+                        .as_str()
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| p.parse().ok())
+                        .expect("a port")
+                };
+                break (port_of("address"), port_of("internal_address"));
+            }
+        };
+        // The reading end closes: every later write to stdout fails with EPIPE.
+        drop(stdout);
+
+        for i in 0..20 {
+            let (status, text) = raw_request(
+                port,
+                b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .expect("a response");
+            assert_eq!(status, 200, "{mode}, request {i}: {text}");
+        }
+        let body = format!(r#"{{"name":"Ann","email":"ann-{mode}@example.com"}}"#);
+        let (status, text) =
+            raw_request(port, format!("{}{body}", post_head(body.len())).as_bytes())
+                .await
+                .expect("a response");
+        assert_eq!(status, 201, "{mode}: a write is still served: {text}");
+        // Batched lines are written at the end of the worker's turn: give it one.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let (status, metrics) = raw_request(
+            metrics_port,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("metrics");
+        assert_eq!(status, 200);
+        let dropped: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("app_log_lines_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("app_log_lines_dropped_total is exported");
+        assert!(
+            dropped >= 21.0,
+            "{mode}: {dropped} lines counted as dropped"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{mode}: the service is still running"
+        );
+
+        child.start_kill().expect("kill");
+        let output = child.wait_with_output().await.expect("output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.matches("log lines cannot be written").count(),
+            1,
+            "{mode}: the failure is reported once: {stderr}"
+        );
+    }
+}
