@@ -16,7 +16,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::backup::{self, BackupTarget, CommandError, CommandErrorKind, POSTGRES_REFUSAL};
-use crate::configuration::{database_options, DatabaseOptions, DatabaseSettings};
+use crate::configuration::{
+    database_options, token_strength_log10, DatabaseOptions, DatabaseSettings,
+};
 use crate::db::{Database, OpenError};
 use crate::telemetry::{self, LogWrite};
 
@@ -48,6 +50,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the SQLite database with a verified backup; refused while the database is in use
     Restore(RestoreArgs),
+    /// Print log10 of the guesses a token read on standard input needs (used by the service itself)
+    #[command(hide = true)]
+    TokenStrength,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +247,52 @@ fn sqlite_file(settings: &DatabaseSettings) -> Result<PathBuf, CommandError> {
         Ok(DatabaseOptions::Postgres(_)) => Err(CommandError::usage(POSTGRES_REFUSAL)),
         Err(e) => Err(CommandError::usage(format!("{}: {e}", settings.source))),
     }
+}
+
+/// `token-strength`: the score of the token on standard input, as [`token_strength_log10`] computes it.
+pub fn token_strength() -> ExitCode {
+    use std::io::Read;
+    let mut token = String::new();
+    if std::io::stdin().read_to_string(&mut token).is_err() {
+        eprintln!("devsecops-app token-strength: standard input is not UTF-8 text");
+        return ExitCode::from(2);
+    }
+    println!("{}", token_strength_log10(&token));
+    ExitCode::SUCCESS
+}
+
+/// Scores a token in a child process of this binary (`token-strength`, the token on its standard
+/// input, an empty environment), so that the dictionaries zxcvbn builds on first use, about 8 MB
+/// that stay allocated for the life of a process, leave with the child. Any failure to run it
+/// scores the token here instead: the check itself never depends on the child.
+pub fn token_strength_in_child(token: &str) -> f64 {
+    score_in_child(token).unwrap_or_else(|| token_strength_log10(token))
+}
+
+fn score_in_child(token: &str) -> Option<f64> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().ok()?)
+        .arg("token-strength")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // Written, then closed by the drop: the child reads to the end.
+    let written = child.stdin.take()?.write_all(token.as_bytes());
+    let output = child.wait_with_output().ok()?;
+    written.ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    std::str::from_utf8(&output.stdout)
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|score| score.is_finite())
 }
 
 #[cfg(test)]

@@ -695,6 +695,15 @@ pub fn database_options(url: &str) -> Result<DatabaseOptions, String> {
     }
 }
 
+/// How a production token is scored: [`token_strength_log10`] in this process, unless the binary
+/// installs another way to compute the same number (the service scores it in a child process).
+static STRENGTH_ESTIMATOR: std::sync::OnceLock<fn(&str) -> f64> = std::sync::OnceLock::new();
+
+/// Installs how production tokens are scored; the first call wins.
+pub fn set_strength_estimator(estimate: fn(&str) -> f64) {
+    let _ = STRENGTH_ESTIMATOR.set(estimate);
+}
+
 /// Production tokens must be long, not the development default, and not trivially guessable.
 fn check_production_token(token: &str) -> Result<(), ConfigError> {
     if token == DEVELOPMENT_TOKEN {
@@ -707,7 +716,10 @@ fn check_production_token(token: &str) -> Result<(), ConfigError> {
             "API_TOKEN: at least {MIN_PRODUCTION_TOKEN_LEN} characters are required when APP_ENV=production"
         )));
     }
-    let strength = token_strength_log10(token);
+    let strength = match STRENGTH_ESTIMATOR.get() {
+        Some(estimate) => estimate(token),
+        None => token_strength_log10(token),
+    };
     if strength < MIN_PRODUCTION_TOKEN_STRENGTH {
         return Err(ConfigError(format!(
             "API_TOKEN: too guessable (about 10^{strength:.0} guesses, at least 10^{MIN_PRODUCTION_TOKEN_STRENGTH:.0} required); generate one with `openssl rand -hex 32`"

@@ -8,6 +8,9 @@ use devsecops_app::telemetry;
 use slog::{crit, info};
 
 fn main() -> ExitCode {
+    // The service keeps running for weeks: score a production token in a child process, whose
+    // memory goes when it exits (cli::token_strength_in_child).
+    devsecops_app::configuration::set_strength_estimator(cli::token_strength_in_child);
     // An unknown command or flag exits 2 here, before anything is read or bound; --help and
     // --version exit 0.
     match Cli::parse().command.unwrap_or(Command::Serve) {
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
         Command::Migrate => cli::migrate(),
         Command::Backup(args) => cli::backup(args),
         Command::Restore(args) => cli::restore(args),
+        Command::TokenStrength => cli::token_strength(),
     }
 }
 

@@ -185,3 +185,47 @@ async fn backup_and_restore_refuse_postgres_pointing_to_pg_dump() {
     }
     assert!(!std::path::Path::new("/tmp/never-written.db").exists());
 }
+
+/// The service scores its production token in a child process of the same binary: the child's
+/// number is the library's, digit for digit, and its output carries nothing else.
+#[test]
+fn token_strength_in_a_child_is_the_library_score() {
+    use devsecops_app::configuration::token_strength_log10;
+    use std::io::Write;
+    for token in [
+        "",
+        "password",
+        "correct horse battery staple",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "ünïcödé tökén with spaces and \u{1F980}",
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+            .arg("token-strength")
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(token.as_bytes())
+            .expect("write the token");
+        let output = child.wait_with_output().expect("output");
+        assert!(output.status.success(), "{token:?}: {output:?}");
+        let printed = String::from_utf8(output.stdout).expect("UTF-8");
+        assert_eq!(
+            printed,
+            format!("{}\n", token_strength_log10(token)),
+            "{token:?}"
+        );
+    }
+    // Help does not list it: it is the service's, not an operator's, command.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("token-strength"));
+}
