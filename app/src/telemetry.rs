@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use slog::{o, Drain, Logger, OwnedKVList, Record};
@@ -86,7 +86,7 @@ pub fn logger_with(sink: LogSink, level: slog::Level, mode: LogWrite) -> Logger 
         install_panic_flush();
     }
     let drain = JsonLines {
-        sink: Arc::new(Sink(Mutex::new(sink))),
+        sink: Arc::new(Sink::new(sink)),
         mode,
     };
     let drain = slog::LevelFilter::new(drain.fuse(), level).fuse();
@@ -106,7 +106,8 @@ pub fn level_name(level: slog::Level) -> &'static str {
 }
 
 /// Encodes one record as a JSON object on one line: `timestamp`, `level` and `message`, then the
-/// logger's key-values (a child's before its parent's), then the record's, as slog-json ordered them.
+/// logger's key-values (a child's before its parent's), then the record's. slog-json wrote the same
+/// fields in another order; JSON consumers (Loki, Alloy, the tests) do not depend on it.
 /// Written here rather than taken from slog-json, which passes every fragment through serde's map
 /// serializer and an `io::Write` call: the access line is encoded once per request, and that path was
 /// a fifth of the middleware's instructions (BENCHMARKS.md). Strings that need escaping are escaped by
@@ -157,13 +158,20 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// The value of a field whose `Display` implementation returned an error.
+pub const UNFORMATTABLE: &str = "<value could not be formatted>";
+
 impl slog::Serializer for LineEncoder<'_> {
     fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments) -> slog::Result {
         if let Some(text) = value.as_str() {
             return self.emit_str(key, text);
         }
         self.scratch.clear();
-        std::fmt::Write::write_fmt(&mut *self.scratch, *value)?;
+        if std::fmt::Write::write_fmt(&mut *self.scratch, *value).is_err() {
+            // A Display implementation that fails costs its field, not the line.
+            self.scratch.clear();
+            self.scratch.push_str(UNFORMATTABLE);
+        }
         self.key(key);
         json_string(self.out, self.scratch);
         Ok(())
@@ -222,7 +230,10 @@ impl slog::Serializer for LineEncoder<'_> {
         self.integer(key, value)
     }
     fn emit_f32(&mut self, key: slog::Key, value: f32) -> slog::Result {
-        self.emit_f64(key, f64::from(value))
+        self.key(key);
+        // Its own shortest form (0.1, not the f64 widening 0.10000000149011612).
+        let _ = serde_json::to_writer(&mut *self.out, &value);
+        Ok(())
     }
     fn emit_f64(&mut self, key: slog::Key, value: f64) -> slog::Result {
         self.key(key);
@@ -304,39 +315,100 @@ thread_local! {
 }
 
 /// The destination, shared by every thread's pending buffer.
-struct Sink(Mutex<LogSink>);
+struct Sink(Mutex<SinkState>);
+
+struct SinkState {
+    out: LogSink,
+    /// A write failed part-way through a line: its start is in the output without a newline.
+    cut: bool,
+}
 
 impl Sink {
-    /// Writes whole lines. When the sink fails (a closed pipe, a full disk) these lines are lost:
-    /// they are counted ([`lines_dropped`]), the start of each run of failures is reported on
-    /// standard error, and logging goes on, so a broken log pipeline never takes requests down.
+    fn new(out: LogSink) -> Self {
+        Sink(Mutex::new(SinkState { out, cut: false }))
+    }
+
+    /// Writes whole lines. When the sink fails (a closed pipe, a full disk) the lines not written
+    /// in full are lost: they are counted ([`lines_dropped`]), reported on standard error at most
+    /// every [`REPORT_INTERVAL_SECS`], and logging goes on, so a broken log pipeline never takes
+    /// requests down. A line cut by a failure is ended before the next one, so that one line is
+    /// lost, not two.
     fn write_lines(&self, lines: &[u8]) {
-        let mut out = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match out.write_all(lines).and_then(|()| out.flush()) {
-            Ok(()) => SINK_FAILING.store(false, Ordering::Relaxed),
-            Err(error) => drop_lines(lines, &error),
-        }
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.write_lines(lines);
     }
 }
 
-/// Log lines lost since the process started: the sink failed, or a value could not be formatted.
+impl SinkState {
+    fn write_lines(&mut self, lines: &[u8]) {
+        if self.cut {
+            if let Err(error) = self.write_counted(b"\n").1 {
+                dropped(count_lines(lines), "log lines cannot be written", &error);
+                return;
+            }
+            self.cut = false;
+        }
+        let (written, result) = self.write_counted(lines);
+        if let Err(error) = result.and_then(|()| self.out.flush()) {
+            let (done, lost) = lines.split_at(written);
+            self.cut = done.last().is_some_and(|&b| b != b'\n');
+            dropped(count_lines(lost), "log lines cannot be written", &error);
+        }
+    }
+
+    /// `write_all` that says how far it got.
+    fn write_counted(&mut self, bytes: &[u8]) -> (usize, std::io::Result<()>) {
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.out.write(&bytes[written..]) {
+                Ok(0) => return (written, Err(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (written, Err(e)),
+            }
+        }
+        (written, Ok(()))
+    }
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Log lines lost since the process started: the sink failed, or a record could not be encoded.
 static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
-/// Whether the last write to a sink failed, so a run of failures is reported once.
-static SINK_FAILING: AtomicBool = AtomicBool::new(false);
+/// When standard error last heard of lost lines (seconds on the process's clock, plus one).
+static LAST_REPORT: AtomicU64 = AtomicU64::new(0);
+/// Lost lines are reported on standard error at most this often; the counter has every one.
+pub const REPORT_INTERVAL_SECS: u64 = 10;
 
 /// Log lines lost since the process started (exported as `app_log_lines_dropped_total`).
 pub fn lines_dropped() -> u64 {
     LINES_DROPPED.load(Ordering::Relaxed)
 }
 
-fn drop_lines(lines: &[u8], error: &dyn std::fmt::Display) {
-    let count = lines.iter().filter(|&&b| b == b'\n').count().max(1);
-    LINES_DROPPED.fetch_add(count as u64, Ordering::Relaxed);
-    if !SINK_FAILING.swap(true, Ordering::Relaxed) {
+fn dropped(lines: u64, what: &str, cause: &dyn std::fmt::Display) {
+    if lines == 0 {
+        return;
+    }
+    let total = LINES_DROPPED.fetch_add(lines, Ordering::Relaxed) + lines;
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + 1;
+    let last = LAST_REPORT.load(Ordering::Relaxed);
+    let due = last == 0 || now >= last + REPORT_INTERVAL_SECS;
+    if due
+        && LAST_REPORT
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
         // Standard error is all that is left; if it fails too, there is no one to tell.
         let _ = writeln!(
             std::io::stderr(),
-            "devsecops-app: log lines cannot be written ({error}); they are dropped and counted in app_log_lines_dropped_total"
+            "devsecops-app: {what} ({cause}); {total} lines dropped so far, counted in app_log_lines_dropped_total"
         );
     }
 }
@@ -374,7 +446,7 @@ impl JsonLines {
     ) -> std::io::Result<()> {
         // Never an error: slog's `Fuse` would turn it into a panic in whatever logged.
         match buffers.encode(record, values) {
-            Err(error) => drop_lines(b"\n", &error),
+            Err(error) => dropped(1, "a log record could not be encoded", &error),
             Ok(())
                 if self.mode == LogWrite::Batched
                     && append_on_worker(&self.sink, &buffers.line) => {}
@@ -385,9 +457,12 @@ impl JsonLines {
                 self.sink.write_lines(&buffers.line);
             }
         }
-        // One huge line must not pin its memory on the thread.
+        // One huge line or value must not pin its memory on the thread.
         if buffers.line.capacity() > MAX_PENDING_BYTES {
             buffers.line = Vec::new();
+        }
+        if buffers.scratch.capacity() > MAX_PENDING_BYTES {
+            buffers.scratch = String::new();
         }
         Ok(())
     }
@@ -568,10 +643,11 @@ fn install_panic_flush() {
         std::panic::set_hook(Box::new(move |info| {
             if let Ok(all) = PENDING.try_lock() {
                 for pending in all.iter().filter_map(Weak::upgrade) {
-                    if let (Ok(mut lines), Ok(mut out)) =
+                    if let (Ok(mut lines), Ok(mut sink)) =
                         (pending.lines.try_lock(), pending.sink.0.try_lock())
                     {
-                        let _ = out.write_all(&lines).and_then(|()| out.flush());
+                        // Counts what it cannot write, as every other path does.
+                        sink.write_lines(&lines);
                         lines.clear();
                     }
                 }
@@ -801,6 +877,128 @@ mod tests {
             });
             assert_eq!(sink.inner.messages(), ["before", "after"], "{mode:?}");
         }
+    }
+
+    /// Accepts `budget` more bytes, then fails every write until given a new budget.
+    #[derive(Clone, Default)]
+    struct ShortSink {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        budget: Arc<Mutex<Option<usize>>>,
+    }
+
+    impl Write for ShortSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut budget = self.budget.lock().expect("budget");
+            let n = match *budget {
+                None => buf.len(),
+                Some(0) => return Err(std::io::ErrorKind::StorageFull.into()),
+                Some(left) => buf.len().min(left),
+            };
+            if let Some(left) = budget.as_mut() {
+                *left -= n;
+            }
+            self.bytes
+                .lock()
+                .expect("bytes")
+                .extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_cut_by_a_failing_write_is_ended_before_the_next_one() {
+        let sink = ShortSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Sync);
+        let dropped_before = lines_dropped();
+        info!(log, "one");
+        *sink.budget.lock().expect("budget") = Some(40); // the next line stops after 40 bytes
+        info!(log, "two");
+        info!(log, "three");
+        *sink.budget.lock().expect("budget") = None;
+        info!(log, "four");
+        let text = String::from_utf8(sink.bytes.lock().expect("bytes").clone()).expect("UTF-8");
+        let lines: Vec<&str> = text.lines().collect();
+        let parsed: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let messages: Vec<_> = parsed.iter().map(|l| l["message"].clone()).collect();
+        assert_eq!(messages, ["one", "four"], "{text}");
+        assert_eq!(
+            lines.len(),
+            3,
+            "one cut line of its own between them: {text}"
+        );
+        assert!(text.ends_with('\n'));
+        assert!(
+            lines_dropped() >= dropped_before + 2,
+            "two and three are counted"
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_formatted_costs_its_field_not_the_line() {
+        struct Failing;
+        impl std::fmt::Display for Failing {
+            fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                Err(std::fmt::Error)
+            }
+        }
+        let buffer = SharedBuffer::default();
+        let log = logger_with(Box::new(buffer.clone()), slog::Level::Info, LogWrite::Sync);
+        info!(log, "kept"; "detail" => %Failing, "status" => 200u16, "ratio" => 0.1f32);
+        let lines = buffer.lines();
+        assert_eq!(lines.len(), 1, "{}", buffer.text());
+        assert_eq!(lines[0]["message"], "kept");
+        assert_eq!(lines[0]["detail"], UNFORMATTABLE);
+        assert_eq!(lines[0]["status"], 200);
+        assert!(
+            buffer.text().contains("\"ratio\":0.1,") || buffer.text().contains("\"ratio\":0.1}")
+        );
+    }
+
+    #[test]
+    fn a_huge_formatted_value_does_not_stay_allocated_on_the_thread() {
+        let buffer = SharedBuffer::default();
+        let log = logger_with(Box::new(buffer.clone()), slog::Level::Info, LogWrite::Sync);
+        let big = "x".repeat(4 * MAX_PENDING_BYTES);
+        info!(log, "big"; "value" => format_args!("{big}"));
+        let (line, scratch) = LINE.with(|b| {
+            let b = b.borrow();
+            (b.line.capacity(), b.scratch.capacity())
+        });
+        assert!(
+            line <= MAX_PENDING_BYTES && scratch <= MAX_PENDING_BYTES,
+            "{line} {scratch}"
+        );
+        assert_eq!(
+            buffer.lines()[0]["value"].as_str().map(str::len),
+            Some(big.len())
+        );
+    }
+
+    #[test]
+    fn the_panic_hook_counts_what_it_cannot_write() {
+        let sink = BreakableSink::default();
+        let log = logger_with(Box::new(sink.clone()), slog::Level::Info, LogWrite::Batched);
+        sink.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        let dropped_before = lines_dropped();
+        let worker_log = log.clone();
+        let panicked = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                batch_on_this_worker();
+                info!(worker_log, "pending 1");
+                info!(worker_log, "pending 2");
+                panic!("handler bug");
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(lines_dropped() >= dropped_before + 2);
+        assert!(sink.inner.messages().is_empty());
     }
 
     #[test]
