@@ -73,7 +73,7 @@ fn main() {
         ("page of 20 users", page(20)),
         ("page of 100 users", page(100)),
         ("/metrics", metrics_text()),
-        ("/openapi.json", OpenApiJson::public().bytes()),
+        ("/openapi.json", OpenApiJson::public().wait()),
     ];
     println!("body\tbytes\tcoding\tcoded_bytes\tratio\tmicroseconds");
     actix_web::rt::System::new().block_on(async move {

@@ -168,13 +168,24 @@ impl Modify for TagListPatterns {
         (status = "default", description = "Error", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> Result<HttpResponse, ApiError> {
+    let body = match doc.rendered() {
+        Some(body) => body,
+        // Not rendered yet (a request right after start): wait on the blocking pool, not on
+        // this worker's event loop, which has other requests to serve.
+        None => {
+            let doc = doc.into_inner();
+            web::block(move || doc.wait()).await.map_err(|_| {
+                ApiError::Unavailable("the API description is not available yet".into())
+            })?
+        }
+    };
+    Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
-        .body(doc.bytes())
+        .body(body))
 }
 
 /// The serialized document of a listener, rendered once. Rendering the public one takes tens of
@@ -212,8 +223,13 @@ impl OpenApiJson {
         Bytes::from(render().unwrap_or_default())
     }
 
-    /// The document; blocks until it is rendered.
-    pub fn bytes(&self) -> Bytes {
+    /// The document, if it is rendered.
+    pub fn rendered(&self) -> Option<Bytes> {
+        self.document.get().cloned()
+    }
+
+    /// The document; blocks the thread until it is rendered.
+    pub fn wait(&self) -> Bytes {
         // The background thread initialises it; should that thread have died, render here.
         self.document
             .get_or_init(|| Self::render(self.render))
@@ -287,6 +303,36 @@ pub fn configure_internal(cfg: &mut web::ServiceConfig) {
 mod tests {
     use super::*;
     use crate::domain::{email_pattern, name_pattern};
+
+    #[actix_web::test]
+    async fn a_request_before_the_document_is_rendered_leaves_the_event_loop_free() {
+        fn slow() -> Result<String, serde_json::Error> {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok("{}".into())
+        }
+        let doc = web::Data::new(OpenApiJson::render_in_background(slow));
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let ticker = {
+            let ticks = ticks.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+                    ticks.set(ticks.get() + 1);
+                }
+            })
+        };
+        let response = openapi_json(doc).await.expect("a response");
+        ticker.abort();
+        assert!(
+            ticks.get() >= 10,
+            "the event loop ran {} ticks while the document rendered",
+            ticks.get()
+        );
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"{}");
+    }
 
     /// utoipa takes patterns as literals only; this keeps them equal to the ones validation documents.
     #[test]
