@@ -56,6 +56,14 @@ pub fn subscribe(state: &web::Data<AppState>) {
     subscribers.push(std::sync::Arc::downgrade(&state.clone().into_inner()));
 }
 
+/// Whether actix-http's events reach this module through its `tracing` subscriber (the process's
+/// global one), rather than through the `log` fallback, which `tracing` uses only when no
+/// subscriber is set.
+pub fn receives_tracing_events() -> bool {
+    tracing_core::dispatcher::has_been_set()
+        && tracing_core::dispatcher::get_default(|dispatch| dispatch.is::<TracingBridge>())
+}
+
 /// What one `log` record means for us.
 #[derive(Debug, PartialEq, Eq)]
 enum Event {

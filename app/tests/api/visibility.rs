@@ -29,6 +29,8 @@ fn status_of(response: &[u8]) -> String {
 #[actix_web::test]
 async fn malformed_heads_are_counted_and_logged() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    // These events would also arrive through `log` without the subscriber: make sure they do not.
+    assert!(devsecops_app::http_log::receives_tracing_events());
     let smuggling = b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     let mut many_headers = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
     for i in 0..120 {
