@@ -274,11 +274,29 @@ def log_directory(workdir):
     later, during a later scenario) makes every SQLite and PostgreSQL commit's fsync wait on the
     filesystem journal. That interaction is measured on its own ("while its disk writes back a log")."""
     shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+    if os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= LOG_SPACE_BYTES:
         return tempfile.mkdtemp(prefix="devsecops-bench-logs-", dir=shm)
-    print(f"note: no writable {shm}: logs go to {workdir}, on the databases' disk; "
-          "commit tails may include the kernel's writeback of those logs", file=sys.stderr)
+    print(f"note: {shm} is missing, read-only or has under {LOG_SPACE_BYTES >> 30} GiB free: logs go to "
+          f"{workdir}, on the databases' disk; commit tails may include the kernel's writeback of those logs",
+          file=sys.stderr)
     return workdir
+
+
+# A run writes about 1 GB of logs (a million access lines per /health scenario).
+LOG_SPACE_BYTES = 3 << 30
+
+
+def keep_log_tails(logdir, workdir, lines=200):
+    """On a failed run: the end of each server log, copied to the kept disk directory, before the
+    RAM-backed directory goes."""
+    for name in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, name)
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 256 * 1024))
+            tail = f.read().splitlines()[-lines:]
+        with open(os.path.join(workdir, name + ".tail"), "wb") as out:
+            out.write(b"\n".join(tail) + b"\n")
+    print(f"the logs' last {lines} lines are in {workdir}", file=sys.stderr)
 
 
 def psql(admin_url, sql, db=None):
@@ -489,7 +507,16 @@ def main():
     workdir = tempfile.mkdtemp(prefix="devsecops-bench-")
     logdir = log_directory(workdir)
     if logdir != workdir:
-        atexit.register(shutil.rmtree, logdir, True)  # RAM-backed: never left behind
+        # RAM-backed: never left behind, also on SIGTERM or SIGHUP (a CI abort, `timeout`), which
+        # become an exit so that atexit runs; a failed run keeps the logs' tails on disk.
+        def remove_logs():
+            if os.path.isdir(logdir):  # still there: the run did not finish
+                if os.path.isdir(workdir):
+                    keep_log_tails(logdir, workdir)
+                shutil.rmtree(logdir, True)
+        atexit.register(remove_logs)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     common = {"API_TOKEN": TOKEN, "APP_ENV": "production", "RATE_LIMIT_PER_SECOND": "0", "WORKERS": "2",
               "LOG_LEVEL": "info"}
 
@@ -538,6 +565,9 @@ def main():
                                                      post_script(workdir))
     sync.wait()
     s.stop()
+    # Its log was on the databases' disk: gone and written back before the next scenarios.
+    os.unlink(os.path.join(workdir, "writeback.log"))
+    subprocess.run(["sync"], check=True)
 
     # PostgreSQL with 10,000 users: the service, then the peers on the same data, then pgbench.
     db_name = "bench_users"
@@ -625,10 +655,12 @@ def main():
          f"< {TARGETS['kill_lost_traffic_ms_max']} ms",
          loss[("batched", "KILL")]["lost_traffic_ms"] < TARGETS["kill_lost_traffic_ms_max"]),
     ]
+    # Judged with the log off the database's disk, as deployed behind a pipe; the writeback row is
+    # reported beside it (BENCHMARKS.md, "Tail latency on SQLite").
     for key, label in (("sqlite_list_users", "list users"), ("sqlite_post_users", "create user")):
         r = results[key]
         tail = r["p99_ms"] / r["p50_ms"]
-        checks.append((f"p99 / p50, {label} (SQLite)", f"{tail:.1f} (p99.9 {r['p999_ms']:.1f} ms)",
+        checks.append((f"p99 / p50, {label} (SQLite, log off its disk)", f"{tail:.1f} (p99.9 {r['p999_ms']:.1f} ms)",
                        f"< {TARGETS['sqlite_p99_over_p50_max']}", tail < TARGETS["sqlite_p99_over_p50_max"]))
     for backend in ("sqlite", "postgres"):
         lines = results[f"{backend}_access_lines"]
@@ -636,7 +668,11 @@ def main():
                        "equal", lines["logged"] == lines["served"]))
     print()
     for name, value, target, ok in checks:
-        print(f"{name:<42} {value:>22}   target {target:<10} {'met' if ok else 'MISSED'}")
+        print(f"{name:<50} {value:>22}   target {target:<10} {'met' if ok else 'MISSED'}")
+    wb = results["sqlite_post_users_writeback"]
+    print(f"{'p99 / p50, create user, log written back':<50} "
+          f"{wb['p99_ms'] / wb['p50_ms']:>5.1f} (p99.9 {wb['p999_ms']:.1f} ms)   not a target: "
+          "the kernel's writeback on the database's disk")
     results["checks"] = [{"name": n, "value": v, "target": t, "met": ok} for n, v, t, ok in checks]
     if args.json:
         with open(args.json, "w") as f:
