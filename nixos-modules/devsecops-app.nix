@@ -240,7 +240,7 @@ in
       type = types.nullOr types.path;
       default = null;
       example = "/run/secrets/devsecops-api-token";
-      description = "File holding the bearer token writes need (32 characters or more in production).";
+      description = "File holding the bearer token writes need (32 characters to 512 bytes in production).";
     };
 
     debug = mkOption {

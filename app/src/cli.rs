@@ -266,13 +266,21 @@ pub fn token_strength() -> ExitCode {
 /// that stay allocated for the life of a process, leave with the child. Any failure to run it
 /// scores the token here instead: the check itself never depends on the child.
 pub fn token_strength_in_child(token: &str) -> f64 {
-    score_in_child(token).unwrap_or_else(|| token_strength_log10(token))
+    score_in_child(token).unwrap_or_else(|| {
+        eprintln!(
+            "devsecops-app: the token could not be scored in a child process; scoring it here \
+             (its dictionaries then stay in this process's memory)"
+        );
+        token_strength_log10(token)
+    })
 }
 
 fn score_in_child(token: &str) -> Option<f64> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(std::env::current_exe().ok()?)
+    // The running image itself, even if its file was replaced or deleted since it started (the
+    // path `current_exe` returns could then name another program).
+    let mut child = Command::new("/proc/self/exe")
         .arg("token-strength")
         .env_clear()
         .stdin(Stdio::piped())

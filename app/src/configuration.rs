@@ -18,6 +18,9 @@ pub const DEFAULT_DATABASE_SOURCE: &str =
     "DATABASE_URL (unset: the default sqlite://data/devsecops-app.db)";
 /// Minimum length of an API token in production.
 pub const MIN_PRODUCTION_TOKEN_LEN: usize = 32;
+/// Longest production token accepted: scoring grows with the square of the length (0.5 s at 1,000
+/// characters, minutes at 16,000), and start-up must not wait on it. `openssl rand -hex 32` gives 64.
+pub const MAX_PRODUCTION_TOKEN_LEN: usize = 512;
 /// Minimum strength of a production token, as log10 of the guesses zxcvbn estimates (see
 /// [`token_strength_log10`]). Tokens of the documented generator, `openssl rand -hex 32`, never
 /// scored below 55 in 3,000 draws; 128 random bits (32 hex characters) score 29 on median and
@@ -716,6 +719,11 @@ fn check_production_token(token: &str) -> Result<(), ConfigError> {
             "API_TOKEN: at least {MIN_PRODUCTION_TOKEN_LEN} characters are required when APP_ENV=production"
         )));
     }
+    if token.len() > MAX_PRODUCTION_TOKEN_LEN {
+        return Err(ConfigError(format!(
+            "API_TOKEN: at most {MAX_PRODUCTION_TOKEN_LEN} bytes are accepted when APP_ENV=production"
+        )));
+    }
     let strength = match STRENGTH_ESTIMATOR.get() {
         Some(estimate) => estimate(token),
         None => token_strength_log10(token),
@@ -876,6 +884,15 @@ mod tests {
         }
         let good = settings(&[("APP_ENV", "production"), ("API_TOKEN", &random_hex(32))]);
         assert!(good.is_ok());
+        // Scoring time grows with the square of the length: a megabyte token must not hold the
+        // start for minutes; the longest accepted one is still scored.
+        let huge = "x7".repeat(1 << 19);
+        let started = std::time::Instant::now();
+        let err = settings(&[("APP_ENV", "production"), ("API_TOKEN", &huge)]).unwrap_err();
+        assert!(err.0.contains("at most"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let longest = random_hex(MAX_PRODUCTION_TOKEN_LEN / 2);
+        assert!(settings(&[("APP_ENV", "production"), ("API_TOKEN", &longest)]).is_ok());
     }
 
     /// Every token of the documented generator passes; 128-bit ones almost always do.
