@@ -39,15 +39,11 @@ fn serve() -> ExitCode {
         Err(err) => {
             // The level comes from the settings that failed, so this one line is written at the
             // default level: on stderr for a person, and as JSON on stdout for the log pipeline.
-            let logger = telemetry::logger(Box::new(std::io::stdout()), slog::Level::Info);
+            let logger = telemetry::logger(stdout_sink(), slog::Level::Info);
             return configuration_error(&logger, &err.to_string());
         }
     };
-    let logger = telemetry::logger_with(
-        Box::new(std::io::stdout()),
-        settings.log_level,
-        settings.log_write,
-    );
+    let logger = telemetry::logger_with(stdout_sink(), settings.log_level, settings.log_write);
     info!(logger, "starting";
         "environment" => settings.environment.as_str(),
         "workers" => settings.workers,
@@ -86,4 +82,15 @@ fn configuration_error(logger: &slog::Logger, message: &str) -> ExitCode {
     eprintln!("devsecops-app: configuration error: {message}");
     crit!(logger, "configuration error"; "event" => "configuration_error", "error" => message);
     ExitCode::from(2)
+}
+
+/// Standard output without the standard library's buffer in front of it: a write that fails is
+/// then seen by the logger, which counts the lines it loses, not by a later flush that cannot say
+/// which lines it held.
+fn stdout_sink() -> telemetry::LogSink {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
 }
