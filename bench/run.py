@@ -274,7 +274,8 @@ def log_directory(workdir):
     later, during a later scenario) makes every SQLite and PostgreSQL commit's fsync wait on the
     filesystem journal. That interaction is measured on its own ("while its disk writes back a log")."""
     shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= LOG_SPACE_BYTES:
+    if (os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= LOG_SPACE_BYTES
+            and available_memory() >= LOG_SPACE_BYTES):
         return tempfile.mkdtemp(prefix="devsecops-bench-logs-", dir=shm)
     print(f"note: {shm} is missing, read-only or has under {LOG_SPACE_BYTES >> 30} GiB free: logs go to "
           f"{workdir}, on the databases' disk; commit tails may include the kernel's writeback of those logs",
@@ -282,8 +283,17 @@ def log_directory(workdir):
     return workdir
 
 
-# A run writes about 1 GB of logs (a million access lines per /health scenario).
+# A run writes about 1 GB of logs (a million access lines per /health scenario at the default 10 s).
 LOG_SPACE_BYTES = 3 << 30
+
+
+def available_memory():
+    """MemAvailable: tmpfs reports its size limit as free space, not the memory behind it."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
 
 
 def keep_log_tails(logdir, workdir, lines=200):
@@ -291,11 +301,14 @@ def keep_log_tails(logdir, workdir, lines=200):
     RAM-backed directory goes."""
     for name in sorted(os.listdir(logdir)):
         path = os.path.join(logdir, name)
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 256 * 1024))
-            tail = f.read().splitlines()[-lines:]
-        with open(os.path.join(workdir, name + ".tail"), "wb") as out:
-            out.write(b"\n".join(tail) + b"\n")
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 256 * 1024))
+                tail = f.read().splitlines()[-lines:]
+            with open(os.path.join(workdir, name + ".tail"), "wb") as out:
+                out.write(b"\n".join(tail) + b"\n")
+        except OSError as e:  # a directory, a vanished file, a full disk: the rest still goes
+            print(f"could not keep the end of {path}: {e}", file=sys.stderr)
     print(f"the logs' last {lines} lines are in {workdir}", file=sys.stderr)
 
 
@@ -506,17 +519,24 @@ def main():
     results = {"duration_s": args.duration, "connections": args.connections}
     workdir = tempfile.mkdtemp(prefix="devsecops-bench-")
     logdir = log_directory(workdir)
+    # SIGTERM and SIGHUP (a CI abort, `timeout`) become an exit, so that atexit stops the servers
+    # and cleans up; a second signal during that is ignored.
+    def exit_on(signum, _frame):
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        sys.exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, exit_on)
     if logdir != workdir:
-        # RAM-backed: never left behind, also on SIGTERM or SIGHUP (a CI abort, `timeout`), which
-        # become an exit so that atexit runs; a failed run keeps the logs' tails on disk.
+        # RAM-backed: never left behind; a failed run keeps the logs' tails on disk.
         def remove_logs():
             if os.path.isdir(logdir):  # still there: the run did not finish
-                if os.path.isdir(workdir):
-                    keep_log_tails(logdir, workdir)
-                shutil.rmtree(logdir, True)
+                try:
+                    if os.path.isdir(workdir):
+                        keep_log_tails(logdir, workdir)
+                finally:
+                    shutil.rmtree(logdir, True)
         atexit.register(remove_logs)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     common = {"API_TOKEN": TOKEN, "APP_ENV": "production", "RATE_LIMIT_PER_SECOND": "0", "WORKERS": "2",
               "LOG_LEVEL": "info"}
 
