@@ -317,7 +317,8 @@ def test_the_guide_covers_each_topic():
     with open(DOC) as f:
         headings = [line[3:].strip() for line in f if line.startswith("## ")]
     assert headings == ["Pods stay Pending", "Images on the air-gapped appliance", "High memory",
-                        "The service does not answer", "Database down or full", "Restoring a backup",
+                        "The service does not answer", "Database down or full",
+                        "Slow SQLite writes while logs are busy", "Restoring a backup",
                         "Rolling back", "Restarting the monitoring stack", "The security gate fails"]
     with open(DOC) as f:
         text = f.read()

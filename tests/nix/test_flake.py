@@ -173,6 +173,7 @@ TEST_PROGRAMS = {
     "cargo": "stdenv",            # crane's toolchain (the SBOM of a Cargo project)
     "nix": "unused",              # only for a store path; the tests give path info as JSON
     "chattr": "root", "umount": "root", "findmnt": "root",  # app/tests/api/storage.rs, root only
+    "/proc/self/exe": "self",     # the binary under test running its own image (cli.rs, token scoring)
 }
 
 
@@ -192,7 +193,8 @@ def test_the_tests_check_has_every_program_the_tests_start(flake):
     for system in flake["systems"]:
         args = flake["checks"][system]["tests"]["args"]
         inputs = {i["package"] for i in args["nativeCheckInputs"]}
-        assert {pkg for p, pkg in TEST_PROGRAMS.items() if p in started and pkg not in ("stdenv", "unused", "root")} <= inputs
+        assert {pkg for p, pkg in TEST_PROGRAMS.items()
+                if p in started and pkg not in ("stdenv", "unused", "root", "self")} <= inputs
         assert "postgresql" in inputs
 
 
