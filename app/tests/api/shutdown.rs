@@ -20,20 +20,28 @@ struct Running {
     lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn start_binary(dir: &std::path::Path) -> Running {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
+/// The real binary serving a fresh SQLite database in `dir` on free ports, stdout piped.
+fn service_command(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"));
+    command
         .env_clear()
         .env("PORT", "0")
+        .env("METRICS_PORT", "0")
         .env("HOST", "127.0.0.1")
         .env("API_TOKEN", TOKEN)
         .env("WORKERS", "2")
         .env("RATE_LIMIT_PER_SECOND", "0")
         .env("DATABASE_URL", format!("sqlite://{}/app.db", dir.display()))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+async fn start_binary(dir: &std::path::Path) -> Running {
+    let mut child = service_command(dir)
         .env("SHUTDOWN_DELAY_MS", SHUTDOWN_DELAY_MS.to_string())
         .env("SHUTDOWN_TIMEOUT_SECS", SHUTDOWN_TIMEOUT_SECS.to_string())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("start the binary");
     let stdout = child.stdout.take().expect("stdout");
@@ -292,22 +300,9 @@ async fn healthcheck_subcommand_reports_the_service_state() {
 async fn a_closed_stdout_loses_log_lines_but_no_request() {
     for mode in ["sync", "batched"] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_devsecops-app"))
-            .env_clear()
-            .env("PORT", "0")
-            .env("METRICS_PORT", "0")
-            .env("HOST", "127.0.0.1")
-            .env("API_TOKEN", TOKEN)
-            .env("WORKERS", "2")
-            .env("RATE_LIMIT_PER_SECOND", "0")
+        let mut child = service_command(dir.path())
             .env("LOG_WRITE", mode)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/app.db", dir.path().display()),
-            )
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("start the binary");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
